@@ -27,7 +27,7 @@ from programs import library
 from search.cli._validate import report
 from search.executor import InlineExecutor, LocalExecutor, LocalExecutorConfig
 from search.funnel import Funnel, FunnelConfig, FunnelResult
-from search.job import JobConfig
+from search.jobs._search import SearchConfig
 from search.kinds import OptimizerKind
 from search.store import Store
 
@@ -38,7 +38,7 @@ def make_run(folder: Path, task: str) -> None:
     kind = OptimizerKind()
     baseline = {task: float(evaluate_program(library.get("adamw"), task, seed=0)["fitness"])}
     with Store.for_run(folder) as store:
-        config = JobConfig(tasks=(task,), warm_start=(library.get("adamw").to_text(),))
+        config = SearchConfig(tasks=(task,), warm_start=(library.get("adamw").to_text(),))
         job = store.create_job(folder.name, kind="optimizer", config=config.to_json(), seed=0)
         for birth, name in enumerate(CANDIDATES):
             program = library.get(name)

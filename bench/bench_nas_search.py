@@ -32,7 +32,8 @@ import torch
 import hashing
 from nas import all_nb201
 from search.executor import InlineExecutor
-from search.job import JobConfig, SearchJob
+from search.jobs import run_job
+from search.jobs._search import SearchConfig, SearchJob
 from search.nas_kind import ArchitectureKind, ScratchBudget
 from search.nas_workers import evaluate_architecture
 from search.store import Store
@@ -53,17 +54,17 @@ def run_once(root: Path, args: argparse.Namespace, strategy: str, fcm: bool, cac
     rng = np.random.default_rng([args.seed, 2])
     warm = () if strategy == "random" else tuple(kind.to_text(kind.random_candidate(rng))
                                                  for _ in range(args.population))
-    config = JobConfig(tasks=(args.task,), strategy=strategy, population=args.population, tournament=args.tournament,
+    config = SearchConfig(tasks=(args.task,), strategy=strategy, population=args.population, tournament=args.tournament,
                        evaluations=args.candidates, max_candidates_per_evaluation=1, seed=args.seed,
                        warm_start=warm, fcm=fcm, cache=cache, kind_options=kind.options())
     name = f"{strategy}-{'fcm' if fcm else 'nofcm'}-{cache}"
     store = Store.for_run(root / name)
-    job = SearchJob.create(store, name, kind, config, InlineExecutor, progress=False)
+    job = SearchJob.create(store, name, kind, config, executor_factory=lambda **_: InlineExecutor(), show_progress=False)
     started, cpu_started = time.perf_counter(), time.process_time()
-    summary = job.run()
+    summary = run_job(job)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    candidates = store.list_candidates(job.job.id)
-    evaluations = [e for e in store.list_evaluations(job.job.id) if e.status in ("ok", "failed")]
+    candidates = store.list_candidates(job.record.id)
+    evaluations = [e for e in store.list_evaluations(job.record.id) if e.status in ("ok", "failed")]
     store.close()
     return {
         "candidates": summary.candidates, "evaluations": summary.evaluations, "hits": summary.cache_hits,

@@ -17,27 +17,28 @@ from pathlib import Path
 
 from programs import library
 from search.executor import LocalExecutor, LocalExecutorConfig
-from search.job import JobConfig, SearchJob
+from search.jobs import run_job
+from search.jobs._search import SearchConfig, SearchJob
 from search.kinds import OptimizerKind
 from search.store import Store
 
 
 def run_once(root: Path, name: str, args: argparse.Namespace, cache: str) -> dict[str, float | None]:
-    config = JobConfig(tasks=(args.task,), population=args.population, evaluations=args.evaluations, seed=args.seed,
+    config = SearchConfig(tasks=(args.task,), population=args.population, evaluations=args.evaluations, seed=args.seed,
                        warm_start=(library.get(args.warm_start).to_text(),), cache=cache)
     executor = LocalExecutorConfig(workers=args.workers, timeout_s=300, preload=("torch", "search.workers", "evaluators"))
     store = Store.for_run(root / name)
-    job = SearchJob.create(store, name, OptimizerKind(), config, lambda: LocalExecutor(executor), progress=False)
+    job = SearchJob.create(store, name, OptimizerKind(), config, executor_factory=lambda **_: LocalExecutor(executor), show_progress=False)
     started = time.perf_counter()
-    summary = job.run()
+    summary = run_job(job)
     wall = time.perf_counter() - started
-    evaluations = store.list_evaluations(job.job.id)
+    evaluations = store.list_evaluations(job.record.id)
     finished = sorted((e for e in evaluations if e.finished_order), key=lambda e: e.finished_order)
     runs, reached_runs, reached_time = 0, None, None
     for e in finished:
         runs += e.status in ("ok", "failed")
         if reached_runs is None and e.fitness is not None and e.fitness >= 1.0:
-            reached_runs, reached_time = runs, (e.finished - job.job.created).total_seconds()
+            reached_runs, reached_time = runs, (e.finished - job.record.created).total_seconds()
     busy = sum(e.wall_time or 0.0 for e in evaluations if e.status in ("ok", "failed"))
     return {
         "wall_s": wall, "evaluations": summary.evaluations, "candidates": summary.candidates,

@@ -45,6 +45,10 @@ class CandidateKind(abc.ABC, Generic[C]):
     def mutate(self, candidate: C, rng: np.random.Generator) -> tuple[C, str]:
         """A valid child and a one-line description of the mutation."""
 
+    def check_tasks(self, tasks: tuple[str, ...]) -> None:
+        """``ValueError`` (one line) if a task is unknown to this kind: checked before a job starts or resumes, so an
+        edited stored config cannot run a budget on nonsense (default: no check)."""
+
     def next_step(self, run: str, candidate_id: int) -> str | None:
         """A line for the end-of-search report on what to do with the best candidate (default: none)."""
         return None
@@ -80,6 +84,12 @@ class OptimizerKind(CandidateKind[Any]):
     @classmethod
     def from_job_config(cls, config: Mapping[str, Any]) -> OptimizerKind:
         return cls(fcm=bool(config.get("fcm", True)))
+
+    def check_tasks(self, tasks: tuple[str, ...]) -> None:
+        from evaluators import get_task
+
+        for task in tasks:
+            get_task(task)  # TaskError (a ValueError) names the known tasks
 
     def parse(self, text: str) -> Any:
         from programs import parse

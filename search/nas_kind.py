@@ -102,6 +102,11 @@ class ArchitectureKind(CandidateKind[Any]):
             raise ArchitectureKindError("this architecture job was not made by 'autodisco search architecture'")
         return cls(**dict(options), fcm=bool(config.get("fcm", True)))
 
+    def check_tasks(self, tasks: tuple[str, ...]) -> None:
+        for task in tasks:
+            if task not in TASKS:
+                raise ArchitectureKindError(f"unknown architecture task {task!r}; choose from {', '.join(TASKS)}")
+
     def next_step(self, run: str, candidate_id: int) -> str | None:
         return f"how it was found: autodisco runs lineage {run} {candidate_id}"
 

@@ -10,10 +10,12 @@ from tqdm import tqdm
 
 
 class Progress:
-    """Shows evaluations done, evaluations/s, cache hit rate, failures and the best fitness with its candidate id."""
+    """Shows the units done (evaluations, epochs, sweeps, ...), their rate and the job's fields: for a search the
+    cache hit rate, failures and the best fitness with its candidate id; for other jobs whatever they report."""
 
     def __init__(self, total: int | None, *, enabled: bool = True, done: int = 0, interval_s: float = 10.0,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, unit: str = "eval") -> None:
+        self.unit = unit
         self.stream = sys.stderr if stream is None else stream
         self.total = total
         self.enabled = enabled
@@ -22,7 +24,7 @@ class Progress:
         self.last_line = -float("inf")  # the first update always prints
         self.bar = None
         if enabled and self.stream.isatty():
-            self.bar = tqdm(total=total, initial=done, unit="eval", file=self.stream, dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=done, unit=unit, file=self.stream, dynamic_ncols=True)
 
     def update(self, done: int, fields: dict[str, Any]) -> None:
         if not self.enabled:
@@ -36,7 +38,8 @@ class Progress:
             self.last_line = now
             rate = (done - self.start_done) / max(now - self.start, 1e-9)
             total = f"/{self.total}" if self.total else ""
-            print(f"[autodisco] evaluations {done}{total} | {rate:.2f} evals/s | {_postfix(fields)}",
+            plural = _PLURAL.get(self.unit, self.unit + "s")
+            print(f"[autodisco] {plural} {done}{total} | {rate:.2f} {self.unit}s/s | {_postfix(fields)}",
                   file=self.stream, flush=True)
 
     def close(self) -> None:
@@ -45,7 +48,13 @@ class Progress:
             self.bar = None
 
 
+_PLURAL = {"eval": "evaluations"}
+_SEARCH_FIELDS = ("candidates", "hit_rate", "failed", "best", "best_id")
+
+
 def _postfix(fields: dict[str, Any]) -> str:
+    if not any(key in fields for key in _SEARCH_FIELDS):  # another job's fields: shown as they are
+        return " | ".join(f"{key} {value}" for key, value in fields.items())
     parts = [f"candidates {fields.get('candidates', 0)}"]
     if fields.get("hit_rate") is not None:
         parts.append(f"cache hits {100 * fields['hit_rate']:.0f}%")

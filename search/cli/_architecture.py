@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from search.cli._common import UsageError
-from search.cli._search import _add_execution_options, _executor_factory, _open_store, _run, _say
-from search.job import JobConfig, SearchJob
+from search.cli._search import _add_execution_options, start_search
+from search.jobs._search import SearchConfig
 from search.nas_kind import SCRATCH, SPACES, SUPERNET_PREFIX, TASKS, ArchitectureKind, ScratchBudget
 
 PUBLISHED = ("DARTS_V1", "DARTS_V2")  # nas.genotypes names accepted by --warm-start (DARTS space)
@@ -63,19 +63,11 @@ def _search_architecture(args: argparse.Namespace) -> int:
     kind = _kind(args)
     evaluations = args.evaluations if args.evaluations is not None or args.hours is not None else 100
     warm_start = () if args.strategy == "random" else _warm_start(args, kind)
-    config = JobConfig(tasks=(args.task,), strategy=args.strategy, population=args.population,
-                       tournament=args.tournament, evaluations=evaluations, hours=args.hours, seed=args.seed,
-                       warm_start=warm_start, fcm=kind.fcm, cache=args.cache, plateau_restart=args.plateau_restart,
-                       kind_options=kind.options())
-    executor = _executor_factory(args, kind)
-    run = Path(args.run)
-    store = _open_store(run, args.db)
-    with store:
-        job = SearchJob.create(store, run.name, kind, config, executor, progress=not args.quiet)
-        _say(args, f"job {run.name!r}: {config.strategy} over {kind.space} cells on {args.task}, fitness "
-                   f"{kind.fitness}, budget {f'{evaluations} evaluations' if evaluations else f'{args.hours} h'}; "
-                   f"results in {store!r}")
-        return _run(job, args)
+    config = SearchConfig(tasks=(args.task,), strategy=args.strategy, population=args.population,
+                          tournament=args.tournament, evaluations=evaluations, hours=args.hours, seed=args.seed,
+                          warm_start=warm_start, fcm=kind.fcm, cache=args.cache,
+                          plateau_restart=args.plateau_restart, kind_options=kind.options())
+    return start_search(args, config, kind)
 
 
 def _kind(args: argparse.Namespace) -> ArchitectureKind:

@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from search.cli._common import UsageError, executor_factory, open_run
-from search.job import JobConfig, JobSummary, SearchJob
-from search.kinds import KINDS, CandidateKind, OptimizerKind
+from search.cli._common import UsageError, open_run
+from search.cli._jobs import context_options, refuse_finished, run_to_end, say
+from search.jobs import open_job
+from search.jobs._search import SearchConfig, SearchJob
+from search.kinds import CandidateKind, OptimizerKind
 from search.store import Store
 
 
@@ -71,70 +73,31 @@ def _search_optimizer(args: argparse.Namespace) -> int:
         warm_start = _warm_start_text(args.warm_start)
     except ProgramError as error:
         raise UsageError(f"--warm-start {args.warm_start}: {error}") from None
-    config = JobConfig(tasks=tasks, strategy=args.strategy, population=args.population, tournament=args.tournament,
-                       evaluations=evaluations, hours=args.hours, seed=args.seed, warm_start=(warm_start,),
-                       fcm=not args.no_fcm, cache=args.cache, plateau_restart=args.plateau_restart, lr=args.lr)
-    kind = OptimizerKind(fcm=config.fcm)
-    executor = _executor_factory(args, kind)
+    config = SearchConfig(tasks=tasks, strategy=args.strategy, population=args.population, tournament=args.tournament,
+                          evaluations=evaluations, hours=args.hours, seed=args.seed, warm_start=(warm_start,),
+                          fcm=not args.no_fcm, cache=args.cache, plateau_restart=args.plateau_restart, lr=args.lr)
+    return start_search(args, config, OptimizerKind(fcm=config.fcm))
+
+
+def start_search(args: argparse.Namespace, config: SearchConfig, kind: CandidateKind[Any]) -> int:
+    """Create the search job of ``--run`` (or in ``--db``) and run it to its end."""
     run = Path(args.run)
-    name = run.name
-    store = _open_store(run, args.db)
-    with store:
-        job = SearchJob.create(store, name, kind, config, executor, progress=not args.quiet)
-        _say(args, f"job {name!r}: {config.strategy} on {', '.join(tasks)}, budget "
-                   f"{f'{evaluations} evaluations' if evaluations else f'{args.hours} h'}; results in {store!r}")
-        return _run(job, args)
-
-
-_NOT_RESUMED_HERE = {
-    "oneshot": "run the same 'autodisco nas oneshot' command again; it continues from supernet.pt",
-    "fewshot": "few-shot runs keep what they recorded but cannot be continued; start a new run",
-}
+    options = context_options(args, run)
+    with _open_store(run, args.db) as store:
+        job = SearchJob.create(store, run.name, kind, config, **options)
+        options["say"](job.describe())
+        return run_to_end(job, args.run)
 
 
 def _resume(args: argparse.Namespace) -> int:
     store, record = open_run(args.run, args.db)
     with store:
-        if record.status == "finished":
-            raise UsageError(f"job {record.name!r} already finished its budget; start a new run to search further")
-        method = record.config.get("method") if isinstance(record.config, dict) else None
-        if method in ("darts", "train"):  # 'nas' jobs
-            from search.cli._nas_darts import resume_nas_job
-
-            return resume_nas_job(args, store, record)
-        if method in _NOT_RESUMED_HERE:
-            raise UsageError(f"job {record.name!r} is a 'nas {method}' run: {_NOT_RESUMED_HERE[method]}")
-        kind = KINDS[record.kind].from_job_config(record.config)
-        job = SearchJob.resume(store, record, kind, _executor_factory(args, kind), progress=not args.quiet)
-        counts = store.counts(record.id)
-        _say(args, f"resuming job {record.name!r}: {counts.evaluations} evaluations done, "
-                   f"{counts.pending} to re-dispatch")
-        return _run(job, args)
-
-
-def _run(job: SearchJob, args: argparse.Namespace) -> int:
-    try:
-        summary = job.run()
-    except KeyboardInterrupt:
-        print(f"autodisco: interrupted; everything finished is recorded. Continue with: autodisco resume {args.run}",
-              file=sys.stderr)
-        return 130
-    _report(summary, args, job.kind)
-    return 0
-
-
-def _report(summary: JobSummary, args: argparse.Namespace, kind: CandidateKind[Any]) -> None:
-    if args.quiet:
-        return
-    print(f"finished: {summary.evaluations} evaluations, {summary.cache_hits} cache hits, {summary.failed} failed, "
-          f"{summary.candidates} candidates in {summary.elapsed_s:.0f} s")
-    if summary.best_text is not None:
-        print(f"best fitness {summary.best_fitness:.4f} ({kind.fitness_meaning}), "
-              f"candidate #{summary.best_candidate_id}:")
-        print(summary.best_text.rstrip())
-        note = kind.next_step(args.run, summary.best_candidate_id)
-        if note is not None:
-            print(note)
+        refuse_finished(record, args.run)
+        run = Path(args.run) if args.db is None else None
+        job = open_job(store, record, **context_options(args, run))
+        if not args.quiet:
+            say("resuming " + job.describe())
+        return run_to_end(job, args.run)
 
 
 def _warm_start_text(value: str) -> str:
@@ -149,18 +112,9 @@ def _warm_start_text(value: str) -> str:
     return parse(path.read_text(encoding="utf-8", errors="replace")).to_text()
 
 
-def _executor_factory(args: argparse.Namespace, kind: CandidateKind[Any]) -> Any:
-    return executor_factory(args, preload=kind.preload)
-
-
 def _open_store(run: Path, db: str | None) -> Store:
     if db is not None:
         return Store(db)
     if run.exists() and not run.is_dir():
         raise UsageError(f"--run {str(run)!r} is a file; give a folder")
     return Store.for_run(run)
-
-
-def _say(args: argparse.Namespace, message: str) -> None:
-    if not args.quiet:
-        print(message, file=sys.stderr)

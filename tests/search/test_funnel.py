@@ -19,7 +19,7 @@ from programs import library, parse
 from search.cli import main
 from search.executor import InlineExecutor
 from search.funnel import BASELINE_BIRTH, Funnel, FunnelConfig, FunnelError, FunnelResult, evaluation_key
-from search.job import JobConfig
+from search.jobs._search import SearchConfig
 from search.kinds import OptimizerKind
 from search.store import Store
 
@@ -32,7 +32,7 @@ FunnelRun = tuple[Path, dict[str, int], FunnelResult]  # run folder, program tex
 def _make_run(folder: Path, programs: list[tuple[str, float]],
               tasks: tuple[str, ...] = ("quadratic",)) -> dict[str, int]:
     """A run folder with a finished proxy search: each (program text, proxy fitness) an ok evaluation; name → id."""
-    config = JobConfig(tasks=tasks, warm_start=(library.get("adamw").to_text(),))
+    config = SearchConfig(tasks=tasks, warm_start=(library.get("adamw").to_text(),))
     ids = {}
     with Store.for_run(folder) as store:
         job = store.create_job(folder.name, kind="optimizer", config=config.to_json(), seed=0)

@@ -14,7 +14,8 @@ import pytest
 
 from programs import library
 from search.executor import InlineExecutor
-from search.job import JobConfig, JobError, SearchJob
+from search.jobs import JobError, open_job, run_job
+from search.jobs._search import SearchConfig, SearchJob
 from search.kinds import OptimizerKind
 from search.store import Store
 
@@ -26,17 +27,17 @@ def train(w, g, m, v, lr):
 """
 
 
-def _config(**overrides) -> JobConfig:
+def _config(**overrides) -> SearchConfig:
     settings = dict(tasks=("quadratic",), population=6, tournament=2, evaluations=16, seed=3,
                     warm_start=(library.get("adamw").to_text(),))
     settings.update(overrides)
-    return JobConfig(**settings)
+    return SearchConfig(**settings)
 
 
-def _run(tmp_path: Path, name: str, config: JobConfig):
+def _run(tmp_path: Path, name: str, config: SearchConfig):
     store = Store.for_run(tmp_path / name)
-    job = SearchJob.create(store, name, OptimizerKind(fcm=config.fcm), config, InlineExecutor, progress=False)
-    return store, job, job.run()
+    job = SearchJob.create(store, name, OptimizerKind(fcm=config.fcm), config, executor_factory=lambda **_: InlineExecutor(), show_progress=False)
+    return store, job, run_job(job)
 
 
 def _history(store: Store, job_id: int) -> list[tuple[str, str, float | None]]:
@@ -48,9 +49,9 @@ def test_same_seed_same_search(tmp_path: Path) -> None:
     store_a, job_a, summary_a = _run(tmp_path, "a", _config())
     store_b, job_b, summary_b = _run(tmp_path, "b", _config())
     assert summary_a.evaluations == summary_b.evaluations == 16
-    assert _history(store_a, job_a.job.id) == _history(store_b, job_b.job.id)
+    assert _history(store_a, job_a.record.id) == _history(store_b, job_b.record.id)
     _, job_c, _ = _run(tmp_path, "c", _config(seed=4))
-    assert _history(store_a, job_a.job.id) != _history(_store(tmp_path, "c"), job_c.job.id)
+    assert _history(store_a, job_a.record.id) != _history(_store(tmp_path, "c"), job_c.record.id)
 
 
 def _store(tmp_path: Path, name: str) -> Store:
@@ -60,8 +61,8 @@ def _store(tmp_path: Path, name: str) -> Store:
 def test_fec_hits_reuse_fitness_and_never_evaluate_a_hash_twice(tmp_path: Path) -> None:
     # Without FCM many children equal their parent functionally: the cache must catch them.
     store, job, summary = _run(tmp_path, "fec", _config(fcm=False, evaluations=20))
-    evaluations = store.list_evaluations(job.job.id)
-    candidates = {c.id: c for c in store.list_candidates(job.job.id)}
+    evaluations = store.list_evaluations(job.record.id)
+    candidates = {c.id: c for c in store.list_candidates(job.record.id)}
     ran = [e for e in evaluations if e.status in ("ok", "failed")]
     cached = [e for e in evaluations if e.status == "cached"]
     assert summary.evaluations == len(ran) == 20
@@ -75,13 +76,13 @@ def test_fec_hits_reuse_fitness_and_never_evaluate_a_hash_twice(tmp_path: Path) 
 
 def test_cache_off_evaluates_every_candidate(tmp_path: Path) -> None:
     store, job, _ = _run(tmp_path, "nocache", _config(fcm=False, cache="off", evaluations=10))
-    assert all(e.status != "cached" for e in store.list_evaluations(job.job.id))
+    assert all(e.status != "cached" for e in store.list_evaluations(job.record.id))
 
 
 def test_nan_program_is_recorded_as_failed_and_the_job_goes_on(tmp_path: Path) -> None:
     config = _config(warm_start=(NAN_PROGRAM,), evaluations=6)
     store, job, summary = _run(tmp_path, "nan", config)
-    first = store.list_evaluations(job.job.id)[0]
+    first = store.list_evaluations(job.record.id)[0]
     assert first.status == "failed" and first.error
     assert "nan" in first.error.lower() or "inf" in first.error.lower()
     assert summary.evaluations == 6
@@ -106,7 +107,7 @@ def test_resume_after_a_kill_mid_transaction_finishes_exactly_like_an_uninterrup
     reference_store, reference, _ = _run(tmp_path, "reference", _config())
     store = Store.for_run(tmp_path / "killed")
     config = _config()
-    job = SearchJob.create(store, "killed", OptimizerKind(), config, InlineExecutor, progress=False)
+    job = SearchJob.create(store, "killed", OptimizerKind(), config, executor_factory=lambda **_: InlineExecutor(), show_progress=False)
     original = Store.finish_evaluation
     calls = {"n": 0}
 
@@ -118,17 +119,17 @@ def test_resume_after_a_kill_mid_transaction_finishes_exactly_like_an_uninterrup
 
     monkeypatch.setattr(Store, "finish_evaluation", dying_finish)
     with pytest.raises(_Killed):
-        job.run()
+        run_job(job)
     monkeypatch.setattr(Store, "finish_evaluation", original)
-    before = store.counts(job.job.id)
+    before = store.counts(job.record.id)
     assert 0 < before.evaluations + before.cache_hits < 16
 
     record = store.get_job("killed")
-    resumed = SearchJob.resume(store, record, OptimizerKind(), InlineExecutor, progress=False)
-    summary = resumed.run()
+    resumed = open_job(store, record, executor_factory=lambda **_: InlineExecutor(), show_progress=False)
+    summary = run_job(resumed)
     assert summary.evaluations == 16
-    assert store.counts(job.job.id).pending == 0
-    assert _history(store, job.job.id) == _history(reference_store, reference.job.id)
+    assert store.counts(job.record.id).pending == 0
+    assert _history(store, job.record.id) == _history(reference_store, reference.record.id)
 
 
 def _cli(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
@@ -225,12 +226,12 @@ def test_a_stuck_evaluation_times_out_is_recorded_and_the_job_goes_on(tmp_path: 
                      population=2)
     executor = LocalExecutorConfig(workers=2, timeout_s=3.0, preload=("torch", "search.workers", "evaluators"))
     store = Store.for_run(tmp_path / "stuck")
-    job = SearchJob.create(store, "stuck", _HangingKind(), config, lambda: LocalExecutor(executor), progress=False)
-    summary = job.run()
+    job = SearchJob.create(store, "stuck", _HangingKind(), config, executor_factory=lambda **_: LocalExecutor(executor), show_progress=False)
+    summary = run_job(job)
     assert summary.evaluations == 4
-    errors = [e.error for e in store.list_evaluations(job.job.id) if e.status == "failed"]
+    errors = [e.error for e in store.list_evaluations(job.record.id) if e.status == "failed"]
     assert any(error and error.startswith("timeout after") for error in errors), errors
-    assert any(e.status == "ok" for e in store.list_evaluations(job.job.id))
+    assert any(e.status == "ok" for e in store.list_evaluations(job.record.id))
 
 
 def test_hours_budget_stops_the_job(tmp_path: Path) -> None:
@@ -242,9 +243,9 @@ def test_hours_budget_stops_the_job(tmp_path: Path) -> None:
 
 def test_aggregating_cache_re_evaluates_a_hash_on_new_seeds_then_serves_the_mean(tmp_path: Path) -> None:
     store, job, _ = _run(tmp_path, "agg", _config(fcm=False, cache="aggregating", cache_samples=2, evaluations=14))
-    candidates = {c.id: c for c in store.list_candidates(job.job.id)}
+    candidates = {c.id: c for c in store.list_candidates(job.record.id)}
     seeds_by_hash: dict[str, list[int]] = collections.defaultdict(list)
-    for e in store.list_evaluations(job.job.id):
+    for e in store.list_evaluations(job.record.id):
         if e.status in ("ok", "failed"):
             seeds_by_hash[candidates[e.candidate_id].hash].append(e.seed)
     assert any(len(seeds) == 2 for seeds in seeds_by_hash.values()), "no hash was evaluated twice"
@@ -255,25 +256,14 @@ def test_aggregating_cache_re_evaluates_a_hash_on_new_seeds_then_serves_the_mean
 def test_random_search_strategy_runs_end_to_end(tmp_path: Path) -> None:
     store, job, summary = _run(tmp_path, "random", _config(strategy="random", warm_start=(), evaluations=8))
     assert summary.evaluations == 8
-    assert all(c.mutation == "random" for c in store.list_candidates(job.job.id))
-
-
-@pytest.mark.parametrize("method, words", [("fewshot", "cannot be continued"), ("oneshot", "same 'autodisco nas oneshot'")])
-def test_resume_of_a_nas_run_that_resumes_elsewhere_says_what_to_do(tmp_path: Path, capsys, method: str,
-                                                                    words: str) -> None:
-    from search.cli import main
-
-    with Store.for_run(tmp_path / "nasrun") as store:
-        store.create_job("nasrun", kind="architecture", config={"method": method}, seed=0)
-    assert main(["resume", str(tmp_path / "nasrun")]) == 2
-    assert words in capsys.readouterr().err
+    assert all(c.mutation == "random" for c in store.list_candidates(job.record.id))
 
 
 def test_cache_entries_live_in_their_table_not_in_every_checkpoint(tmp_path: Path) -> None:
     store, job, _ = _run(tmp_path, "light", _config(fcm=False, evaluations=12))
-    checkpoint = store.latest_checkpoint(job.job.id).state
+    checkpoint = store.latest_checkpoint(job.record.id).state
     assert checkpoint["cache"]["entries"] == []
-    entries = store.load_cache_entries(job.job.id)
-    hashes_run = {store.get_candidate(e.candidate_id).hash for e in store.list_evaluations(job.job.id)
+    entries = store.load_cache_entries(job.record.id)
+    hashes_run = {store.get_candidate(e.candidate_id).hash for e in store.list_evaluations(job.record.id)
                   if e.status in ("ok", "failed")}
     assert set(entries) == hashes_run

@@ -16,7 +16,8 @@ from nas.genotypes import DARTS_V2
 from search.cli import main
 from search.cli._main import build_parser
 from search.executor import InlineExecutor
-from search.job import JobConfig, SearchJob
+from search.jobs import run_job
+from search.jobs._search import SearchConfig, SearchJob
 from search.kinds import KINDS
 from search.nas_kind import ArchitectureKind, ArchitectureKindError, ScratchBudget
 from search.nas_workers import evaluate_architecture
@@ -58,7 +59,7 @@ def test_kind_round_trips_text_and_is_registered_for_resume() -> None:
         assert kind.functional_hash(child) != kind.functional_hash(genotype)  # fcm is on by default
         assert type(kind.random_candidate(np.random.default_rng(0))) is type(genotype)
     kind = ArchitectureKind("nb201", budget=TINY, fcm=False)
-    config = JobConfig(tasks=("digits",), warm_start=(SPARSE,), fcm=False, kind_options=kind.options())
+    config = SearchConfig(tasks=("digits",), warm_start=(SPARSE,), fcm=False, kind_options=kind.options())
     assert KINDS["architecture"].from_job_config(json.loads(json.dumps(config.to_json()))) == kind
     with pytest.raises(ArchitectureKindError, match="not made by 'autodisco search architecture'"):
         KINDS["architecture"].from_job_config({"method": "oneshot", "tasks": ["inherited:digits"]})
@@ -149,10 +150,10 @@ def test_resumed_job_makes_the_same_decisions_as_an_uninterrupted_one(tmp_path: 
             "2", "--run", str(tmp_path / "runs" / "cut"), "--evaluations", "5", "--seed", "4", *TINY_ARGS]
     parsed = build_parser().parse_args(argv)
     kind = cli_architecture._kind(parsed)
-    config = JobConfig(tasks=("digits",), population=4, tournament=2, evaluations=5, seed=4,
+    config = SearchConfig(tasks=("digits",), population=4, tournament=2, evaluations=5, seed=4,
                        warm_start=cli_architecture._warm_start(parsed, kind), kind_options=kind.options())
     with Store.for_run(tmp_path / "runs" / "cut") as store:
-        SearchJob.create(store, "cut", kind, config, InlineExecutor, progress=False)
+        SearchJob.create(store, "cut", kind, config, executor_factory=lambda **_: InlineExecutor(), show_progress=False)
     assert main(["resume", str(tmp_path / "runs" / "cut"), "--quiet"]) == 0
     rows = {}
     for name in ("whole", "cut"):

@@ -1,10 +1,10 @@
-"""The search job: the long-lived loop ask → FEC lookup → dispatch → record → tell → checkpoint.
+"""The search job: the long-lived loop ask → functional hash → FEC lookup → dispatch → record → tell.
 
-Crash safety: every change of the job's state is one store transaction that also saves the checkpoint (strategy
-state, cache, RNG states). An ask records its candidate and its pending evaluation (or its cache hit); a result
-records the finished evaluation. After a kill at any moment, ``SearchJob.resume`` reloads the last checkpoint,
-re-dispatches the evaluations that were pending, and finishes the budget exactly: nothing recorded is lost or
-recorded twice.
+Crash safety comes from the runner: an ask records its candidate and its pending evaluation (or its cache hit) as one
+unit, a result records the finished evaluation as one unit, each with the job's checkpoint (strategy state, cache
+counters, RNG states) in the same transaction; the FEC cache's entries are upserted in that transaction as they change.
+After a kill at any moment, resume reloads the last checkpoint, re-dispatches the evaluations that were pending, and
+finishes the budget exactly: nothing recorded is lost or recorded twice.
 """
 
 from __future__ import annotations
@@ -12,28 +12,28 @@ from __future__ import annotations
 import math
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from hashing import CacheAction, CachePolicy, FECache
 from search.executor import EvalOutcome, EvalRequest, Executor
-from search.kinds import CandidateKind
-from search.progress import Progress
-from search.store import JobRecord, Store
+from search.jobs._base import Job, JobContext, JobError
+from search.jobs._registry import register_job
+from search.jobs._runner import Runner
+from search.kinds import KINDS, CandidateKind
+from search.store import JobRecord
+from search.store._open import describe
 from search.strategies import RandomSearch, RegularizedEvolution, RegularizedEvolutionConfig, Strategy
 
 STRATEGIES = ("evolution", "random")
 CACHE_FAILURE = -math.inf  # fitness the cache keeps for candidates whose evaluation failed
 
 
-class JobError(ValueError):
-    """A job cannot be created or resumed as asked (bad configuration, a run that does not match)."""
-
-
 @dataclass(frozen=True)
-class JobConfig:
+class SearchConfig:
     """Everything that defines a search job; stored as the job's config and reused on resume."""
 
     tasks: tuple[str, ...] = ("mnist1d-mlp",)
@@ -56,16 +56,16 @@ class JobConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))
         object.__setattr__(self, "warm_start", tuple(self.warm_start))
-        if not self.tasks:
+        if not self.tasks or not all(isinstance(t, str) for t in self.tasks):
             raise JobError("give at least one task (--task)")
         if self.strategy not in STRATEGIES:
             raise JobError(f"unknown strategy {self.strategy!r}; choose from {', '.join(STRATEGIES)}")
         if self.evaluations is None and self.hours is None:
             raise JobError("give a budget: --evaluations N or --hours H")
-        if self.evaluations is not None and self.evaluations <= 0:
-            raise JobError(f"--evaluations must be positive, got {self.evaluations}")
-        if self.hours is not None and not self.hours > 0:
-            raise JobError(f"--hours must be positive, got {self.hours}")
+        if self.evaluations is not None and (not isinstance(self.evaluations, int) or self.evaluations <= 0):
+            raise JobError(f"--evaluations must be a positive integer, got {self.evaluations!r}")
+        if self.hours is not None and not (isinstance(self.hours, (int, float)) and self.hours > 0):
+            raise JobError(f"--hours must be positive, got {self.hours!r}")
         if self.population < 1 or self.tournament < 1:
             raise JobError("--population and --tournament must be at least 1")
         if self.tournament > self.population:
@@ -79,9 +79,12 @@ class JobConfig:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> JobConfig:
+    def from_json(cls, data: Mapping[str, Any]) -> SearchConfig:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        try:
+            return cls(**known)
+        except TypeError as error:
+            raise JobError(f"the stored search configuration is malformed: {error}") from None
 
     def cache_policy(self) -> CachePolicy | None:
         if self.cache == "off":
@@ -117,21 +120,32 @@ class JobSummary:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class SearchJob:
-    """One search job over a ``CandidateKind``; the only writer of its rows in the store.
+@register_job
+class SearchJob(Job):
+    """A search over a ``CandidateKind`` (optimizer programs or architectures); the only writer of its rows.
 
-    ``executor_factory`` builds the executor when the loop starts (workers are started per run of the loop).
+    The context's ``executor_factory`` builds the executor when the loop starts (workers are started per run). Create
+    one with ``SearchJob.create``; on resume the candidate kind is rebuilt from the job's row and config
+    (``CandidateKind.from_job_config``).
     """
 
-    def __init__(self, store: Store, job: JobRecord, kind: CandidateKind[Any], config: JobConfig,
-                 executor_factory: Callable[[], Executor], *, progress: bool = True) -> None:
-        self.store, self.job, self.kind, self.config = store, job, kind, config
-        self.executor_factory = executor_factory
-        self.show_progress = progress
+    method = "search"
+    unit = "eval"
+
+    def __init__(self, config: SearchConfig, context: JobContext, kind: CandidateKind[Any] | None = None) -> None:
+        super().__init__(config, context)
+        if kind is None:
+            kind_type = KINDS.get(context.record.kind)
+            if kind_type is None:
+                raise JobError(f"job {context.record.name!r} searches {context.record.kind!r} candidates; known: "
+                               f"{', '.join(KINDS)}")
+            kind = kind_type.from_job_config(config.to_json())
+        self.kind: CandidateKind[Any] = kind
+
         self.strategy = self._new_strategy()
         policy = config.cache_policy()
         self.cache = None if policy is None else FECache(policy, np.random.default_rng([config.seed, 1]))
-        self.context: dict[str, Any] = {"tasks": list(config.tasks), "lr": config.lr, "baselines": None}
+        self.context_values: dict[str, Any] = {"tasks": list(config.tasks), "lr": config.lr, "baselines": None}
         self.elapsed_before = 0.0
         self.started = time.monotonic()
         self.candidate_by_birth: dict[int, int] = {}
@@ -139,61 +153,80 @@ class SearchJob:
         self.failed = 0  # of those, failed
         self.inflight: dict[Future[EvalOutcome], _Flight] = {}
 
-    # -- creating and resuming ------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, store: Any, name: str, kind: CandidateKind[Any], config: SearchConfig,
+               **context: Any) -> SearchJob:
+        """A new search job of ``kind`` (see ``create_job``); ``context``: the other ``JobContext`` fields."""
+        from search.jobs._registry import create_job
+
+        job = create_job(store, name, cls, config, kind=kind.name, factory=lambda c, ctx: cls(c, ctx, kind), **context)
+        assert isinstance(job, SearchJob)
+        return job
+
+    # -- configuration --------------------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, store: Store, name: str, kind: CandidateKind[Any], config: JobConfig,
-               executor_factory: Callable[[], Executor], **kwargs: Any) -> SearchJob:
-        for text in config.warm_start:
-            kind.parse(text)  # a malformed warm start fails here, before anything is recorded
-        job = store.create_job(name, kind=kind.name, config=config.to_json(), seed=config.seed)
-        self = cls(store, job, kind, config, executor_factory, **kwargs)
-        with store.transaction():
-            self._checkpoint()
-        return self
+    def config_from_dict(cls, data: Mapping[str, Any]) -> SearchConfig:
+        return SearchConfig.from_json(data)
 
     @classmethod
-    def resume(cls, store: Store, job: JobRecord, kind: CandidateKind[Any],
-               executor_factory: Callable[[], Executor], **kwargs: Any) -> SearchJob:
-        config = JobConfig.from_json(job.config)
-        self = cls(store, job, kind, config, executor_factory, **kwargs)
-        checkpoint = store.latest_checkpoint(job.id)
-        if checkpoint is None:
-            raise JobError(f"job {job.name!r} has no checkpoint to resume from")
-        self._load_state(checkpoint.state)
-        self.candidate_by_birth = {c.birth: c.id for c in store.list_candidates(job.id)}
-        counts = store.counts(job.id, task=self.search_task)
+    def config_to_dict(cls, config: SearchConfig) -> dict[str, Any]:
+        return {"method": cls.method, **config.to_json()}
+
+    def prepare(self) -> None:
+        self.kind.check_tasks(self.config.tasks)
+        for text in self.config.warm_start:
+            self.kind.parse(text)  # a malformed warm start (or stored config) fails here, before anything runs
+
+    def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
+        if state is None:
+            raise JobError(f"job {self.record.name!r} has no checkpoint to resume from")
+        self._load_state(state)
+        self.candidate_by_birth = {c.birth: c.id for c in self.store.list_candidates(self.record.id)}
+        counts = self.store.counts(self.record.id, task=self.search_task)
         self.runs, self.failed = counts.evaluations, counts.failed
-        return self
+
+    def describe(self) -> str:
+        config = self.config
+        budget = f"{config.evaluations} evaluations" if config.evaluations else f"{config.hours} h"
+        return (f"job {self.record.name!r}: {config.strategy} search of {self.kind.name}s on "
+                f"{', '.join(config.tasks)}, budget {budget}; results in {describe(self.store.url)}")
 
     # -- the loop -------------------------------------------------------------------------------------------------
 
-    def run(self) -> JobSummary:
-        """Run until the budget is spent; Ctrl-C marks the job interrupted (resumable) and re-raises."""
+    def run(self, runner: Runner) -> JobSummary:
+        """Run until the budget is spent."""
         self.started = time.monotonic()
-        progress = Progress(self.config.evaluations, enabled=self.show_progress, done=self.runs)
-        try:
-            with self.store.job_running(self.job.id), self.executor_factory() as executor:
-                baseline = self.kind.baseline()
-                if self.context["baselines"] is None and baseline is not None:
-                    self._measure_baselines(executor, baseline)
-                self._redispatch(executor)
-                while True:
-                    self._fill(executor)
-                    if not self.inflight:
-                        break
-                    done, _ = wait(list(self.inflight), timeout=0.5, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        self._record(self.inflight.pop(future), future.result())
-                    progress.update(self.runs, self._status_fields())
-            progress.update(self.runs, self._status_fields())
-        finally:
-            progress.close()
+        if self.context.executor_factory is None:
+            raise JobError("a search job needs an executor")
+        with self.context.executor_factory(preload=self.kind.preload) as executor:
+            baseline = self.kind.baseline()
+            if self.context_values["baselines"] is None and baseline is not None:
+                self._measure_baselines(runner, executor, baseline)
+            self._redispatch(executor)
+            while True:
+                self._fill(runner, executor)
+                if not self.inflight:
+                    break
+                done, _ = wait(list(self.inflight), timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._record(runner, self.inflight.pop(future), future.result())
+                runner.show_progress()
         return self.summary("finished")
 
-    def _fill(self, executor: Executor) -> None:
+    @contextmanager
+    def _unit(self, runner: Runner) -> Iterator[None]:
+        """A unit of the runner; the FEC cache's changed entries are written in its transaction too."""
+        with runner.unit():
+            yield
+            if self.cache is not None:
+                changes = self.cache.drain_changes()
+                self.store.save_cache_entries(self.record.id, {k: v for k, v in changes.items() if v is not None})
+                self.store.delete_cache_entries(self.record.id, [k for k, v in changes.items() if v is None])
+
+    def _fill(self, runner: Runner, executor: Executor) -> None:
         while len(self.inflight) < executor.num_workers and self._can_ask():
-            self._ask(executor)
+            self._ask(runner, executor)
 
     def _can_ask(self) -> bool:
         config = self.config
@@ -206,26 +239,25 @@ class SearchJob:
                 return False
         return True
 
-    def _ask(self, executor: Executor) -> None:
+    def _ask(self, runner: Runner, executor: Executor) -> None:
         proposal = self.strategy.ask()
         text = self.kind.to_text(proposal.candidate)
         digest = self.kind.functional_hash(proposal.candidate)
         decision = self.cache.lookup(digest) if self.cache is not None else None
         parents = [self.candidate_by_birth[p] for p in proposal.parent_ids if p in self.candidate_by_birth]
         seed = self.config.seed + (decision.count if decision is not None else 0)
-        with self.store.transaction():
+        with self._unit(runner):
             candidate_id = self.store.add_candidate(
-                self.job.id, kind=self.kind.name, text=text, hash=digest, parent_ids=parents,
+                self.record.id, kind=self.kind.name, text=text, hash=digest, parent_ids=parents,
                 mutation=proposal.mutation, birth=proposal.id)
             self.candidate_by_birth[proposal.id] = candidate_id
-            evaluation_id = self.store.add_evaluation(self.job.id, candidate_id, key=f"c{candidate_id}",
+            evaluation_id = self.store.add_evaluation(self.record.id, candidate_id, key=f"c{candidate_id}",
                                                       task=self.search_task, seed=seed)
             if decision is not None and decision.action == CacheAction.HIT:
                 self._record_hit(evaluation_id, proposal.id, decision.fitness, decision.metrics)
-            self._checkpoint()
         if decision is None or decision.action != CacheAction.HIT:
             self._submit(executor, _Flight(evaluation_id, candidate_id, proposal.id, digest),
-                         self.kind.payload(proposal.candidate, seed=seed, context=self.context))
+                         self.kind.payload(proposal.candidate, seed=seed, context=self.context_values))
 
     def _record_hit(self, evaluation_id: int, proposal_id: int, fitness: float | None, metrics: Any) -> None:
         failed = fitness is None or not math.isfinite(fitness)
@@ -240,20 +272,20 @@ class SearchJob:
 
     def _redispatch(self, executor: Executor) -> None:
         """Send again the evaluations that were in flight when the job last stopped."""
-        for record in self.store.unfinished_evaluations(self.job.id):
+        for record in self.store.unfinished_evaluations(self.record.id):
             candidate = self.store.get_candidate(record.candidate_id)
             flight = _Flight(record.id, candidate.id, candidate.birth, candidate.hash)
-            payload = self.kind.payload(self.kind.parse(candidate.text), seed=record.seed, context=self.context)
+            payload = self.kind.payload(self.kind.parse(candidate.text), seed=record.seed, context=self.context_values)
             self._submit(executor, flight, payload)
 
-    def _record(self, flight: _Flight, outcome: EvalOutcome) -> None:
+    def _record(self, runner: Runner, flight: _Flight, outcome: EvalOutcome) -> None:
         result = outcome.result or {}
         task_ran = outcome.ok and result.get("status") in ("ok", "failed")
         ok = task_ran and result.get("status") == "ok" and _finite(result.get("fitness"))
         error = None if ok else (result.get("error") or outcome.error or "non-finite fitness")
         fitness = float(result["fitness"]) if ok else None
         metrics = {"tasks": result.get("metrics"), "scores": result.get("scores")} if task_ran else None
-        with self.store.transaction():
+        with self._unit(runner):
             recorded = self.store.finish_evaluation(
                 flight.evaluation_id, status="ok" if ok else "failed", fitness=fitness, metrics=metrics,
                 error=error, worker=outcome.worker, wall_time=outcome.wall_time, attempts=outcome.attempts)
@@ -264,13 +296,12 @@ class SearchJob:
             if self.cache is not None and task_ran:  # executor failures (timeouts, crashes) are not cached
                 self.cache.record(flight.hash, fitness if ok else CACHE_FAILURE)
             self.strategy.tell(flight.proposal_id, fitness)
-            self._checkpoint()
 
-    def _measure_baselines(self, executor: Executor, baseline: Any) -> None:
+    def _measure_baselines(self, runner: Runner, executor: Executor, baseline: Any) -> None:
         """The baseline's raw fitness on each task (optimizers: AdamW's): the denominators of the normalised fitness."""
         futures = {task: executor.submit(EvalRequest(
             key=f"baseline:{task}", fn=self.kind.worker_fn,
-            payload=self.kind.payload(baseline, seed=self.config.seed, context={**self.context, "tasks": [task]})))
+            payload=self.kind.payload(baseline, seed=self.config.seed, context={**self.context_values, "tasks": [task]})))
             for task in self.config.tasks}
         baselines = {}
         for task, future in futures.items():
@@ -280,37 +311,30 @@ class SearchJob:
                 reason = result.get("error") or outcome.error
                 raise JobError(f"the baseline ({self.kind.fitness_meaning}) failed on task {task!r}: {reason}")
             baselines[task] = float(result["fitness"])
-        self.context["baselines"] = baselines
-        with self.store.transaction():
-            self._checkpoint()
+        self.context_values["baselines"] = baselines
+        with self._unit(runner):
+            pass
 
     # -- state ----------------------------------------------------------------------------------------------------
-
-    def _checkpoint(self) -> None:
-        """Save the state, inside the caller's transaction. The FEC cache's entries go to ``cache_entries`` as they
-        change (upsert/delete), not into every checkpoint, so a checkpoint's size does not grow with the cache."""
-        if self.cache is not None:
-            changes = self.cache.drain_changes()
-            self.store.save_cache_entries(self.job.id, {k: v for k, v in changes.items() if v is not None})
-            self.store.delete_cache_entries(self.job.id, [k for k, v in changes.items() if v is None])
-        self.store.save_checkpoint(self.job.id, self._state())
 
     def elapsed(self) -> float:
         return self.elapsed_before + (time.monotonic() - self.started)
 
-    def _state(self) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
+        """The strategy, the cache's counters and RNG (its entries live in ``cache_entries``), the baselines, the
+        elapsed time."""
         return {
             "strategy": self.strategy.state_dict(),
             "cache": None if self.cache is None else self.cache.to_dict(entries=False),
-            "context": self.context,
+            "context": self.context_values,
             "elapsed_s": self.elapsed(),
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.strategy.load_state_dict(state["strategy"])
         if self.cache is not None and state.get("cache") is not None:
-            self.cache = FECache.from_dict(state["cache"], entries=self.store.load_cache_entries(self.job.id))
-        self.context = dict(state["context"])
+            self.cache = FECache.from_dict(state["cache"], entries=self.store.load_cache_entries(self.record.id))
+        self.context_values = dict(state["context"])
         self.elapsed_before = float(state.get("elapsed_s", 0.0))
 
     def _new_strategy(self) -> Strategy[Any]:
@@ -324,6 +348,22 @@ class SearchJob:
         return RegularizedEvolution(evolution, initial, kind.mutate, config.seed, **codec)
 
     # -- reporting ------------------------------------------------------------------------------------------------
+
+    def progress(self) -> tuple[int, int | None, dict[str, Any]]:
+        return self.runs, self.config.evaluations, self._status_fields()
+
+    def report(self, result: JobSummary) -> list[str]:
+        lines = [f"finished: {result.evaluations} evaluations, {result.cache_hits} cache hits, {result.failed} failed, "
+                 f"{result.candidates} candidates in {result.elapsed_s:.0f} s"]
+        if result.best_text is not None:
+            lines.append(f"best fitness {result.best_fitness:.4f} ({self.kind.fitness_meaning}), "
+                         f"candidate #{result.best_candidate_id}:")
+            lines.append(result.best_text.rstrip())
+            run = str(self.context.run_dir) if self.context.run_dir is not None else self.record.name
+            note = self.kind.next_step(run, result.best_candidate_id)
+            if note is not None:
+                lines.append(note)
+        return lines
 
     def _status_fields(self) -> dict[str, Any]:
         stats = self.cache.stats if self.cache is not None else None
@@ -342,7 +382,7 @@ class SearchJob:
         return "+".join(self.config.tasks)
 
     def summary(self, status: str) -> JobSummary:
-        counts = self.store.counts(self.job.id, task=self.search_task)
+        counts = self.store.counts(self.record.id, task=self.search_task)
         best = self.strategy.best
         return JobSummary(
             status=status, evaluations=counts.evaluations, candidates=counts.candidates,
@@ -350,7 +390,7 @@ class SearchJob:
             best_fitness=None if best is None else float(best.fitness),
             best_candidate_id=None if best is None else self.candidate_by_birth.get(best.id),
             best_text=None if best is None else self.kind.to_text(self.kind.simplify(best.candidate)),
-            elapsed_s=self.elapsed(), extra={"baselines": self.context.get("baselines")})
+            elapsed_s=self.elapsed(), extra={"baselines": self.context_values.get("baselines")})
 
 
 def _finite(value: Any) -> bool:

@@ -1,4 +1,4 @@
-"""Few-shot NAS (``nas.fewshot``) as a recorded job of the results store (``autodisco nas fewshot``).
+"""``fewshot``: few-shot NAS (``nas.fewshot``) as a recorded, resumable job (``autodisco nas fewshot``).
 
 Schema use (job kind "architecture"):
   * ``jobs.config``: ``FewShotJobConfig.to_dict()`` — ``method: "fewshot"``, ``tasks: ["fewshot:<dataset>"]``, the
@@ -19,14 +19,15 @@ Schema use (job kind "architecture"):
   * The result: an evaluation ``result`` (task ``fewshot-result:<dataset>``) on the winning architecture's
     candidate: winner, architecture text, the backend's metrics (validation accuracy; one-shot: Kendall τ etc.).
 
-Jobs do not resume (2^K live sub-supernets would each need a checkpoint file): Ctrl-C marks the job "interrupted"
-and everything recorded stays.
+Resume replays the search deterministically from its seed (checkpointing 2^K live sub-supernets would cost more than
+retraining them) and records only the events after the last recorded one: every recorded event is checked against
+its replay, and the finished run equals one never stopped.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, is_dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import hashing
 from nas import datasets
@@ -42,7 +43,9 @@ from nas.oneshot import N_EDGES, N_OPS, InheritConfig
 from nas.oneshot_train import OneShotConfig, supernet_data
 from nas.supernet import SupernetConfig, n_edges
 from nas.train import load_dataset
-from search.store import JobRecord, Store
+from search.jobs._base import Job, JobContext, JobError
+from search.jobs._registry import register_job
+from search.jobs._runner import Runner
 
 METHOD = "fewshot"
 BASES = ("darts", "oneshot")
@@ -110,17 +113,6 @@ class FewShotJobConfig:
                    data["device"])  # fmt: skip
 
 
-def is_fewshot_job(job: JobRecord) -> bool:
-    """Whether ``job`` was made by ``create_fewshot_job``."""
-    return isinstance(job.config, dict) and job.config.get("method") == METHOD
-
-
-def create_fewshot_job(store: Store, name: str, config: FewShotJobConfig) -> JobRecord:
-    """A new architecture job ``name`` in ``store`` (``StoreError`` if the name is taken)."""
-    seed = config.darts.seed if config.darts is not None else config.oneshot.seed  # type: ignore[union-attr]
-    return store.create_job(name, kind="architecture", config=config.to_dict(), seed=seed)
-
-
 def make_backend(config: FewShotJobConfig) -> FewShotBackend:
     """The job's backend with its data loaded (``NasError`` / ``DatasetError`` for a bad dataset or table)."""
     if config.darts is not None:
@@ -134,93 +126,6 @@ def make_backend(config: FewShotJobConfig) -> FewShotBackend:
     data = supernet_data(config.dataset, config.limit)
     return OneShotBackend(config.oneshot, data, score_archs=config.score_archs,  # type: ignore[arg-type]
                           final_archs=config.final_archs, inherit=config.inherit, table=table, device=config.device)
-
-
-def run_fewshot_job(
-    store: Store,
-    job: JobRecord,
-    on_event: Callable[[Event], None] | None = None,
-    backend: FewShotBackend | None = None,
-) -> FewShotResult:
-    """Run the job's search, recording everything (see the module doc); ``backend`` if already made.
-
-    Sets the job's status: "finished" at the end, "interrupted" on Ctrl-C (re-raised), "failed" on any other
-    exception (re-raised).
-    """
-    config = FewShotJobConfig.from_dict(job.config)
-    backend = make_backend(config) if backend is None else backend
-    recorder = _Recorder(store, job, config)
-
-    def event(record: Event) -> None:
-        recorder.record(record)
-        if on_event is not None:
-            on_event(record)
-
-    with store.job_running(job.id):
-        result = search(backend, config.fewshot, event)
-        recorder.finish(result)
-    return result
-
-
-class _Recorder:
-    """Writes a search's events to the store as they happen, each in one transaction with its checkpoint."""
-
-    def __init__(self, store: Store, job: JobRecord, config: FewShotJobConfig) -> None:
-        self.store, self.job, self.config = store, job, config
-        self.state: dict[str, list[Any]] = {"subnets": [], "epochs": [], "splits": [], "rounds": []}
-        self.parents: dict[int, int | None] = {}
-        self.latest: dict[int, int] = {}  # sub-supernet -> its newest candidate
-        self.restrictions: dict[int, Any] = {}
-
-    def record(self, event: Event) -> None:
-        name = {"Subnet": "subnets", "SubnetEpoch": "epochs", "SplitRecord": "splits", "HalvingRound": "rounds"}
-        with self.store.transaction():
-            self.state[name[type(event).__name__]].append(_jsonable(event))
-            if isinstance(event, SubnetEpoch) and event.architecture:
-                self._epoch_candidate(event)
-            elif isinstance(event, Subnet):
-                self.parents[event.id] = event.parent
-                self.restrictions[event.id] = _jsonable(event.restrictions)
-            self.store.save_checkpoint(self.job.id, self.state)
-
-    def finish(self, result: FewShotResult) -> None:
-        with self.store.transaction():
-            if isinstance(result.architecture, NB201Genotype):
-                scores = result.metrics["scores"]
-                ids = {text: self._candidate(text, NB201Genotype.from_text(text), [], "fewshot winner's subspace",
-                                             f"inherited:{text}", acc, {"inherited_accuracy": acc})
-                       for text, acc in scores.items()}  # fmt: skip
-                candidate, fitness = ids[result.text], result.metrics["inherited_accuracy"]
-            else:
-                candidate, fitness = self.latest[result.winner], result.metrics.get("val_accuracy")
-            summary = {"winner": result.winner, "architecture": result.text, **_jsonable(result.metrics)}
-            evaluation = self.store.add_evaluation(self.job.id, candidate, key="result",
-                                                   task=f"fewshot-result:{self.config.dataset}", seed=self.job.seed)
-            self.store.finish_evaluation(evaluation, status="ok", fitness=fitness, metrics=summary)
-            self.state["result"] = summary  # type: ignore[assignment]
-            self.store.save_checkpoint(self.job.id, self.state)
-
-    def _epoch_candidate(self, event: SubnetEpoch) -> None:
-        ancestor = event.subnet if event.subnet in self.latest else self.parents.get(event.subnet)
-        parents = [self.latest[ancestor]] if ancestor in self.latest else []
-        metrics = {**event.metrics, "subnet": event.subnet, "epoch": event.epoch, "genotype": event.architecture,
-                   "restrictions": self.restrictions.get(event.subnet, [])}  # fmt: skip
-        self.latest[event.subnet] = self._candidate(
-            event.architecture, Genotype.from_text(event.architecture), parents,
-            f"fewshot subnet {event.subnet} epoch {event.epoch}", f"s{event.subnet}-epoch-{event.epoch}",
-            event.metrics.get("val_accuracy"), metrics, event.seconds,
-        )  # fmt: skip
-
-    def _candidate(self, text: str, architecture: Any, parents: list[int], mutation: str, key: str,
-                   fitness: float | None, metrics: Mapping[str, Any], seconds: float | None = None) -> int:
-        candidate = self.store.add_candidate(self.job.id, kind="architecture", text=text,
-                                             hash=hashing.functional_hash(architecture), parent_ids=parents,
-                                             mutation=mutation)  # fmt: skip
-        evaluation = self.store.add_evaluation(self.job.id, candidate, key=key, task=self.config.task,
-                                               seed=self.job.seed)  # fmt: skip
-        self.store.finish_evaluation(evaluation, status="ok", fitness=fitness, metrics=dict(metrics),
-                                     wall_time=seconds)  # fmt: skip
-        return candidate
 
 
 def _darts_config(values: Mapping[str, Any]) -> DartsConfig:
@@ -239,3 +144,160 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value
+
+
+_EVENT_LISTS = {"Subnet": "subnets", "SubnetEpoch": "epochs", "SplitRecord": "splits", "HalvingRound": "rounds"}
+
+
+@register_job
+class FewShotJob(Job):
+    """A few-shot search: one unit per event (sub-supernet, epoch, split, halving round), then the result."""
+
+    method = METHOD
+    unit = "event"
+    own_progress_lines = True
+
+    def __init__(self, config: FewShotJobConfig, context: JobContext, backend: FewShotBackend | None = None) -> None:
+        super().__init__(config, context)
+        self.backend = backend
+        self.state: dict[str, Any] = {"subnets": [], "epochs": [], "splits": [], "rounds": []}
+        self.recorded: dict[str, int] = {}  # events of each list already recorded when the job resumed
+        self.seen: dict[str, int] = {}
+        self.parents: dict[int, int | None] = {}
+        self.latest: dict[int, int] = {}  # sub-supernet -> its newest candidate
+        self.restrictions: dict[int, Any] = {}
+
+    @classmethod
+    def config_from_dict(cls, data: Mapping[str, Any]) -> FewShotJobConfig:
+        return FewShotJobConfig.from_dict(data)
+
+    @classmethod
+    def config_to_dict(cls, config: FewShotJobConfig) -> dict[str, Any]:
+        return config.to_dict()
+
+    @classmethod
+    def seed_of(cls, config: FewShotJobConfig) -> int:
+        return config.darts.seed if config.darts is not None else config.oneshot.seed  # type: ignore[union-attr]
+
+    def prepare(self) -> None:
+        if self.backend is None:
+            self.backend = make_backend(self.config)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.state
+
+    def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
+        if state is None:
+            return
+        if "result" in state:
+            raise JobError(f"job {self.record.name!r} already has its result")
+        self.state = {name: list(state.get(name, [])) for name in _EVENT_LISTS.values()}
+        self.recorded = {name: len(values) for name, values in self.state.items()}
+
+    def run(self, runner: Runner) -> FewShotResult:
+        assert self.backend is not None
+        if any(self.recorded.values()):
+            self.context.say(f"replaying {sum(self.recorded.values())} recorded events from the seed, then going on")
+        result = search(self.backend, self.config.fewshot, lambda event: self._event(runner, event))
+        self._finish(runner, result)
+        return result
+
+    def progress(self) -> tuple[int, int | None, dict[str, Any]]:
+        return sum(len(v) for v in self.state.values() if isinstance(v, list)), None, {}
+
+    def describe(self) -> str:
+        config = self.config
+        return (f"few-shot job {self.record.name!r}: {config.base} base, {config.fewshot.splits} splits, "
+                f"{config.epochs} epochs per lineage on {config.dataset}, {config.device}")
+
+    def report(self, result: FewShotResult) -> list[str]:
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if isinstance(v, float))
+        return [f"winner: sub-supernet {result.winner} ({metrics})", result.text]
+
+    # -- events -------------------------------------------------------------------------------------------------
+
+    def _event(self, runner: Runner, event: Event) -> None:
+        name = _EVENT_LISTS[type(event).__name__]
+        value = _jsonable(event)
+        index = self.seen.get(name, 0)
+        self.seen[name] = index + 1
+        if index < self.recorded.get(name, 0):  # replayed: the same event must come out again
+            if _comparable(self.state[name][index]) != _comparable(value):
+                raise JobError(f"job {self.record.name!r}: the replay differs from the recorded run at {name} "
+                               f"#{index + 1} (another device or torch version?); start a new run")
+            self._remember(event, replayed=True)
+            return
+        with runner.unit():
+            self.state[name].append(value)
+            self._remember(event, replayed=False)
+        self.context.say(_event_line(event))
+
+    def _remember(self, event: Event, *, replayed: bool) -> None:
+        if isinstance(event, SubnetEpoch) and event.architecture:
+            if replayed:
+                found = self.store.get_evaluation(self.record.id, _epoch_key(event))
+                if found is not None:
+                    self.latest[event.subnet] = found.candidate_id
+            else:
+                self._epoch_candidate(event)
+        elif isinstance(event, Subnet):
+            self.parents[event.id] = event.parent
+            self.restrictions[event.id] = _jsonable(event.restrictions)
+
+    def _finish(self, runner: Runner, result: FewShotResult) -> None:
+        with runner.unit():
+            if isinstance(result.architecture, NB201Genotype):
+                scores = result.metrics["scores"]
+                ids = {text: self._candidate(text, NB201Genotype.from_text(text), [], "fewshot winner's subspace",
+                                             f"inherited:{text}", acc, {"inherited_accuracy": acc})
+                       for text, acc in scores.items()}  # fmt: skip
+                candidate, fitness = ids[result.text], result.metrics["inherited_accuracy"]
+            else:
+                candidate, fitness = self.latest[result.winner], result.metrics.get("val_accuracy")
+            summary = {"winner": result.winner, "architecture": result.text, **_jsonable(result.metrics)}
+            evaluation = self.store.add_evaluation(self.record.id, candidate, key="result",
+                                                   task=f"fewshot-result:{self.config.dataset}", seed=self.record.seed)
+            self.store.finish_evaluation(evaluation, status="ok", fitness=fitness, metrics=summary)
+            self.state["result"] = summary
+
+    def _epoch_candidate(self, event: SubnetEpoch) -> None:
+        ancestor = event.subnet if event.subnet in self.latest else self.parents.get(event.subnet)
+        parents = [self.latest[ancestor]] if ancestor in self.latest else []
+        metrics = {**event.metrics, "subnet": event.subnet, "epoch": event.epoch, "genotype": event.architecture,
+                   "restrictions": self.restrictions.get(event.subnet, [])}  # fmt: skip
+        self.latest[event.subnet] = self._candidate(
+            event.architecture, Genotype.from_text(event.architecture), parents,
+            f"fewshot subnet {event.subnet} epoch {event.epoch}", _epoch_key(event),
+            event.metrics.get("val_accuracy"), metrics, event.seconds,
+        )  # fmt: skip
+
+    def _candidate(self, text: str, architecture: Any, parents: list[int], mutation: str, key: str,
+                   fitness: float | None, metrics: Mapping[str, Any], seconds: float | None = None) -> int:
+        store, job = self.store, self.record
+        candidate = store.add_candidate(job.id, kind="architecture", text=text,
+                                        hash=hashing.functional_hash(architecture), parent_ids=parents,
+                                        mutation=mutation)  # fmt: skip
+        evaluation = store.add_evaluation(job.id, candidate, key=key, task=self.config.task, seed=job.seed)
+        store.finish_evaluation(evaluation, status="ok", fitness=fitness, metrics=dict(metrics), wall_time=seconds)
+        return candidate
+
+
+def _epoch_key(event: SubnetEpoch) -> str:
+    return f"s{event.subnet}-epoch-{event.epoch}"
+
+
+def _comparable(value: Any) -> Any:
+    """An event without its timings (seconds differ between a run and its replay)."""
+    if isinstance(value, Mapping):
+        return {k: _comparable(v) for k, v in value.items() if k != "seconds"}
+    if isinstance(value, list):
+        return [_comparable(v) for v in value]
+    return value
+
+
+def _event_line(event: Event) -> str:
+    if isinstance(event, SubnetEpoch):
+        accuracy = event.metrics.get("val_accuracy", event.metrics.get("train_accuracy"))
+        shown = f" | accuracy {accuracy:.4f}" if isinstance(accuracy, float) else ""
+        return f"[autodisco] sub-supernet {event.subnet} epoch {event.epoch}{shown} | {event.seconds:.1f}s"
+    return f"[autodisco] {type(event).__name__}"

@@ -1,0 +1,57 @@
+"""The one way every command starts, runs and resumes a job: the runner, the "how to continue" line, the report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from search.cli._common import UsageError, executor_factory
+from search.jobs import Job, Runner
+
+EXIT_INTERRUPTED = 130
+
+
+def context_options(args: argparse.Namespace, run: Path | None) -> dict[str, Any]:
+    """The ``JobContext`` fields that come from the command line: run folder, executor, progress, messages."""
+    return {
+        "run_dir": run,
+        "executor_factory": executors(args) if hasattr(args, "workers") else None,
+        "show_progress": not getattr(args, "quiet", False),
+        "say": (lambda line: None) if getattr(args, "quiet", False) else say,
+        "options": {"threads": getattr(args, "threads", None)},
+    }
+
+
+def executors(args: argparse.Namespace) -> Any:
+    """``JobContext.executor_factory`` from ``--workers/--timeout/--threads`` (checked now, built when a job runs)."""
+    executor_factory(args, preload=())  # validates the options before anything is recorded
+
+    def build(*, preload: tuple[str, ...] = (), recycle_every: int | None = 500) -> Any:
+        return executor_factory(args, preload=preload, recycle_every=recycle_every)()
+
+    return build
+
+
+def run_to_end(job: Job, run: str) -> int:
+    """Run ``job``; on Ctrl-C/SIGTERM say how to continue (exit 130); at the end print its report (exit 0)."""
+    try:
+        result = Runner(job).run()
+    except KeyboardInterrupt:
+        print(f"autodisco: interrupted; everything finished is recorded. Continue with: autodisco resume {run}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if job.context.show_progress:
+        for line in job.report(result):
+            print(line)
+    return 0
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def refuse_finished(record: Any, run: str) -> None:
+    if record.status == "finished":
+        raise UsageError(f"job {record.name!r} already finished; start a new run to go further")
