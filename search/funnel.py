@@ -29,7 +29,7 @@ from search.executor import EvalOutcome, EvalRequest, Executor
 from search.store import CandidateRecord, EvaluationRecord, JobRecord, Ranked, Store
 
 STAGES = ("10x", "100x")  # the task scales evaluators.TASKS defines for every proxy task
-WORKER_FN = "search.funnel_workers:tune_lr_sweep"
+WORKER_FN = "search.kinds.workers:tune_lr_sweep"
 BASELINE = "adamw"  # programs.library name of the baseline
 BASELINE_BIRTH = -1  # birth given to AdamW when the run never proposed it (search proposals count from 0)
 SQLITE_TIMEOUT_S = 60.0  # how long a worker's Optuna connection waits for the SQLite write lock

@@ -72,15 +72,19 @@ def print_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
-def new_run(run: str, hint: str = "") -> Path:
-    """The folder of a run that does not exist yet (``UsageError`` if it is a file or already holds that job)."""
+def new_run(run: str) -> Path:
+    """The folder of a run that does not exist yet (``UsageError`` if it is a file or already holds that job), checked
+    before a job loads its data; ``search.jobs.create_job`` checks again when it records the job."""
+    from search.jobs._registry import exists_message
+
     path = Path(run)
     if path.exists() and not path.is_dir():
         raise UsageError(f"--run {run!r} is a file; give a folder")
     if (path / RESULTS_FILE).is_file():
         with Store.for_run(path, create=False) as store:
-            if store.get_job(path.name) is not None:
-                raise UsageError(f"run {run!r} exists already; choose another --run {hint}".rstrip())
+            record = store.get_job(path.name)
+            if record is not None:
+                raise UsageError(exists_message(record, run))
     return path
 
 

@@ -11,7 +11,7 @@ from search.cli._report import HASH_SHOWN, fitness_text, table
 from search.executor import Executor
 from search.funnel import STAGES, CandidateOutcome, Funnel, FunnelConfig, FunnelError, FunnelResult, Sweep
 
-PRELOAD = ("torch", "optuna", "evaluators", "search.funnel_workers")
+PRELOAD = ("torch", "optuna", "evaluators", "search.kinds.workers")
 
 
 def register(commands: argparse._SubParsersAction) -> None:

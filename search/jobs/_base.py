@@ -116,6 +116,11 @@ class Job(abc.ABC):
         """Lines for stdout once the job finished (default: none)."""
         return []
 
+    def exit_status(self, result: Any) -> int:
+        """The command's exit status once the job finished: 0, or 1 when the work itself failed (e.g. training that
+        diverged)."""
+        return 0
+
     @property
     def store(self) -> Store:
         return self.context.store

@@ -211,9 +211,9 @@ class OneShotJob(Job):
                 f"{f'{len(table.accuracy)} table architectures' if table else 'no table'}")
 
     def report(self, result: OneShotJobResult) -> list[str]:
-        where = runner_file = self.context.run_dir / SUPERNET_FILE if self.context.run_dir else SUPERNET_FILE
+        where = self.context.run_dir / SUPERNET_FILE if self.context.run_dir else SUPERNET_FILE
         if result.ranking is None:
-            return [f"trained {runner_file}; no ground-truth table, so no ranking"]
+            return [f"trained {where}; no ground-truth table, so no ranking"]
         r = result.ranking
         return [f"Kendall tau {r.kendall_tau:.4f}, Spearman rho {r.spearman:.4f} over {r.n} architectures "
                 f"(inherited accuracy vs {self.config.table}); supernet in {where}"]

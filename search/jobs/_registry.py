@@ -45,7 +45,7 @@ def create_job(store: Store, name: str, job_type: type[Job], config: Any, *, kin
     taken. ``context``: the other ``JobContext`` fields; ``factory`` builds the job (default ``job_type``)."""
     existing = store.get_job(name)
     if existing is not None:
-        raise JobExistsError(_exists_message(existing, context.get("run_dir")))
+        raise JobExistsError(exists_message(existing, context.get("run_dir")))
     build = factory or job_type
     with store.transaction():
         record = store.create_job(name, kind=kind or job_type.kind, config=job_type.config_to_dict(config),
@@ -71,7 +71,7 @@ def open_job(store: Store, record: JobRecord, **context: Any) -> Job:
     return job
 
 
-def _exists_message(record: JobRecord, run_dir: Any) -> str:
+def exists_message(record: JobRecord, run_dir: Any) -> str:
     where = str(run_dir) if run_dir is not None else record.name
     method = record.config.get("method", LEGACY_METHOD) if isinstance(record.config, Mapping) else "?"
     if record.status == "finished":

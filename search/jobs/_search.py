@@ -24,7 +24,6 @@ from search.jobs._base import Job, JobContext, JobError
 from search.jobs._registry import register_job
 from search.jobs._runner import Runner
 from search.kinds import KINDS, CandidateKind
-from search.store import JobRecord
 from search.store._open import describe
 from search.strategies import RandomSearch, RegularizedEvolution, RegularizedEvolutionConfig, Strategy
 

@@ -102,9 +102,13 @@ class TrainJob(Job):
         config, store, job = self.config, self.store, self.record
         assert self.data is not None
         genotype = Genotype.from_text(config.genotype)
-        with runner.unit():
-            candidate = store.add_candidate(job.id, kind="architecture", text=genotype.to_text(),
-                                            hash=hashing.functional_hash(genotype), mutation=config.source, birth=0)
+        recorded = store.list_candidates(job.id)
+        if recorded:  # resumed: the one candidate is there already
+            candidate = recorded[0].id
+        else:
+            with runner.unit():
+                candidate = store.add_candidate(job.id, kind="architecture", text=genotype.to_text(),
+                                                hash=hashing.functional_hash(genotype), mutation=config.source, birth=0)
         shape = self.data.input_shape
         params = count_parameters(Network(genotype, config.train.net, in_channels=shape[0], dim=len(shape) - 1))
         replayed = self.epochs_done
@@ -134,6 +138,9 @@ class TrainJob(Job):
         config = self.config
         return (f"training job {self.record.name!r}: {config.source} on {config.dataset} for {config.train.epochs} "
                 f"epochs, {config.device}; {self.epochs_done} done")
+
+    def exit_status(self, result: TrainResult) -> int:
+        return 0 if result.status == "ok" else 1
 
     def report(self, result: TrainResult) -> list[str]:
         if result.status != "ok":

@@ -12,7 +12,7 @@ from nas.groundtruth import (
     write_table,
 )
 from nas.ranking import kendall_tau, rank_correlation, rank_correlation_of
-from nas.workers import train_nb201
+from search.kinds.workers import train_nb201
 from search.cli import main
 from search.executor import InlineExecutor
 

@@ -224,7 +224,7 @@ def test_a_stuck_evaluation_times_out_is_recorded_and_the_job_goes_on(tmp_path: 
 
     config = _config(warm_start=(library.get("lion").to_text(), library.get("sgd").to_text()), evaluations=4,
                      population=2)
-    executor = LocalExecutorConfig(workers=2, timeout_s=3.0, preload=("torch", "search.workers", "evaluators"))
+    executor = LocalExecutorConfig(workers=2, timeout_s=3.0, preload=("torch", "search.kinds.workers", "evaluators"))
     store = Store.for_run(tmp_path / "stuck")
     job = SearchJob.create(store, "stuck", _HangingKind(), config, executor_factory=lambda **_: LocalExecutor(executor), show_progress=False)
     summary = run_job(job)

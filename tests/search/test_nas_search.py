@@ -19,8 +19,8 @@ from search.executor import InlineExecutor
 from search.jobs import run_job
 from search.jobs._search import SearchConfig, SearchJob
 from search.kinds import KINDS
-from search.nas_kind import ArchitectureKind, ArchitectureKindError, ScratchBudget
-from search.nas_workers import evaluate_architecture
+from search.kinds import ArchitectureKind, ArchitectureKindError, ScratchBudget
+from search.kinds.workers import evaluate_architecture
 from search.store import Store
 
 TINY = ScratchBudget(epochs=1, train_examples=192, valid_examples=96, channels=4)
