@@ -45,7 +45,7 @@ def run_to_end(job: Job, run: str, report: Callable[[Any], None] | None = None) 
         return EXIT_INTERRUPTED
     if report is not None:
         report(result)
-    elif job.context.show_progress:
+    else:  # the result goes to stdout even with --quiet, which silences only progress and messages (stderr)
         for line in job.report(result):
             print(line)
     return job.exit_status(result)
