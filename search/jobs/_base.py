@@ -109,6 +109,12 @@ class Job(abc.ABC):
         """Units done, the total (None if unknown), and the status line's fields."""
         return 0, None, {}
 
+    @classmethod
+    def progress_of(cls, config: Mapping[str, Any], state: Mapping[str, Any]) -> tuple[int | None, int | None]:
+        """Units done and the total (None where unknown) read from a stored config and checkpoint alone, without
+        building the job (``runs list/show``); both untrusted. Default: unknown."""
+        return None, None
+
     def describe(self) -> str:
         return f"{self.method} job {self.context.record.name!r}"
 

@@ -143,6 +143,10 @@ class DartsJob(Job):
     def progress(self) -> tuple[int, int | None, dict[str, Any]]:
         return self.epochs_done, self.config.search.epochs, {}
 
+    @classmethod
+    def progress_of(cls, config: Mapping[str, Any], state: Mapping[str, Any]) -> tuple[int | None, int | None]:
+        return int(state.get("epoch", 0)), int(config["search"]["epochs"])
+
     def describe(self) -> str:
         search_config = self.config.search
         return (f"DARTS job {self.record.name!r}: order {search_config.arch.order}, {search_config.net.weighting}, "

@@ -207,6 +207,10 @@ class FewShotJob(Job):
     def progress(self) -> tuple[int, int | None, dict[str, Any]]:
         return sum(len(v) for v in self.state.values() if isinstance(v, list)), None, {}
 
+    @classmethod
+    def progress_of(cls, config: Mapping[str, Any], state: Mapping[str, Any]) -> tuple[int | None, int | None]:
+        return sum(len(state.get(name) or []) for name in _EVENT_LISTS.values()), None
+
     def describe(self) -> str:
         config = self.config
         return (f"few-shot job {self.record.name!r}: {config.base} base, {config.fewshot.splits} splits, "

@@ -167,6 +167,10 @@ class GroundTruthJob(Job):
         best = f"{max(accuracies):.4f}" if accuracies else "-"
         return len(self.results), self.config.archs, {"failed": failed, "best": best}
 
+    @classmethod
+    def progress_of(cls, config: Mapping[str, Any], state: Mapping[str, Any]) -> tuple[int | None, int | None]:
+        return int(state.get("done", 0)), int(config["archs"])
+
     def describe(self) -> str:
         config = self.config
         return (f"ground-truth job {self.record.name!r}: {config.archs} NB201 architectures (seed {config.seed}) "

@@ -204,6 +204,10 @@ class OneShotJob(Job):
     def progress(self) -> tuple[int, int | None, dict[str, Any]]:
         return len(self.history), self.config.train.epochs, {}
 
+    @classmethod
+    def progress_of(cls, config: Mapping[str, Any], state: Mapping[str, Any]) -> tuple[int | None, int | None]:
+        return int(state.get("epoch", 0)), int(config["train"]["epochs"])
+
     def describe(self) -> str:
         config, table = self.config, self.table
         return (f"one-shot supernet {self.record.name!r}: {config.train.sampler} sampling, {config.train.epochs} "

@@ -80,6 +80,24 @@ def exists_message(record: JobRecord, run_dir: Any) -> str:
             f"{where}, or choose another --run")
 
 
+def job_progress(store: Store, record: JobRecord) -> dict[str, Any]:
+    """``{"method", "unit", "done", "total"}`` of a stored job from its config and latest checkpoint, for listings;
+    ``done``/``total`` are None where unknown or unreadable (a listing never fails on one damaged job)."""
+    try:
+        job_type = job_type_of(record)
+    except JobError:
+        method = record.config.get("method") if isinstance(record.config, Mapping) else None
+        return {"method": method, "unit": None, "done": None, "total": None}
+    done = total = None
+    try:
+        checkpoint = store.latest_checkpoint(record.id)
+        state = checkpoint.state if checkpoint is not None and isinstance(checkpoint.state, Mapping) else {}
+        done, total = job_type.progress_of(record.config, state)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        pass
+    return {"method": job_type.method, "unit": job_type.unit, "done": done, "total": total}
+
+
 def _load_builtin_jobs() -> None:
     """Import the job modules that register themselves (kept lazy: they import torch and nas)."""
     import search.jobs._builtin  # noqa: F401

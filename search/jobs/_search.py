@@ -351,6 +351,11 @@ class SearchJob(Job):
     def progress(self) -> tuple[int, int | None, dict[str, Any]]:
         return self.runs, self.config.evaluations, self._status_fields()
 
+    @classmethod
+    def progress_of(cls, config: Mapping[str, Any], state: Mapping[str, Any]) -> tuple[int | None, int | None]:
+        evaluations = config.get("evaluations")
+        return None, None if evaluations is None else int(evaluations)  # done: the evaluations the store counts
+
     def report(self, result: JobSummary) -> list[str]:
         lines = [f"finished: {result.evaluations} evaluations, {result.cache_hits} cache hits, {result.failed} failed, "
                  f"{result.candidates} candidates in {result.elapsed_s:.0f} s"]

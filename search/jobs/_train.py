@@ -134,6 +134,10 @@ class TrainJob(Job):
     def progress(self) -> tuple[int, int | None, dict[str, Any]]:
         return self.epochs_done, self.config.train.epochs, {}
 
+    @classmethod
+    def progress_of(cls, config: Mapping[str, Any], state: Mapping[str, Any]) -> tuple[int | None, int | None]:
+        return int(state.get("epoch", 0)), int(config["train"]["epochs"])
+
     def describe(self) -> str:
         config = self.config
         return (f"training job {self.record.name!r}: {config.source} on {config.dataset} for {config.train.epochs} "

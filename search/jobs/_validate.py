@@ -101,6 +101,10 @@ class ValidateJob(Job):
     def progress(self) -> tuple[int, int | None, dict[str, Any]]:
         return self.sweeps, None, {}
 
+    @classmethod
+    def progress_of(cls, config: Mapping[str, Any], state: Mapping[str, Any]) -> tuple[int | None, int | None]:
+        return int(state.get("sweeps", 0)), None
+
     def describe(self) -> str:
         config = self.config
         return (f"validation of {config.target!r}: top {config.k}, {config.trials} lr trials per sweep, stages "
