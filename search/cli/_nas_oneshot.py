@@ -68,6 +68,7 @@ def _register_groundtruth(commands: argparse._SubParsersAction) -> None:
     gt.add_argument("-o", "--output", required=True, help="table JSON to write (rewritten after every result)")
     gt.add_argument("--run", help="run folder recording the job (default runs/groundtruth-<dataset>-<archs>-s<seed>); "
                                   "'autodisco resume RUN' continues it")
+    gt.add_argument("--limit", type=int, help="train and test on only the first N examples of each split (quick trials)")
     gt.add_argument("--workers", default="auto", help="'auto' (one per GPU, else one per core) or a number")
     gt.add_argument("--timeout", type=float, help="seconds per architecture before it is killed (default none)")
     gt.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -223,8 +224,10 @@ def _groundtruth(args: argparse.Namespace) -> int:
     if output.exists():
         raise UsageError(f"{args.output} exists; choose another -o (an interrupted table continues with "
                          "'autodisco resume RUN')")
+    if args.limit is not None and args.limit < 2:
+        raise UsageError(f"--limit must be at least 2, got {args.limit}")
     config = GroundTruthConfig(args.dataset, args.archs, output_path(args.output), args.seed,
-                               TrainBudget(C=args.C, epochs=args.epochs, seed=args.seed))
+                               TrainBudget(C=args.C, epochs=args.epochs, seed=args.seed), args.limit)
     run = new_run(args.run or f"runs/groundtruth-{args.dataset}-{args.archs}-s{args.seed}")
     options = context_options(args, run)
     with Store.for_run(run) as store:
