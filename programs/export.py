@@ -19,15 +19,13 @@ import math
 import re
 import textwrap
 import types
+import zlib
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
-from programs.export_lowering import (
-    FLOAT, LIST, ONE, RESERVED, Hyperparameter, Instr, Lowered, fits_float32, lower, structural,
-)
-from programs.primitives import EPS, PRIMITIVES, clip_with_norm
+from programs.export_lowering import FLOAT, LIST, RESERVED, Hyperparameter, Instr, Lowered, fits_float32, lower
+from programs.primitives import PRIMITIVES, clip_with_norm
 from programs.program import Program
 from programs.torch_ops import TORCH_NAMES
 
@@ -407,8 +405,9 @@ class _Module:
         """The program as pseudocode, hyperparameters by name, temporaries written back into expressions."""
         lines = ["For each parameter tensor ``w`` with gradient ``g``" + self._state_words() + "::", ""]
         lines += [f"    {line}" for line in pseudocode(self.program, self.lowered.constants)]
-        lines.append(f"    w = w - {self.program.outputs[0]}" if not self._added_decay() else
-                     f"    w = w * (1 - lr * weight_decay) - {self.program.outputs[0]}")
+        update = safe_name(self.program.outputs[0])
+        lines.append(f"    w = w - {update}" if not self._added_decay() else
+                     f"    w = w * (1 - lr * weight_decay) - {update}")
         used = sorted({s.fn for s in self.program.statements} - {"add", "sub", "mul", "negative"})
         if used:
             lines += [""] + _fill("where " + "; ".join(f"{fn}: {PRIMITIVES[fn].doc.split('; also')[0]}"
@@ -567,7 +566,7 @@ def pseudocode(program: Program, constants: dict[float, str]) -> list[str]:
     lines = []
     for s in program.statements:
         args = [inline.pop(a) if isinstance(a, str) and a in inline else
-                Sym(a) if isinstance(a, str) else Sym(constants[a]) if a in constants else Sym.of(a)
+                Sym(safe_name(a)) if isinstance(a, str) else Sym(constants[a]) if a in constants else Sym.of(a)
                 for a in s.args]
         symbol = PRIMITIVES[s.fn].operator
         if symbol is not None:
@@ -579,8 +578,16 @@ def pseudocode(program: Program, constants: dict[float, str]) -> list[str]:
         if re.fullmatch(r"_\d+", s.target) and uses.get(s.target) == 1 and len(expression.text) < 60:
             inline[s.target] = expression
         else:
-            lines.append(f"{s.target} = {expression.text}")
+            lines.append(f"{safe_name(s.target)} = {expression.text}")
     return lines
+
+
+def safe_name(name: str) -> str:
+    """A program variable's name as the docstring prints it: an ASCII identifier, else a neutral stand-in (the
+    name comes from untrusted text, and a docstring must not be closed by it)."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
+        return name
+    return f"var_{zlib.crc32(name.encode('utf-8', 'replace')):08x}"
 
 
 def _is_literal(sym: Sym) -> bool:
