@@ -516,7 +516,7 @@ class _Lowering:
         if not self.scalar_statement:
             self.statement_name = name
         self.bounds[target] = bounds
-        if safe and all(r in self.safe for r in refs if isinstance(r, str)):
+        if safe:  # Python's + - * never raise; / and ** are safe when the ranges say so
             self.safe.add(target)
         return self._emit("scalar", fn, *refs, target=target)  # type: ignore[return-value]
 
