@@ -522,8 +522,8 @@ class _Module:
                       f"                _multi_tensor_{self.snake}(*tensors, {self._call_args()})"]
         else:
             lines += [f"            update = _multi_tensor_{self.snake} if foreach else _single_tensor_{self.snake}",
-                      "            for key, tensors in buckets.items():",
-                      "                step = key[2]" if stepped else None,
+                      "            for (_, _, step), tensors in buckets.items():" if stepped else
+                      "            for tensors in buckets.values():",
                       f"                update(*tensors, {self._call_args()})"]
         lines.append("        return loss")
         return [line for line in lines if line is not None]
