@@ -7,6 +7,7 @@ import ast
 import copy
 import inspect
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -371,3 +372,10 @@ def test_lowering_takes_linear_time() -> None:
     source = optimizer_source(_long_program(10_000), "Long")
     compile(source, "long.py", "exec")  # noqa: S102 - parses: no nesting too deep for Python
     assert len(lower(_long_program(10_000)).instructions) > 10_000
+
+
+def test_the_readme_shows_a_real_exported_lion() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    marker = 'This is `optimizer_source(library.get("lion"), "Lion", 1e-4)`, exactly (a test keeps it so):\n\n```python\n'
+    shown = readme[readme.index(marker) + len(marker):]
+    assert shown[:shown.index("```\n")] == optimizer_source(library.get("lion"), "Lion", 1e-4)
