@@ -3,7 +3,7 @@
 ``postgres_url`` is the private PostgreSQL server of ``.ci/postgres.sh`` (``AUTODISCO_TEST_POSTGRES_URL``): without
 it the PostgreSQL tests skip, except in CI (``CI=true``), where they fail. ``fresh_postgres`` is a URL whose tables
 live in a schema of their own, dropped after the test. ``store`` runs a test on every backend: a SQLite file,
-in-memory SQLite and PostgreSQL.
+in-memory SQLite and PostgreSQL; ``shared_url`` on those several processes can share (SQLite file, PostgreSQL).
 """
 
 from __future__ import annotations
@@ -58,6 +58,12 @@ def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> s
     if backend == "sqlite-memory":
         return "sqlite://"
     return str(request.getfixturevalue("fresh_postgres"))
+
+
+@pytest.fixture(params=["sqlite-file", "postgresql"])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty results database that several processes can share (a SQLite file, PostgreSQL)."""
+    return store_url(request.param, tmp_path, request)
 
 
 @pytest.fixture(params=STORE_BACKENDS)
