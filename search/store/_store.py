@@ -47,7 +47,7 @@ def _reads(table: str) -> Callable[[F], F]:
                 raise DamagedError(f"{describe(self.url)}: damaged value: {error}; the database was edited or "
                                    "damaged — restore it from a copy or start a new run") from None
             except sa.exc.DBAPIError as error:
-                raise self._database_error(error, f"reading {table}") from None
+                raise self._database_error(error, f"reading {table}: ") from None
             except (ValueError, TypeError, KeyError, OverflowError, UnicodeDecodeError) as error:
                 raise DamagedError(f"{describe(self.url)}: damaged value in table {table} ({type(error).__name__}: "
                                    f"{' '.join(str(error).split())[:120]}); restore it from a copy or start a new "
@@ -154,7 +154,7 @@ class Store:
                     finally:
                         self._local.conn = None
             except sa.exc.DBAPIError as error:
-                raise self._database_error(error, "writing" if not self.read_only else "reading") from None
+                raise self._database_error(error) from None
 
     @contextmanager
     def _begin(self) -> Iterator[sa.Connection]:
@@ -183,12 +183,12 @@ class Store:
         finally:
             conn.close()
 
-    def _database_error(self, error: sa.exc.DBAPIError, doing: str) -> StoreError:
+    def _database_error(self, error: sa.exc.DBAPIError, doing: str = "") -> StoreError:
         """One line for an error of the database itself: damage, or a failure of the storage (then: how to go on)."""
         where, first = describe(self.url), first_line(error)
         lowered = first.lower()
         if any(mark in lowered for mark in _DAMAGE_MARKS) or isinstance(error, sa.exc.IntegrityError):
-            return DamagedError(f"{where}: damaged or foreign database ({doing}: {first}); restore it from a copy "
+            return DamagedError(f"{where}: damaged or foreign database ({doing}{first}); restore it from a copy "
                                 "or start a new run")
         if self.read_only:
             return StorageError(f"{where}: cannot be read ({first}); check the disk or the server and try again")
@@ -205,7 +205,7 @@ class Store:
             resume = f"autodisco resume {Path(where).parent}"
         else:
             resume = f"autodisco resume RUN --db {where}"
-        return StorageError(f"{where}: storage error while {doing} ({first}); the last write was rolled back and "
+        return StorageError(f"{where}: storage error ({doing}{first}); the last write was rolled back and "
                             f"everything recorded before it is kept — {fix}, then continue with: {resume}")
 
     def _writable(self) -> None:
