@@ -72,7 +72,8 @@ def open_job(store: Store, record: JobRecord, **context: Any) -> Job:
     except (JobError, StoreError):
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:  # an edited or damaged checkpoint
-        raise JobError(f"job {record.name!r}: its checkpoint {checkpoint.seq if checkpoint else '?'} is malformed "
+        seq = checkpoint.seq if checkpoint else "?"
+        raise JobError(f"job {record.name!r}: its saved state (checkpoint {seq}, cache entries) is malformed "
                        f"({type(error).__name__}: {error}); the database was edited or damaged") from None
     return job
 
