@@ -42,7 +42,7 @@ def _export(args: argparse.Namespace) -> int:
         raise UsageError(f"--lr must be a positive number, got {args.lr}")
     if args.output is None and args.db is not None:
         raise UsageError("with --db there is no run folder to export into; give -o FILE.py")
-    store, job = open_run(args.run, args.db)
+    store, job = open_run(args.run, args.db, read_only=True)
     with store:
         candidate = resolve_candidate(store, job, args.candidate)
     name = args.name or f"Discovered{candidate.id}"

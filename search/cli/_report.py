@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Sequence
 
 from search.cli._common import UsageError, search_task
-from search.store import CandidateRecord, JobRecord, Store, StoreError
+from search.store import CandidateRecord, DamagedError, JobRecord, Store, StoreError
 
 HASH_SHOWN = 10  # hex digits of a functional hash shown in tables
 MUTATION_SHOWN = 48  # characters of a mutation description shown in tables
@@ -97,6 +97,8 @@ def resolve_candidate(store: Store, job: JobRecord, ident: str) -> CandidateReco
     if text.isdigit():
         try:
             found = store.get_candidate(int(text))
+        except DamagedError:
+            raise
         except StoreError:
             found = None
         if found is not None and found.job_id == job.id:

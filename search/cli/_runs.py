@@ -19,7 +19,7 @@ from search.cli._report import (
     HASH_SHOWN, add_run_arguments, clip, fitness_text, indented, job_summary, percent_text, progress_text, table,
     time_text,
 )
-from search.store import RESULTS_FILE, Store
+from search.store import RESULTS_FILE, JobRecord, Store
 
 FAILURE_REASONS_SHOWN = 5
 _NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.])")  # not in names
@@ -58,8 +58,16 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _jobs_of_database(url: str) -> list[dict[str, Any]]:
-    with Store(url, create=False) as store:
-        return [{"path": None, **job_summary(store, job), "error": None} for job in store.list_jobs()]
+    with Store(url, create=False, read_only=True) as store:
+        return [_summary_row(store, job, None) for job in store.list_jobs()]
+
+
+def _summary_row(store: Store, job: JobRecord, path: str | None) -> dict[str, Any]:
+    """The job's summary, or its name with the one-line reason it cannot be read (a damaged row, say)."""
+    try:
+        return {"path": path, **job_summary(store, job), "error": None}
+    except ValueError as error:
+        return {"path": path, "name": job.name, "error": " ".join(str(error).split())}
 
 
 def _jobs_under(root: Path) -> list[dict[str, Any]]:
@@ -72,11 +80,11 @@ def _jobs_under(root: Path) -> list[dict[str, Any]]:
 def _folder_row(folder: Path) -> dict[str, Any]:
     """The summary of the run in ``folder``, or its name with the one-line reason it cannot be read."""
     try:
-        store, job = open_run(str(folder))
+        store, job = open_run(str(folder), read_only=True)
     except (ValueError, OSError) as error:  # a corrupt, foreign or unreadable database: list it, go on
         return {"path": str(folder), "name": folder.name, "error": " ".join(str(error).split())}
     with store:
-        return {"path": str(folder), **job_summary(store, job), "error": None}
+        return _summary_row(store, job, str(folder))
 
 
 def _list_table(rows: list[dict[str, Any]]) -> str:
@@ -98,7 +106,7 @@ def _list_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _show(args: argparse.Namespace) -> int:
-    store, job = open_run(args.run, args.db)
+    store, job = open_run(args.run, args.db, read_only=True)
     with store:
         summary = job_summary(store, job)
         top = store.top_k(job.id, 1, task=search_task(job))

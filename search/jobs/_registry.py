@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, TypeVar
 
 from search.jobs._base import Job, JobContext, JobError
-from search.store import JobRecord, Store
+from search.store import JobRecord, Store, StoreError
 
 JOBS: dict[str, type[Job]] = {}
 LEGACY_METHOD = "search"  # search jobs made before jobs stored their method had none
@@ -67,7 +67,14 @@ def open_job(store: Store, record: JobRecord, **context: Any) -> Job:
     job = job_type(config, JobContext(store, record, **context))
     job.prepare()
     checkpoint = store.latest_checkpoint(record.id)
-    job.load_state_dict(None if checkpoint is None else checkpoint.state)
+    try:
+        job.load_state_dict(None if checkpoint is None else checkpoint.state)
+    except (JobError, StoreError):
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:  # an edited or damaged checkpoint
+        seq = checkpoint.seq if checkpoint else "?"
+        raise JobError(f"job {record.name!r}: its saved state (checkpoint {seq}, cache entries) is malformed "
+                       f"({type(error).__name__}: {error}); the database was edited or damaged") from None
     return job
 
 

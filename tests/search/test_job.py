@@ -161,7 +161,7 @@ def test_kill_9_of_driver_and_workers_then_resume_loses_nothing_and_duplicates_n
     with Store.for_run(run, create=False) as store:
         job = store.get_job("k9")
         before = {e.key: (e.status, e.fitness) for e in store.list_evaluations(job.id) if e.finished_order}
-    assert job.status == "running"  # killed: nobody could mark it
+    assert job.status == "interrupted"  # killed: nobody marked it, but its lease died with the driver
 
     result = _cli("resume", str(run), "--workers", "2", "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
