@@ -49,6 +49,9 @@ def _validate(args: argparse.Namespace) -> int:
                                  "are recorded once per candidate, stage and task: validate with those settings")
             if existing.status != "finished":
                 raise UsageError(exists_message(existing, args.run))
+            result = job.read_back()  # finished: show it again
+            print_json(result.to_json()) if args.json else print(report(result))
+            return 0
         options["say"](job.describe())
         return run_to_end(job, args.run, report=(lambda result: print_json(result.to_json())) if args.json else None)
 

@@ -98,6 +98,16 @@ class ValidateJob(Job):
                         on_sweep=self._say, unit=unit)
         return funnel.run()
 
+    def read_back(self) -> FunnelResult:
+        """The finished funnel's result from its recorded sweeps alone (no worker, no new row)."""
+        target = self.store.get_job(self.config.target)
+        assert target is not None
+
+        def no_executor() -> Any:
+            raise JobError(f"job {self.record.name!r} is finished but misses a sweep; the database was edited")
+
+        return Funnel(self.store, target, self.config.funnel(), no_executor, on_sweep=self._say).run()
+
     def progress(self) -> tuple[int, int | None, dict[str, Any]]:
         return self.sweeps, None, {}
 
