@@ -156,6 +156,7 @@ class FewShotJob(Job):
     """A few-shot search: one unit per event (sub-supernet, epoch, split, halving round), then the result."""
 
     method = METHOD
+    config_type = FewShotJobConfig
     unit = "event"
     own_progress_lines = True
 
@@ -168,14 +169,6 @@ class FewShotJob(Job):
         self.parents: dict[int, int | None] = {}
         self.latest: dict[int, int] = {}  # sub-supernet -> its newest candidate
         self.restrictions: dict[int, Any] = {}
-
-    @classmethod
-    def config_from_dict(cls, data: Mapping[str, Any]) -> FewShotJobConfig:
-        return FewShotJobConfig.from_dict(data)
-
-    @classmethod
-    def config_to_dict(cls, config: FewShotJobConfig) -> dict[str, Any]:
-        return config.to_dict()
 
     @classmethod
     def seed_of(cls, config: FewShotJobConfig) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -95,10 +95,6 @@ class GroundTruthJob(Job):
     def config_from_dict(cls, data: Mapping[str, Any]) -> GroundTruthConfig:
         values = {k: data[k] for k in ("dataset", "archs", "output", "seed", "limit")}
         return GroundTruthConfig(**values, budget=TrainBudget(**data["budget"]))
-
-    @classmethod
-    def config_to_dict(cls, config: GroundTruthConfig) -> dict[str, Any]:
-        return {"method": METHOD, "tasks": [config.task], **asdict(config)}
 
     def prepare(self) -> None:
         self.genotypes = sample_architectures(self.config.archs, self.config.seed)

@@ -121,6 +121,7 @@ class OneShotJob(Job):
     architectures with the rank correlation."""
 
     method = METHOD
+    config_type = OneShotJobConfig
     own_progress_lines = True
 
     def __init__(self, config: OneShotJobConfig, context: JobContext) -> None:
@@ -128,10 +129,6 @@ class OneShotJob(Job):
         self.history: list[OneShotEpoch] = []
         self.ranking: dict[str, Any] | None = None
         self.table: GroundTruthTable | None = None
-
-    @classmethod
-    def config_from_dict(cls, data: Mapping[str, Any]) -> OneShotJobConfig:
-        return OneShotJobConfig.from_dict(data)
 
     @classmethod
     def config_to_dict(cls, config: OneShotJobConfig) -> dict[str, Any]:

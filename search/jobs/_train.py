@@ -69,20 +69,13 @@ class TrainJob(Job):
     """Training one genotype; one unit per epoch."""
 
     method = METHOD
+    config_type = TrainJobConfig
     own_progress_lines = True
 
     def __init__(self, config: TrainJobConfig, context: JobContext, data: DataSplits | None = None) -> None:
         super().__init__(config, context)
         self.data = data
         self.epochs_done = 0
-
-    @classmethod
-    def config_from_dict(cls, data: Mapping[str, Any]) -> TrainJobConfig:
-        return TrainJobConfig.from_dict(data)
-
-    @classmethod
-    def config_to_dict(cls, config: TrainJobConfig) -> dict[str, Any]:
-        return config.to_dict()
 
     @classmethod
     def seed_of(cls, config: TrainJobConfig) -> int:
