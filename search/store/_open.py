@@ -84,6 +84,8 @@ def open_engine(url: sa.URL, *, create: bool, busy_timeout_s: float, read_only: 
         engine.dispose()
         first = first_line(error)
         fix = "move the file away or choose another run folder" if is_sqlite(url) else "check the URL and the server"
+        if "locked" in first or "busy" in first:
+            fix = "another process holds its write lock (a VACUUM, a sqlite3 shell?); try again once it is done"
         raise StoreError(f"{describe(url)}: cannot be opened as a results database ({first}); {fix}") from None
     except StoreError:
         engine.dispose()
