@@ -333,9 +333,15 @@ class Store:
         return lease
 
     def renew_lease(self, lease: Lease) -> bool:
-        """The heartbeat: True while ``lease`` is still this driver's."""
-        with self._connection() as conn:
-            return _lease.renew(conn, lease)
+        """The heartbeat: True while ``lease`` is still this driver's. A beat is skipped while another thread of this
+        process keeps the store busy for long (it cannot commit a unit without passing the fence anyway)."""
+        if not self._lock.acquire(timeout=lease.ttl_s / 3):
+            return True
+        try:
+            with self._connection() as conn:
+                return _lease.renew(conn, lease)
+        finally:
+            self._lock.release()
 
     def release_lease(self, lease: Lease) -> None:
         with self._connection() as conn:
