@@ -155,11 +155,15 @@ def _connect_read_only(path: str) -> sqlite3.Connection:
     """SQLite's read-only mode; on read-only media (no -shm file can be made beside a WAL database) the file is
     opened as immutable — nobody can be writing it there."""
     quoted = urllib.parse.quote(path)
+    conn = sqlite3.connect(f"file:{quoted}?mode=ro", uri=True, check_same_thread=False)
     try:
-        conn = sqlite3.connect(f"file:{quoted}?mode=ro", uri=True, check_same_thread=False)
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         return conn
-    except sqlite3.OperationalError:
+    except sqlite3.OperationalError as error:
+        conn.close()
+        # Only where the file cannot be opened for shared reading at all: immutable reads ignore a live writer's WAL
+        if not any(mark in str(error).lower() for mark in ("unable to open", "readonly", "read-only")):
+            raise
         return sqlite3.connect(f"file:{quoted}?mode=ro&immutable=1", uri=True, check_same_thread=False)
 
 
