@@ -51,7 +51,8 @@ def measure(url: str, label: str) -> None:
         times[True].append(_timed(store, leased, r * UNITS, True))
     store.close()
     base, with_lease = statistics.median(times[False]), statistics.median(times[True])
-    print(f"{label:<10} per unit: no lease {base:.3f} ms, with lease {with_lease:.3f} ms, ratio {with_lease / base:.2f}")
+    print(f"{label:<10} per unit: no lease {base:.3f} ms, with lease {with_lease:.3f} ms, "
+          f"ratio {with_lease / base:.2f}")
 
 
 def main() -> None:

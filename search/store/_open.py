@@ -239,7 +239,8 @@ def _inspect(conn: sa.Connection, where: str, *, read_only: bool) -> int:
         raise StoreError(f"{where}: written by a newer autodisco (schema {version} > {SCHEMA_VERSION}); "
                          "upgrade autodisco to read it")
     if version < 1:
-        raise StoreError(f"{where}: meta.schema_version is {version}, which no autodisco wrote; the database is damaged")
+        raise StoreError(f"{where}: meta.schema_version is {version}, which no autodisco wrote; the database is "
+                         "damaged")
     expected = TABLE_NAMES if version >= LEASES_SINCE else V1_TABLE_NAMES
     missing = sorted(expected - names)
     if missing:
@@ -280,8 +281,9 @@ def _refuse_foreign_objects(conn: sa.Connection, inspector: Any, tables: set[str
         found += [f"materialized view {v}" for v in sorted(inspector.get_materialized_view_names())]
     if found:
         shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
-        raise StoreError(f"{where}: holds SQL objects that autodisco's schema does not define ({shown}); they could act "
-                         "on its writes, so nothing was written — drop them (or read the run with read-only commands)")
+        raise StoreError(f"{where}: holds SQL objects that autodisco's schema does not define ({shown}); they could "
+                         "act on its writes, so nothing was written — drop them (or read the run with read-only "
+                         "commands)")
 
 
 def _migrate(conn: sa.Connection, version: int) -> None:
