@@ -444,9 +444,8 @@ class _Module:
                   'False)")',
                   "", "",
                   "def _check(what: str, value: object, low: float, high: float, open_high: bool = False) -> None:",
-                  "    number = isinstance(value, (int, float)) and not isinstance(value, bool)",
-                  "    if not (number and low <= value and (value < high if open_high else value <= high)",
-                  "            and math.isfinite(value)):",
+                  "    number = isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < 1e308",
+                  "    if not (number and low <= value and (value < high if open_high else value <= high)):",
                   '        bounds = f"[{low}, {high}" + (")" if open_high else "]")',
                   '        raise ValueError(f"Invalid {what}: {value!r} (expected a number in {bounds})")']
         return lines

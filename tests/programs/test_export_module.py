@@ -296,9 +296,8 @@ def test_hostile_programs_define_nothing_but_the_optimizer(offset: int) -> None:
     names_used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     assert not names_used & {"exec", "eval", "__import__", "open", "compile", "__builtins__", "getattr"}
     cls = optimizer_class(program, "Safe")
-    module = inspect.getmodule(cls) or vars(__import__("sys").modules.get(cls.__module__, object))
     defined = {k for k in cls.__init__.__globals__ if not k.startswith("__") or k == "__all__"}
-    assert defined - {"Safe"} <= ALLOWED_GLOBALS | {f"_single_tensor_safe", "_multi_tensor_safe"}, module
+    assert defined - {"Safe"} <= ALLOWED_GLOBALS | {"_single_tensor_safe", "_multi_tensor_safe"}
     reference = _reference_step(program)
     params = [torch.nn.Parameter(torch.tensor(row)) for row in reference[0]]
     for p, g in zip(params, reference[1]):
