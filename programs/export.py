@@ -433,7 +433,7 @@ class _Module:
                 lines += [f'    if not isinstance(group["{h.name}"], (tuple, list)) or len(group["{h.name}"]) != '
                           f'{len(h.members)}:',
                           f'        raise ValueError(f"Invalid {h.name}: {{group[\'{h.name}\']!r}} (expected '
-                          f'{len(h.members)} numbers)")',
+                          f'{len(h.members)} number{"s" if len(h.members) > 1 else ""})")',
                           f'    for index, value in enumerate(group["{h.name}"]):',
                           f'        _check(f"beta parameter at index {{index}}", value, {args})']
             else:

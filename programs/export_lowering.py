@@ -798,7 +798,8 @@ class _Lowering:
             form = self.forms[value]
             refs = Counter(buffers(form))
             buf = self._materialize(form, self.end - 1, refs, exclude=(value,))
-            if buf not in self.owned or buf in taken or self.kinds.get(buf) != LIST:
+            other_state = buf in STATE and buf != name  # copied into its own buffer at the end: never read another
+            if buf not in self.owned or buf in taken or self.kinds.get(buf) != LIST or other_state:
                 buf = self._fresh("clone", buf)
             taken.add(buf)
             outputs[name] = buf
