@@ -36,7 +36,7 @@ from typing import Union
 
 import numpy as np
 
-from programs.compile import CONSTANT, GLOBAL, SEGMENT, STATIC, TENSOR, StatementLevels, _result_level
+from programs.compile import CONSTANT, SEGMENT, STATIC, TENSOR, StatementLevels, _result_level
 from programs.errors import ProgramError
 from programs.primitives import CONSTANT_LIMIT, EPS, PRIMITIVES
 from programs.program import STATE, Program
