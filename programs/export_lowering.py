@@ -277,8 +277,14 @@ def scalar_bounds(fn: str, args: list[Bounds]) -> tuple[Bounds, bool]:
         return (_lo(args[0][0] + args[1][0]), _hi(args[0][1] + args[1][1])), True
     if fn == "sub":
         return (_lo(args[0][0] - args[1][1]), _hi(args[0][1] - args[1][0])), True
-    if fn == "mul":
-        return _mul(args[0], args[1]), True
+    if fn in ("mul", "dot", "square"):  # scalar reductions are elementwise: dot(x, y) = x * y
+        return _mul(args[0], args[-1]), True
+    if fn == "cube":
+        return _mul(_mul(args[0], args[0]), args[0]), True
+    if fn in ("norm", "global_norm"):  # sqrt(x * x)
+        return scalar_bounds("abs", args)[0], True
+    if fn == "cosine_sim":  # x * y / (sqrt(x * x) * sqrt(y * y) + 1e-8): the denominator is positive
+        return (-1.0, 1.0), True
     if fn == "negative":
         return (-args[0][1], -args[0][0]), True
     if fn == "invert":
