@@ -41,9 +41,8 @@ def check_name(name: str) -> None:
     """``ValueError`` unless ``name`` can name the exported class without breaking its module."""
     if not isinstance(name, str) or not _IDENTIFIER.match(name) or not name.isascii():
         raise ValueError(f"optimizer name {name!r} must be a Python identifier (letters, digits, _; at most 64)")
-    snake = snake_case(name)
     if (keyword.iskeyword(name) or name in dir(builtins) or name in MODULE_NAMES or name in RESERVED
-            or name.startswith("_") or snake in RESERVED):
+            or name.startswith("_")):
         raise ValueError(f"optimizer name {name!r} collides with a name the exported module uses (Python's, "
                          "torch's or its own); choose another, e.g. MyOptimizer")
 
