@@ -13,6 +13,7 @@ Each primitive is printed from its one definition (``programs.primitives``), tra
 from __future__ import annotations
 
 import builtins
+import functools
 import keyword
 import linecache
 import math
@@ -398,9 +399,10 @@ class _Module:
 
     def _module_doc(self) -> str:
         return ("an optimizer found by program search, exported by autodisco.\n\n"
-                + _indent(self._algorithm(), 0) + "\n")
+                + self._algorithm_text + "\n")
 
-    def _algorithm(self) -> str:
+    @functools.cached_property
+    def _algorithm_text(self) -> str:
         """The program as pseudocode, hyperparameters by name, temporaries written back into expressions."""
         lines = ["For each parameter tensor ``w`` with gradient ``g``" + self._state_words() + "::", ""]
         lines += [f"    {line}" for line in pseudocode(self.program, self.lowered.constants)]
@@ -542,7 +544,7 @@ class _Module:
 
     def _class_doc(self) -> str:
         lines = [f"An optimizer found by program search (``{self.name}``, exported by autodisco).", "",
-                 self._algorithm(), "", "Args:",
+                 self._algorithm_text, "", "Args:",
                  "    params: iterable of parameters or dicts defining parameter groups.",
                  f"    lr: learning rate (default {literal(self.default_lr)})."]
         for h in self.lowered.hyperparameters:
