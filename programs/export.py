@@ -299,7 +299,7 @@ class _Module:
                 raise _Unsafe(fn)
             result = PRIMITIVES[fn].impl(_Trace(self, scalar=True, reduces=False), *args)
         except _Unsafe:
-            tensors = [self.f64(a) if a.kind == FLOAT_KIND and not _is_literal(a) else a for a in args]
+            tensors = [self.f64(a) if isinstance(r, str) else a for r, a in zip(ins.args, args)]  # literals stay
             traced = PRIMITIVES[fn].impl(_Trace(self, scalar=False, reduces=False), *tensors)
             result = call("float", traced, kind=FLOAT_KIND)
         result = Sym(result.text, result.prec, FLOAT_KIND, bounds)
@@ -588,10 +588,6 @@ def safe_name(name: str) -> str:
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
         return name
     return f"var_{zlib.crc32(name.encode('utf-8', 'replace')):08x}"
-
-
-def _is_literal(sym: Sym) -> bool:
-    return sym.bounds[0] == sym.bounds[1]
 
 
 def _annotation(h: Hyperparameter) -> str:
