@@ -78,6 +78,11 @@ def optimizer_class(program: Program, name: str = "DiscoveredOptimizer",
     return cls
 
 
+def hyperparameters(program: Program) -> dict[str, float | tuple[float, ...]]:
+    """The keyword arguments of ``program``'s exported class besides ``lr`` and ``foreach``, with their defaults."""
+    return {h.name: h.default if h.is_tuple else h.default[0] for h in lower(program).hyperparameters}
+
+
 def describe(program: Program) -> str:
     """The multi-tensor step function of ``program``'s export (for inspection and tests)."""
     module = _Module(program, lower(program), "Described", DEFAULT_LR)
@@ -624,5 +629,6 @@ def _wrap_long(lines: list[str], width: int = 116) -> list[str]:
     return out
 
 
-__all__ = ["DEFAULT_LR", "check_name", "describe", "optimizer_class", "optimizer_source", "snake_case"]
+__all__ = ["DEFAULT_LR", "check_name", "describe", "hyperparameters", "optimizer_class", "optimizer_source",
+           "snake_case"]
 
