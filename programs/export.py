@@ -333,22 +333,70 @@ class _Module:
             if ins.kind == "scalar" and self.uses.get(ins.target, 0):
                 self._scalar(ins)
         body = [f"    {line}" for line in self.scalar_lines]
-        tensor_lines = [line for ins in self.lowered.instructions for line in self._tensor_lines(ins, multi)]
+        tensors = [ins for ins in self.lowered.instructions if ins.kind != "scalar"]
         for state, buf in zip("mv", self.lowered.outputs):  # new state computed elsewhere than in its buffer
             if buf is not None and buf != state:
-                template = "torch._foreach_copy_({0}, {1})" if multi else "{0}.copy_({1})"
-                tensor_lines.append(template.format(self.sym(state).text, self.sym(buf).text))
+                tensors.append(Instr("copy", "copy_", (state, buf)))
         if multi:
-            body += [f"    {line}" for line in tensor_lines]
+            body += [f"    {line}" for ins in tensors for line in self._tensor_lines(ins, multi)]
         else:
-            elements = ", ".join(name[:-1] for name in lists)
-            body.append(f"    for {elements} in zip({', '.join(lists)}):")
-            body += [f"        {line}" for line in tensor_lines]
+            body += self._loops(tensors, lists)
         return _wrap_long(header) + body
+
+    def _loops(self, tensors: list[Instr], lists: list[str]) -> list[str]:
+        """The single-tensor body: one loop over the tensors, or one loop per stretch between global norms, the
+        tensors that later stretches read kept in lists, and each global norm taken between two loops."""
+        phases: list[list[Instr]] = [[]]
+        for ins in tensors:
+            phases[-1].append(ins)
+            if ins.kind == "global_norm":
+                phases.append([])
+        defined_in: dict[str, int] = {}
+        read_in: dict[str, set[int]] = {}
+        for index, phase in enumerate(phases):
+            for ins in phase:
+                for arg in ins.args:
+                    if self._is_list(arg) and arg not in _SINGLE_NAMES:
+                        read_in.setdefault(arg, set()).add(index)
+                if ins.target is not None and ins.kind != "global_norm":
+                    defined_in.setdefault(ins.target, index)
+        kept = {name: self._fresh_list_name(name) for name, index in defined_in.items()
+                if any(later > index for later in read_in.get(name, ()))}
+        lines = []
+        for index, phase in enumerate(phases):
+            if not phase:
+                continue
+            carried = sorted((n for n in kept if defined_in[n] < index and index in read_in.get(n, ())),
+                             key=lambda n: defined_in[n])
+            elements = [name[:-1] for name in lists] + carried
+            sources = lists + [kept[n] for n in carried]
+            made = [n for n in kept if defined_in[n] == index]
+            norm = phase[-1] if phase[-1].kind == "global_norm" else None
+            lines += [f"    {kept[n]} = []" for n in made]
+            if norm is not None:
+                lines.append(f"    {norm.target}_parts = []")
+            lines.append(f"    for {', '.join(elements)} in zip({', '.join(sources)}):")
+            for ins in phase[:-1] if norm is not None else phase:
+                lines += [f"        {line}" for line in self._tensor_lines(ins, False)]
+            lines += [f"        {kept[n]}.append({n})" for n in made]
+            if norm is not None:
+                x = self.sym(norm.args[0]).text
+                lines += [f"        {norm.target}_parts.append(torch.linalg.vector_norm({x}))",
+                          f"    {norm.target} = torch.linalg.vector_norm(torch.stack({norm.target}_parts))"]
+        return lines
+
+    def _fresh_list_name(self, name: str) -> str:
+        candidate = f"{name}_list"
+        while candidate in self.lowered.names:
+            candidate += "_"
+        return candidate
 
     def _tensor_lines(self, ins: Instr, multi: bool) -> list[str]:
         if ins.kind == "scalar":
             return []
+        if ins.kind == "copy":
+            template = "torch._foreach_copy_({0}, {1})" if multi else "{0}.copy_({1})"
+            return [template.format(*(self.sym(a).text for a in ins.args))]
         if ins.kind == "decay":
             buf, factor = ins.args
             template = _MULTI["mul_"] if multi else _SINGLE["mul_"]
@@ -392,9 +440,7 @@ class _Module:
     # -- the module
 
     def source(self) -> str:
-        functions = [self.function(multi=True)]
-        if not self.lowered.has_global:
-            functions.insert(0, self.function(multi=False))
+        functions = [self.function(multi=False), self.function(multi=True)]
         lines = [f'"""{self.name}: {self._module_doc()}"""', "", "from __future__ import annotations", "",
                  "import math", "", "import torch", "from torch import Tensor", "", f'__all__ = ["{self.name}"]']
         for function in functions:
@@ -521,13 +567,13 @@ class _Module:
                   "            foreach = group[\"foreach\"]",
                   "            if foreach is None:  # as torch.optim: the foreach kernels when every tensor is on CUDA",
                   '                foreach = all(p.device.type in ("cuda", "xpu") for p in group["params"])']
+        lines.append(f"            update = _multi_tensor_{self.snake} if foreach else _single_tensor_{self.snake}")
         if lowered.has_global:
             lines += [f"            for tensors in buckets.values():  # global norms: every tensor in one call",
                       '                step = max(float(self.state[p]["step"]) for p in tensors[0])' if stepped else None,
-                      f"                _multi_tensor_{self.snake}(*tensors, {self._call_args()})"]
+                      f"                update(*tensors, {self._call_args()})"]
         else:
-            lines += [f"            update = _multi_tensor_{self.snake} if foreach else _single_tensor_{self.snake}",
-                      "            for (_, _, step), tensors in buckets.items():" if stepped else
+            lines += ["            for (_, _, step), tensors in buckets.items():" if stepped else
                       "            for tensors in buckets.values():",
                       f"                update(*tensors, {self._call_args()})"]
         lines.append("        return loss")
@@ -554,9 +600,7 @@ class _Module:
                  f"    lr: learning rate (default {literal(self.default_lr)})."]
         for h in self.lowered.hyperparameters:
             lines += _fill(f"    {h.name}: {h.doc} (default {_default(h)}).", indent="        ")
-        lines.append("    foreach: use the ``torch._foreach_*`` kernels (default: when every tensor is on CUDA)."
-                     if not self.lowered.has_global else
-                     "    foreach: accepted for compatibility; global norms always use the foreach kernels.")
+        lines.append("    foreach: use the ``torch._foreach_*`` kernels (default: when every tensor is on CUDA).")
         return _indent("\n".join(lines), 4).lstrip()
 
 
