@@ -27,6 +27,7 @@ the program.
 from __future__ import annotations
 
 import builtins
+import itertools
 import keyword
 import math
 import re
@@ -63,8 +64,9 @@ RESERVED = frozenset(
 
 @dataclass(frozen=True)
 class Instr:
-    """``target = op(*args)``; ``kind`` is ``kernel``, ``scalar`` (args: primitive, *refs), ``generic`` (args:
-    primitive, reduces, *operands), ``global_norm`` or ``decay`` (args: the factor of ``w``)."""
+    """``target = op(*args)``; ``kind`` is ``kernel``, ``scalar`` (``op`` a primitive, args its refs), ``generic``
+    (``op`` a primitive, args: reduces, *operands), ``global_norm``, ``decay`` (args: ``w`` and its factor) or, when
+    printed, ``copy`` (args: a state buffer and its new value)."""
 
     kind: str
     op: str
@@ -225,9 +227,10 @@ def find_hyperparameters(program: Program, live: set[int]) -> tuple[list[Hyperpa
         if value is not None:
             names[value] = role
             found.append(Hyperparameter(role, (value,), (role,), low, high, role == "momentum", doc))
+    generic = (f"c{n}" for n in itertools.count(1))
     for value in dict.fromkeys(order):
         if value not in names:
-            name = f"c{sum(1 for h in found if h.name.startswith('c'))+ 1}"
+            name = next(generic)
             names[value] = name
             low, high = (0.0, 1.0) if 0.0 <= value <= 1.0 else (0.0, CONSTANT_LIMIT) if value > 0 else (
                 -CONSTANT_LIMIT, 0.0)
