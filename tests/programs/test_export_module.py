@@ -16,7 +16,6 @@ import torch
 import programs
 from programs import library
 from programs.export import check_name, optimizer_class, optimizer_source
-from programs.export_lowering import lower
 from programs.program import SIGNATURE, Program, Statement
 
 
@@ -370,7 +369,7 @@ def test_lowering_takes_linear_time() -> None:
     np.testing.assert_allclose(np.stack([p.detach().numpy() for p in params]), expected, rtol=1e-6)
     source = optimizer_source(_long_program(10_000), "Long")
     compile(source, "long.py", "exec")  # noqa: S102 - parses: no nesting too deep for Python
-    assert len(lower(_long_program(10_000)).instructions) > 10_000
+    assert source.count("torch._foreach_") > 6_000  # a kernel for each of the 6,667 tensor statements
 
 
 def test_the_readme_shows_a_real_exported_lion() -> None:
