@@ -377,3 +377,17 @@ def test_the_readme_shows_a_real_exported_lion() -> None:
     marker = 'This is `optimizer_source(library.get("lion"), "Lion", 1e-4)`, exactly (a test keeps it so):\n\n```python\n'
     shown = readme[readme.index(marker) + len(marker):]
     assert shown[:shown.index("```\n")] == optimizer_source(library.get("lion"), "Lion", 1e-4)
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+@pytest.mark.parametrize("text", ["(sign(g) + w) * lr", "sign(g) * lr", "sign(g + w) * lr"])
+def test_weight_decay_added_to_a_program_is_decoupled(text: str, foreach: bool) -> None:
+    cls = optimizer_class(programs.parse(f"def train(w, g, m, v, lr):\n    update = {text}\n    return update, m, v\n"))
+    assert "weight_decay" in _keywords(cls)
+    w, g = torch.randn(5, generator=torch.Generator().manual_seed(2)), torch.randn(5)
+    p = torch.nn.Parameter(w.clone())
+    p.grad = g.clone()
+    cls([p], lr=0.1, weight_decay=0.5, foreach=foreach).step()
+    update = {"(sign(g) + w) * lr": (torch.sign(g) + w) * 0.1, "sign(g) * lr": torch.sign(g) * 0.1,
+              "sign(g + w) * lr": torch.sign(g + w) * 0.1}[text]
+    torch.testing.assert_close(p.detach(), w - update - 0.1 * 0.5 * w)
