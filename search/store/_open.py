@@ -132,10 +132,15 @@ def _check_sqlite_file(path: Path, *, create: bool) -> None:
 def _make_engine(url: sa.URL, busy_timeout_s: float, *, read_only: bool) -> sa.Engine:
     if not is_sqlite(url):
         kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if url.drivername == "postgresql":  # no driver named: the one installed ([postgres] installs psycopg2)
+            url = url.set(drivername=_postgres_driver())
         if read_only and url.get_backend_name() == "postgresql":
             kwargs["execution_options"] = {"postgresql_readonly": True}
         try:
             return sa.create_engine(url, **kwargs)
+        except (sa.exc.NoSuchModuleError, sa.exc.ArgumentError):
+            raise StoreError(f"{describe(url)}: unknown kind of database {url.drivername!r}; use sqlite:///PATH or "
+                             "postgresql://USER@HOST/DB") from None
         except ImportError as error:
             raise StoreError(f"{describe(url)}: the database driver is not installed ({error}); install it with "
                              "pip install -e '.[postgres]' (psycopg2-binary, for postgresql://)") from None
@@ -149,6 +154,14 @@ def _make_engine(url: sa.URL, busy_timeout_s: float, *, read_only: bool) -> sa.E
     engine = sa.create_engine(url, **kwargs)
     _install_sqlite_hooks(engine, busy_timeout_ms=int(busy_timeout_s * 1000), read_only=read_only)
     return engine
+
+
+def _postgres_driver() -> str:
+    """``postgresql+psycopg2`` where psycopg2 is installed (SQLAlchemy 2.1 would pick psycopg 3 for a bare
+    ``postgresql://``), else ``postgresql`` (SQLAlchemy's default)."""
+    import importlib.util
+
+    return "postgresql+psycopg2" if importlib.util.find_spec("psycopg2") is not None else "postgresql"
 
 
 def _connect_read_only(path: str) -> sqlite3.Connection:
