@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import sqlalchemy
+
 from search.cli._common import UsageError
 from search.store import Store
 
@@ -27,7 +29,11 @@ def _dashboard(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
     if args.db is not None:
-        Store(args.db, create=False, read_only=True).close()  # a bad URL or database: one line, exit 2, now
+        try:
+            Store(args.db, create=False, read_only=True).close()  # a bad URL or database: one line, exit 2, now
+        except sqlalchemy.exc.ArgumentError as error:  # e.g. an unknown dialect ("sqlit://")
+            raise UsageError(f"--db {args.db!r} is not a usable database URL ({error}); use e.g. "
+                             "sqlite:///runs/job/results.db or postgresql://user@host/db") from None
     elif not Path(args.root).is_dir():
         raise UsageError(f"no folder {args.root!r} to show runs from; give --root or start a search first")
     try:
