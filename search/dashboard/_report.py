@@ -19,6 +19,8 @@ from search.store import CandidateRecord, JobRecord, Store
 TOP_SHOWN = 10
 CURVE_WINDOW = 50  # evaluations per rolling median / hit rate, as ``autodisco runs plot`` draws them
 CURVE_POINTS = 2000  # at most this many points of a long search are sent to the page (every n-th, and the last)
+ALPHA_EPOCHS = 200  # α of at most the last this many epochs
+ALPHA_MAX_ROWS, ALPHA_MAX_COLUMNS = 256, 64
 _EPOCH_KEY = re.compile(r"^(?:s(\d+)-)?epoch-(\d+)$")  # DARTS/train: epoch-N; few-shot sub-supernets: sS-epoch-N
 
 
@@ -97,6 +99,7 @@ def epoch_curves(store: Store, job: JobRecord, evaluations: list[Any]) -> dict[s
     supernets, with the ranking's Kendall τ once trained)."""
     series: dict[str, dict[int, dict[str, float]]] = {}
     genotypes: list[dict[str, Any]] = []
+    alphas: list[dict[str, Any]] = []
     for evaluation in evaluations:
         found = _EPOCH_KEY.match(evaluation.key)
         if found is None or not isinstance(evaluation.metrics, dict):
@@ -107,6 +110,9 @@ def epoch_curves(store: Store, job: JobRecord, evaluations: list[Any]) -> dict[s
         if isinstance(evaluation.metrics.get("genotype"), str):
             genotypes.append({"series": name, "epoch": epoch, "candidate": evaluation.candidate_id,
                               "genotype": evaluation.metrics["genotype"]})
+        cells = {cell: _matrix(evaluation.metrics.get(f"alpha_{cell}")) for cell in ("normal", "reduce")}
+        if name == "" and all(m is not None for m in cells.values()):
+            alphas.append({"epoch": epoch, **cells})
     ranking = None
     if not series:
         checkpoint = store.latest_checkpoint(job.id)
@@ -124,7 +130,34 @@ def epoch_curves(store: Store, job: JobRecord, evaluations: list[Any]) -> dict[s
         metrics = sorted({m for values in by_epoch.values() for m in values} - {"epoch"})
         curves.append({"name": name, "epochs": epochs,
                        "metrics": {m: [by_epoch[e].get(m) for e in epochs] for m in metrics}})
-    return {"series": curves, "genotypes": _changes(genotypes), "ranking": ranking or None}
+    alphas.sort(key=lambda a: a["epoch"])
+    return {"series": curves, "genotypes": _changes(genotypes), "ranking": ranking or None,
+            "alpha": {"primitives": _primitives(job.config), "epochs": alphas[-ALPHA_EPOCHS:]} if alphas else None}
+
+
+def _matrix(value: Any) -> list[list[float]] | None:
+    """α of one cell as softmax weights per edge (rows), or None unless ``value`` is a small matrix of finite
+    numbers (a database is untrusted)."""
+    if not isinstance(value, list) or not 0 < len(value) <= ALPHA_MAX_ROWS:
+        return None
+    rows = []
+    for row in value:
+        if (not isinstance(row, list) or not 0 < len(row) <= ALPHA_MAX_COLUMNS or len(row) != len(value[0])
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in row)):
+            return None
+        top = max(row)
+        weights = [math.exp(v - top) for v in row]
+        rows.append([w / sum(weights) for w in weights])
+    return rows
+
+
+def _primitives(config: Any) -> list[str] | None:
+    """The operation names of a DARTS job's supernet (its α's columns), if its config holds them."""
+    try:
+        names = config["search"]["net"]["primitives"]
+    except (KeyError, TypeError):
+        return None
+    return list(names) if isinstance(names, list) and all(isinstance(n, str) for n in names) else None
 
 
 def _changes(genotypes: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sqlite3
 import subprocess
@@ -248,25 +249,35 @@ def test_the_funnel_table_fills_in_as_sweeps_are_recorded_and_agrees_with_the_fu
 # -- NAS epochs ---------------------------------------------------------------------------------------------------
 
 
-def test_darts_epochs_give_per_epoch_curves_and_genotypes(tmp_path: Path) -> None:
+def make_darts_run(root: Path, name: str = "darts") -> None:
+    """A DARTS job of three epochs: per-epoch figures, α of both cells, the genotype (changing at epoch 3)."""
     genotypes = ["Genotype(normal=[('sep_conv_3x3', 0)])", "Genotype(normal=[('sep_conv_3x3', 0)])",
                  "Genotype(normal=[('skip_connect', 1)])"]
-    with Store.for_run(tmp_path / "darts") as store:
-        job = store.create_job("darts", kind="architecture", config={"method": "darts", "tasks": ["darts:digits"]},
-                               seed=0)
+    config = {"method": "darts", "tasks": ["darts:digits"], "search": {"net": {"primitives": ["none", "skip"]}}}
+    with Store.for_run(root / name) as store:
+        job = store.create_job(name, kind="architecture", config=config, seed=0)
         for epoch, genotype in enumerate(genotypes, start=1):
             cid = store.add_candidate(job.id, kind="architecture", text=genotype, hash=f"{epoch:032x}",
                                       birth=epoch - 1)
             metrics = {"epoch": epoch, "lr": 0.025 / epoch, "train_loss": 2.0 / epoch, "val_accuracy": 0.3 * epoch,
-                       "alpha_normal": [[0.1, 0.2]], "genotype": genotype, "seconds": 1.5, "flag": True}
+                       "alpha_normal": [[0.0, math.log(epoch)], [1.0, 1.0]], "alpha_reduce": [[0.0, 0.0], [5, 5]],
+                       "genotype": genotype, "seconds": 1.5, "flag": True}
             store.finish_evaluation(store.add_evaluation(job.id, cid, key=f"epoch-{epoch}", task="darts:digits",
                                                          seed=0), status="ok", fitness=0.3 * epoch, metrics=metrics)
+
+
+def test_darts_epochs_give_per_epoch_curves_alphas_and_genotypes(tmp_path: Path) -> None:
+    make_darts_run(tmp_path)
     epochs = _get(create_app(Source(tmp_path)).test_client(), "/api/run?folder=darts")["report"]["epochs"]
     (series,) = epochs["series"]
     assert series["epochs"] == [1, 2, 3] and set(series["metrics"]) == {"lr", "train_loss", "val_accuracy", "seconds"}
     assert series["metrics"]["val_accuracy"] == pytest.approx([0.3, 0.6, 0.9])
     assert [(g["epoch"], g["changed"]) for g in epochs["genotypes"]] == [(1, False), (2, False), (3, True)]
     assert epochs["ranking"] is None
+    alpha = epochs["alpha"]
+    assert alpha["primitives"] == ["none", "skip"] and [a["epoch"] for a in alpha["epochs"]] == [1, 2, 3]
+    assert sum(alpha["epochs"][2]["normal"], []) == pytest.approx([0.25, 0.75, 0.5, 0.5])  # softmax per edge
+    assert sum(alpha["epochs"][0]["reduce"], []) == pytest.approx([0.5, 0.5, 0.5, 0.5])
 
 
 def test_oneshot_history_and_ranking_come_from_the_checkpoint(tmp_path: Path) -> None:

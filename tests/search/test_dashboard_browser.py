@@ -18,6 +18,7 @@ import pytest
 from _cli_runs import NAME, make_garbage, make_run
 from programs import library
 from search.store import Store
+from test_dashboard import make_darts_run
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 if os.environ.get("CI") != "true":
@@ -44,6 +45,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
     root = tmp_path_factory.mktemp("runs")
     make_run(root)
     make_garbage(root)
+    make_darts_run(root)
     with Store.for_run(root / LIVE) as store:
         job = store.create_job(LIVE, kind="optimizer", config={"tasks": ["mnist1d-mlp"]}, seed=0)
         _result(store, job.id, "adamw", 0, 1.0)
@@ -85,8 +87,14 @@ def _wait(browser: Any, condition: Callable[[Any], Any], what: str) -> Any:
 
 
 def _text(browser: Any, element_id: str) -> str:
-    found = browser.find_elements(By.ID, element_id)
-    return found[0].text if found else ""
+    return browser.execute_script("const e = document.getElementById(arguments[0]); return e ? e.innerText : '';",
+                                  element_id)
+
+
+def _rows(browser: Any, table: str) -> list[str]:
+    """The text of each body row of a table, read at one moment (the page redraws it as new data comes)."""
+    script = "return [...document.querySelectorAll(arguments[0])].map(r => r.innerText.replace(/\\s+/g, ' ').trim());"
+    return browser.execute_script(script, f"#{table} tbody tr")
 
 
 def _script_errors(browser: Any) -> list[str]:
@@ -97,13 +105,12 @@ def _script_errors(browser: Any) -> list[str]:
 def test_the_runs_page_lists_runs_and_names_the_unreadable_folder(site: tuple[str, Path], browser: Any) -> None:
     url, _ = site
     browser.get(url)
-    _wait(browser, lambda b: NAME in _text(b, "runs") and LIVE in _text(b, "runs"), "the runs")
-    row = next(r.text for r in browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr") if r.text.startswith(NAME))
+    _wait(browser, lambda b: {NAME, LIVE, "darts"} <= {r.split()[0] for r in _rows(b, "runs")}, "the runs")
+    row = next(r for r in _rows(browser, "runs") if r.startswith(NAME))
     assert "finished" in row and "1.3000" in row
     _wait(browser, lambda b: "garbage: unreadable" in _text(b, "unreadable"), "the unreadable folder")
     assert "not a SQLite database" in _text(browser, "unreadable")
-    link = browser.find_element(By.LINK_TEXT, NAME)
-    link.click()
+    browser.execute_script(f"[...document.querySelectorAll('#runs a')].find(a => a.textContent === {NAME!r}).click();")
     _wait(browser, lambda b: _text(b, "best") == "1.3000", "the run's best fitness")
     assert _script_errors(browser) == []
 
@@ -124,13 +131,13 @@ def test_a_running_job_s_new_results_show_without_a_reload(site: tuple[str, Path
     assert browser.execute_script("return window.notReloaded;") == 42
     points = browser.execute_script("return document.getElementById('curve').data[2].y;")  # best-so-far trace
     assert points == [1.0, 1.0, 2.5]
-    first = browser.find_element(By.CSS_SELECTOR, "#top tbody tr")
-    assert first.text.split()[:4] == ["1", str(best), "2a2a2a2a2a", "2.5000"]
-    first.click()  # its program, diff and lineage
+    _wait(browser, lambda b: _rows(b, "top")[:1] and _rows(b, "top")[0].split()[:4] == ["1", str(best), "2a2a2a2a2a",
+                                                                                      "2.5000"], "the new top row")
+    browser.execute_script("document.querySelector('#top tbody tr').click();")  # its program, diff and lineage
     _wait(browser, lambda b: _text(b, "candidate-title").startswith(f"Candidate {best}"), "the candidate")
     assert "def train" in _text(browser, "candidate-program")
     assert _text(browser, "candidate-diff") == "(no recorded parent)"
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#lineage tbody tr")) == 1
+    assert len(_rows(browser, "lineage")) == 1
     assert _script_errors(browser) == []
 
 
@@ -142,4 +149,15 @@ def test_a_bad_run_folder_shows_an_error_on_the_page(site: tuple[str, Path], bro
     assert "not a SQLite database" in box.text
     browser.get(f"{url}run?folder=nowhere")
     _wait(browser, lambda b: "no run folder 'nowhere'" in _text(b, "error"), "the missing folder's error")
+    assert _script_errors(browser) == []
+
+
+def test_a_nas_run_shows_its_epoch_curves_and_alphas(site: tuple[str, Path], browser: Any) -> None:
+    url, _ = site
+    browser.get(f"{url}run?folder=darts")
+    _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#alpha-normal .main-svg"), "the α heatmap")
+    _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#epochs-accuracy .main-svg"), "the accuracy curve")
+    rows = _rows(browser, "genotypes")
+    assert len(rows) == 3 and "changed" in rows[2] and "changed" not in rows[1]
+    assert len(_rows(browser, "epoch-table")) == 3
     assert _script_errors(browser) == []

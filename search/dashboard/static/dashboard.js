@@ -53,10 +53,15 @@ function query(extra) {
   return params.toString();
 }
 
-async function getJSON(url) {
+const lastSeen = {};  // the text each polled endpoint answered last: unchanged data is not drawn again
+
+async function getJSON(url, { onlyChanged = false } = {}) {
   const response = await fetch(url, { cache: "no-store" });
+  const text = await response.text();
+  if (onlyChanged && lastSeen[url] === text) return null;
   let data;
-  try { data = await response.json(); } catch (e) { throw new Error(`${url}: ${response.status} ${response.statusText}`); }
+  try { data = JSON.parse(text); } catch (e) { throw new Error(`${url}: ${response.status} ${response.statusText}`); }
+  if (onlyChanged) lastSeen[url] = text;
   return data;
 }
 
@@ -65,7 +70,8 @@ function stamp() { document.getElementById("updated").textContent = "updated " +
 // -- runs list ---------------------------------------------------------------------------------------------------
 
 async function refreshRuns() {
-  const data = await getJSON("api/runs");
+  const data = await getJSON("api/runs", { onlyChanged: true });
+  if (data === null) return;  // nothing new: leave the page as it is (a selection, a hover)
   showError(data.error);
   const good = data.runs.filter((r) => !r.error);
   const bad = data.runs.filter((r) => r.error);
@@ -239,13 +245,47 @@ function renderEpochs(e) {
   ranking.textContent = e.ranking
     ? "Ranking against the table: " + Object.entries(e.ranking).map(([k, v]) => `${k} ${Number(v.toPrecision(4))}`).join(", ")
     : "";
+  renderAlpha(e.alpha);
   fillRows(document.getElementById("genotypes"), e.genotypes, (g) => [
     [g.series || "-"], [g.epoch, "num"], [g.candidate, "num"], [g.changed ? "changed" : ""], [g.genotype],
   ]);
 }
 
+let alphaData = null;  // the latest α of every epoch; the select picks which is drawn (the latest by default)
+
+function renderAlpha(alpha) {
+  document.getElementById("alpha-section").hidden = !alpha;
+  alphaData = alpha;
+  if (!alpha) return;
+  const select = document.getElementById("alpha-epoch");
+  const chosen = select.value;
+  const latest = String(alpha.epochs[alpha.epochs.length - 1].epoch);
+  const follow = !chosen || chosen === select.dataset.latest;  // on the latest epoch: follow new ones
+  select.replaceChildren(...alpha.epochs.map((a) => { const o = el("option", `epoch ${a.epoch}`); o.value = a.epoch; return o; }));
+  select.value = follow ? latest : chosen;
+  select.dataset.latest = latest;
+  drawAlpha();
+}
+
+function drawAlpha() {
+  if (!alphaData) return;
+  const select = document.getElementById("alpha-epoch");
+  const entry = alphaData.epochs.find((a) => String(a.epoch) === select.value) || alphaData.epochs[alphaData.epochs.length - 1];
+  for (const cell of ["normal", "reduce"]) {
+    const z = entry[cell];
+    const x = alphaData.primitives && alphaData.primitives.length === z[0].length ? alphaData.primitives : z[0].map((_, i) => `op ${i}`);
+    Plotly.react("alpha-" + cell, [{ type: "heatmap", z, x, y: z.map((_, i) => `edge ${i}`), zmin: 0, zmax: 1,
+                                     colorscale: "Blues" }],
+      { margin: { t: 30, l: 60, b: 90 }, title: { text: `${cell} cell, epoch ${entry.epoch}` },
+        yaxis: { autorange: "reversed" } }, { displaylogo: false, responsive: true });
+  }
+}
+
+document.getElementById("alpha-epoch")?.addEventListener("change", drawAlpha);
+
 async function refreshRun() {
-  const data = await getJSON("api/run?" + query());
+  const data = await getJSON("api/run?" + query(), { onlyChanged: true });
+  if (data === null) return;
   showError(data.error);
   if (data.error) return;
   const r = data.report;
