@@ -28,13 +28,14 @@ def run_report(store: Store, job: JobRecord) -> dict[str, Any]:
     """Everything the run page shows about ``job``."""
     task = search_task(job)
     evaluations = store.list_evaluations(job.id)
+    epochs = epoch_curves(store, job, evaluations)
     return {
         "summary": job_summary(store, job),
         "config": job.config,
-        "curve": search_curve(store, job),
+        "curve": None if epochs is not None else search_curve(store, job),  # epochs are not a search's evaluations
         "failures": failure_reasons([e.error for e in evaluations if e.status == "failed"]),
         "top": top_candidates(store, job, task),
-        "epochs": epoch_curves(store, job, evaluations),
+        "epochs": epochs,
         "funnel": funnel_table(store, job),
         "related": [{"name": other.name, "kind": other.kind, "status": other.status} for other in store.list_jobs()
                     if other.name != job.name and (other.name.startswith(job.name + "/")

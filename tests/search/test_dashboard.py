@@ -268,7 +268,9 @@ def make_darts_run(root: Path, name: str = "darts") -> None:
 
 def test_darts_epochs_give_per_epoch_curves_alphas_and_genotypes(tmp_path: Path) -> None:
     make_darts_run(tmp_path)
-    epochs = _get(create_app(Source(tmp_path)).test_client(), "/api/run?folder=darts")["report"]["epochs"]
+    report = _get(create_app(Source(tmp_path)).test_client(), "/api/run?folder=darts")["report"]
+    epochs = report["epochs"]
+    assert report["curve"] is None  # epochs are not drawn as if they were a search
     (series,) = epochs["series"]
     assert series["epochs"] == [1, 2, 3] and set(series["metrics"]) == {"lr", "train_loss", "val_accuracy", "seconds"}
     assert series["metrics"]["val_accuracy"] == pytest.approx([0.3, 0.6, 0.9])

@@ -5,6 +5,7 @@
 const body = document.body;
 const POLL_MS = Number(body.dataset.pollMs) || 2000;
 const REF = { folder: body.dataset.folder, job: body.dataset.job };
+const LEGEND = { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" };  // above the plot, clear of the axis title
 let selected = null;  // the candidate whose program and lineage are shown
 
 function el(tag, text, cls) {
@@ -124,21 +125,22 @@ function renderSummary(s) {
 
 function renderCurve(c) {
   const section = document.getElementById("search-section");
-  section.hidden = c.evaluations === 0;
+  section.hidden = !c || c.evaluations === 0;  // none for NAS jobs: their epochs are drawn instead
   if (section.hidden) return;
   const x = c.order;
   const note = c.every > 1 ? ` (every ${c.every}th shown)` : "";
+  const xticks = c.evaluations <= 10 ? { dtick: 1 } : {};  // whole evaluations only
   Plotly.react("curve", [
     { x, y: c.fitness, mode: "markers", name: "fitness", marker: { size: 4, color: "#9ab" } },
     { x, y: c.median, mode: "lines", name: `median of last ${c.window}`, line: { color: "#e69f00" } },
     { x, y: c.best, mode: "lines", name: "best so far", line: { color: "#0072b2", width: 2.5, shape: "hv" } },
-  ], { margin: { t: 10, r: 10 }, xaxis: { title: { text: "evaluations" + note } }, yaxis: { title: { text: "fitness" } },
-       legend: { orientation: "h" } }, { displaylogo: false, responsive: true });
+  ], { margin: { t: 30, r: 10 }, xaxis: { title: { text: "evaluations" + note }, ...xticks },
+       yaxis: { title: { text: "fitness" } }, legend: LEGEND }, { displaylogo: false, responsive: true });
   Plotly.react("hits", [
     { x, y: c.hit_rate, mode: "lines", name: `last ${c.window}` },
     { x, y: c.cumulative_hit_rate, mode: "lines", name: "all so far" },
-  ], { margin: { t: 10, r: 10 }, xaxis: { title: { text: "evaluations" } },
-       yaxis: { title: { text: "hit rate" }, range: [0, 1] }, legend: { orientation: "h" } },
+  ], { margin: { t: 30, r: 10 }, xaxis: { title: { text: "evaluations" }, ...xticks },
+       yaxis: { title: { text: "hit rate" }, range: [0, 1] }, legend: LEGEND },
      { displaylogo: false, responsive: true });
 }
 
@@ -227,7 +229,7 @@ function renderEpochs(e) {
     if (!traces.length) { if (div) div.remove(); continue; }
     if (!div) { div = el("div", null, "plot small"); div.id = id; plots.appendChild(div); }
     Plotly.react(div, traces, { margin: { t: 30, r: 10 }, title: { text: group },
-      xaxis: { title: { text: "epoch" }, dtick: 1 }, legend: { orientation: "h" } },
+      xaxis: { title: { text: "epoch" }, dtick: 1 }, legend: LEGEND },
       { displaylogo: false, responsive: true });
   }
   const metrics = [...new Set(e.series.flatMap((s) => Object.keys(s.metrics)))];
