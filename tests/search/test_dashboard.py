@@ -82,6 +82,24 @@ def test_jobs_of_a_database_url_are_listed_and_shown(root: Path) -> None:
     assert "no job 'other'" in _get(client, "/api/run?job=other", 404)["error"]
 
 
+def test_a_database_url_on_every_shared_backend_is_shown_live(shared_url: str) -> None:
+    with Store(shared_url) as store:
+        job = store.create_job("pg-hunt", kind="optimizer", config={"tasks": ["mnist1d-mlp"]}, seed=0)
+        cid = store.add_candidate(job.id, kind="optimizer", text=library.get("adamw").to_text(), hash="a" * 32)
+        store.finish_evaluation(store.add_evaluation(job.id, cid, key="c0", task="mnist1d-mlp", seed=0),
+                                status="ok", fitness=1.0)
+        client = create_app(Source(db=shared_url)).test_client()
+        assert [r["name"] for r in _get(client, "/api/runs")["runs"]] == ["pg-hunt"]
+        assert _get(client, "/api/run?job=pg-hunt")["report"]["summary"]["best_fitness"] == 1.0
+        cid = store.add_candidate(job.id, kind="optimizer", text=library.get("lion").to_text(), hash="b" * 32,
+                                  parent_ids=[cid], birth=1)
+        store.finish_evaluation(store.add_evaluation(job.id, cid, key="c1", task="mnist1d-mlp", seed=0),
+                                status="ok", fitness=1.5)
+        report = _get(client, "/api/run?job=pg-hunt")["report"]
+    assert report["summary"]["best_fitness"] == 1.5 and report["curve"]["best"] == [1.0, 1.5]
+    assert report["top"][0]["diff"].startswith("--- candidate")
+
+
 # -- one run ------------------------------------------------------------------------------------------------------
 
 
@@ -116,7 +134,8 @@ def test_lineage_by_id_and_hash_prefix(client: Any, root: Path) -> None:
     assert [(r["depth"], r["birth"]) for r in rows] == [(0, 5), (1, 2), (1, 1), (2, 0)]
     assert rows[0]["diff"].startswith(f"--- candidate {rows[0]['parent_ids'][0]} (parent)")
     assert rows[-1]["diff"] == ""  # the warm start has no parent
-    assert _get(client, f"/api/lineage?folder={NAME}&candidate={rows[1]['id']}")["lineage"]["candidate"] == rows[1]["id"]
+    again = _get(client, f"/api/lineage?folder={NAME}&candidate={rows[1]['id']}")["lineage"]
+    assert again["candidate"] == rows[1]["id"]
     assert "no candidate" in _get(client, f"/api/lineage?folder={NAME}&candidate=zz", 404)["error"]
 
 

@@ -245,7 +245,8 @@ function renderEpochs(e) {
   ]);
   const ranking = document.getElementById("ranking");
   ranking.textContent = e.ranking
-    ? "Ranking against the table: " + Object.entries(e.ranking).map(([k, v]) => `${k} ${Number(v.toPrecision(4))}`).join(", ")
+    ? "Ranking against the table: " +
+      Object.entries(e.ranking).map(([k, v]) => `${k} ${Number(v.toPrecision(4))}`).join(", ")
     : "";
   renderAlpha(e.alpha);
   fillRows(document.getElementById("genotypes"), e.genotypes, (g) => [
@@ -263,7 +264,11 @@ function renderAlpha(alpha) {
   const chosen = select.value;
   const latest = String(alpha.epochs[alpha.epochs.length - 1].epoch);
   const follow = !chosen || chosen === select.dataset.latest;  // on the latest epoch: follow new ones
-  select.replaceChildren(...alpha.epochs.map((a) => { const o = el("option", `epoch ${a.epoch}`); o.value = a.epoch; return o; }));
+  select.replaceChildren(...alpha.epochs.map((a) => {
+    const option = el("option", `epoch ${a.epoch}`);
+    option.value = a.epoch;
+    return option;
+  }));
   select.value = follow ? latest : chosen;
   select.dataset.latest = latest;
   drawAlpha();
@@ -272,10 +277,12 @@ function renderAlpha(alpha) {
 function drawAlpha() {
   if (!alphaData) return;
   const select = document.getElementById("alpha-epoch");
-  const entry = alphaData.epochs.find((a) => String(a.epoch) === select.value) || alphaData.epochs[alphaData.epochs.length - 1];
+  const epochs = alphaData.epochs;
+  const entry = epochs.find((a) => String(a.epoch) === select.value) || epochs[epochs.length - 1];
   for (const cell of ["normal", "reduce"]) {
     const z = entry[cell];
-    const x = alphaData.primitives && alphaData.primitives.length === z[0].length ? alphaData.primitives : z[0].map((_, i) => `op ${i}`);
+    const names = alphaData.primitives;
+    const x = names && names.length === z[0].length ? names : z[0].map((_, i) => `op ${i}`);
     Plotly.react("alpha-" + cell, [{ type: "heatmap", z, x, y: z.map((_, i) => `edge ${i}`), zmin: 0, zmax: 1,
                                      colorscale: "Blues" }],
       { margin: { t: 30, l: 60, b: 90 }, title: { text: `${cell} cell, epoch ${entry.epoch}` },
