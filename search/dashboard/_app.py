@@ -26,12 +26,14 @@ from search.dashboard._report import lineage, run_report
 from search.dashboard._source import DashboardError, RunRef, Source
 
 POLL_MS = 2000
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 
 
-def create_app(source: Source, *, poll_ms: int = POLL_MS) -> Flask:
-    """The dashboard over ``source``'s runs; read-only."""
+def create_app(source: Source, *, poll_ms: int = POLL_MS, trusted_hosts: list[str] | None = None) -> Flask:
+    """The dashboard over ``source``'s runs; read-only. With ``trusted_hosts``, a request whose ``Host`` is another
+    name gets 400 (a page elsewhere cannot read the dashboard by pointing its own name at 127.0.0.1)."""
     app = Flask(__name__)
-    app.config.update(JSON_SORT_KEYS=False)
+    app.config.update(TRUSTED_HOSTS=trusted_hosts)
 
     def page(template: str, ref: RunRef | None = None, error: str | None = None) -> str:
         return render_template(template, source=source.describe(), ref=ref, error=error, poll_ms=poll_ms)
@@ -121,6 +123,8 @@ class _QuietHandler(WSGIRequestHandler):
 def make_dashboard_server(source: Source, host: str = "127.0.0.1", port: int = 0,
                           *, poll_ms: int = POLL_MS) -> BaseWSGIServer:
     """A threaded server of the dashboard bound to ``host:port`` (port 0: any free port; ``server.server_port``
-    says which). Call ``serve_forever()``; ``shutdown()`` from another thread stops it."""
-    return make_server(host, port, create_app(source, poll_ms=poll_ms), threaded=True,
+    says which). Call ``serve_forever()``; ``shutdown()`` from another thread stops it. Bound to the loopback
+    address, it answers only requests addressed to 127.0.0.1 or localhost."""
+    trusted = list(LOOPBACK_NAMES) if host in LOOPBACK_NAMES else None
+    return make_server(host, port, create_app(source, poll_ms=poll_ms, trusted_hosts=trusted), threaded=True,
                        request_handler=_QuietHandler)

@@ -169,6 +169,12 @@ def test_untrusted_text_is_escaped_in_pages(tmp_path: Path) -> None:
     assert _get(client, "/api/runs")["runs"][0]["name"] == name  # JSON carries it as data
 
 
+def test_requests_for_another_host_name_are_refused(root: Path) -> None:
+    client = create_app(Source(root), trusted_hosts=["127.0.0.1", "localhost"]).test_client()
+    assert client.get("/api/runs", headers={"Host": "127.0.0.1:8050"}).status_code == 200
+    assert client.get("/api/runs", headers={"Host": "evil.example:8050"}).status_code == 400  # DNS rebinding
+
+
 def test_the_dashboard_only_reads(root: Path, client: Any) -> None:
     db = root / NAME / "results.db"
     before = hashlib.sha256(db.read_bytes()).hexdigest()
