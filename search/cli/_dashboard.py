@@ -49,7 +49,7 @@ def _dashboard(args: argparse.Namespace) -> int:
                          "give another --port or --host") from None
     where = args.db if args.db is not None else f"runs under {args.root}"
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"dashboard of {where} at http://{host}:{server.server_port}/ (read-only; Ctrl-C stops)", flush=True)
+    print(f"dashboard of {where} at http://{host}:{server.port}/ (read-only; Ctrl-C stops)", flush=True)
     if args.host not in LOOPBACK:
         print(f"note: bound to {args.host}, so other machines can reach it; the default 127.0.0.1 keeps it local",
               file=sys.stderr)

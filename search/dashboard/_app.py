@@ -14,7 +14,7 @@ read from a database are untrusted: templates escape them, the script only ever 
 from __future__ import annotations
 
 import json
-import math
+import socket
 from importlib import resources
 from typing import Any
 
@@ -122,9 +122,13 @@ class _QuietHandler(WSGIRequestHandler):
 
 def make_dashboard_server(source: Source, host: str = "127.0.0.1", port: int = 0,
                           *, poll_ms: int = POLL_MS) -> BaseWSGIServer:
-    """A threaded server of the dashboard bound to ``host:port`` (port 0: any free port; ``server.server_port``
-    says which). Call ``serve_forever()``; ``shutdown()`` from another thread stops it. Bound to the loopback
-    address, it answers only requests addressed to 127.0.0.1 or localhost."""
+    """A threaded server of the dashboard bound to ``host:port`` (port 0: any free port; ``server.port`` says
+    which); ``OSError`` if it cannot bind (the port is taken, say). Call ``serve_forever()``; ``shutdown()`` from
+    another thread stops it. Bound to the loopback address, it answers only requests addressed to 127.0.0.1 or
+    localhost."""
     trusted = list(LOOPBACK_NAMES) if host in LOOPBACK_NAMES else None
-    return make_server(host, port, create_app(source, poll_ms=poll_ms, trusted_hosts=trusted), threaded=True,
-                       request_handler=_QuietHandler)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # Bound here, not by Werkzeug, which prints and exits on a taken port instead of raising.
+    with socket.create_server((host, port), family=family, backlog=128) as listening:
+        return make_server(host, port, create_app(source, poll_ms=poll_ms, trusted_hosts=trusted), threaded=True,
+                           request_handler=_QuietHandler, fd=listening.fileno())

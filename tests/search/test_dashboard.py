@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -335,6 +336,14 @@ def test_dashboard_rejects_bad_input_with_one_line_and_status_2(root: Path, caps
     assert main(["dashboard", *(a.replace("{tmp}", str(root)) for a in argv)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_a_port_in_use_is_one_line_and_status_2(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert main(["dashboard", "--root", str(root), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err and err.count("\n") == 1
 
 
 def test_the_command_serves_the_runs_on_a_free_local_port_and_help_does_not_import_flask(root: Path) -> None:
