@@ -16,7 +16,6 @@ from search.store import CandidateRecord, JobRecord, Store
 
 VALIDATE_SUFFIX = "/validate"  # search.jobs._validate.validation_name
 MAX_K = 1000
-_SWEEP_PREFIX = evaluation_key(0, "")[: -len("0:")]  # "validate:c"
 
 
 def funnel_table(store: Store, job: JobRecord) -> dict[str, Any] | None:
@@ -100,33 +99,19 @@ def _judge_cell(store: Store, target: JobRecord, candidate: int, stage: str, tas
 
 
 def _baseline(store: Store, target: JobRecord) -> CandidateRecord | None:
-    """The candidate the funnel took as AdamW: the first-born of the job's candidates with AdamW's functional hash,
-    found among the candidates with validation sweeps (None until the validation has recorded one)."""
-    swept = {e.candidate_id for e in store.list_evaluations(target.id) if e.key.startswith(_SWEEP_PREFIX)}
-    if not swept:
-        return None
-    text, digest = _adamw()
-    records = [store.get_candidate(c) for c in sorted(swept)]
-    same = next((c for c in records if c.text == text), None)  # AdamW as written: no need to run the probes
-    found = store.first_by_hash(target.id, same.hash if same is not None else digest(), limit=1)
-    return found[0] if found and found[0].id in swept else None
+    """The candidate the funnel takes as AdamW: the first-born of the job's candidates with AdamW's functional hash
+    (None until the validation has added it, when the run had none)."""
+    found = store.first_by_hash(target.id, _adamw_hash(), limit=1)
+    return found[0] if found else None
 
 
 @functools.lru_cache(maxsize=1)
-def _adamw() -> tuple[str, Any]:
-    """AdamW's canonical text, and a function giving its functional hash (computed once, only when needed: it runs
-    the probes, which takes seconds)."""
+def _adamw_hash() -> str:
+    """AdamW's functional hash (it runs the probes: a few seconds, once per process)."""
     from programs import library
+    from search.kinds import OptimizerKind
 
-    program = library.get(BASELINE)
-
-    @functools.lru_cache(maxsize=1)
-    def digest() -> str:
-        from search.kinds import OptimizerKind
-
-        return OptimizerKind().functional_hash(program)
-
-    return program.to_text(), digest
+    return OptimizerKind().functional_hash(library.get(BASELINE))
 
 
 def _finite(value: Any) -> float | None:

@@ -27,13 +27,12 @@ _EPOCH_KEY = re.compile(r"^(?:s(\d+)-)?epoch-(\d+)$")  # DARTS/train: epoch-N; f
 def run_report(store: Store, job: JobRecord) -> dict[str, Any]:
     """Everything the run page shows about ``job``."""
     task = search_task(job)
-    evaluations = store.list_evaluations(job.id)
-    epochs = epoch_curves(store, job, evaluations)
+    epochs = epoch_curves(store, job, store.list_evaluations(job.id)) if job.kind == "architecture" else None
     return {
         "summary": job_summary(store, job),
         "config": job.config,
         "curve": None if epochs is not None else search_curve(store, job),  # epochs are not a search's evaluations
-        "failures": failure_reasons([e.error for e in evaluations if e.status == "failed"]),
+        "failures": failure_reasons([e.error for e in store.list_evaluations(job.id, status="failed")]),
         "top": top_candidates(store, job, task),
         "epochs": epochs,
         "funnel": funnel_table(store, job),
