@@ -13,6 +13,7 @@ Each primitive is printed from its one definition (``programs.primitives``), tra
 from __future__ import annotations
 
 import builtins
+import functools
 import keyword
 import linecache
 import math
@@ -41,9 +42,8 @@ def check_name(name: str) -> None:
     """``ValueError`` unless ``name`` can name the exported class without breaking its module."""
     if not isinstance(name, str) or not _IDENTIFIER.match(name) or not name.isascii():
         raise ValueError(f"optimizer name {name!r} must be a Python identifier (letters, digits, _; at most 64)")
-    snake = snake_case(name)
     if (keyword.iskeyword(name) or name in dir(builtins) or name in MODULE_NAMES or name in RESERVED
-            or name.startswith("_") or snake in RESERVED):
+            or name.startswith("_")):
         raise ValueError(f"optimizer name {name!r} collides with a name the exported module uses (Python's, "
                          "torch's or its own); choose another, e.g. MyOptimizer")
 
@@ -76,6 +76,11 @@ def optimizer_class(program: Program, name: str = "DiscoveredOptimizer",
     cls = getattr(module, name)
     cls.source_program = program
     return cls
+
+
+def hyperparameters(program: Program) -> dict[str, float | tuple[float, ...]]:
+    """The keyword arguments of ``program``'s exported class besides ``lr`` and ``foreach``, with their defaults."""
+    return {h.name: h.default if h.is_tuple else h.default[0] for h in lower(program).hyperparameters}
 
 
 def describe(program: Program) -> str:
@@ -299,7 +304,7 @@ class _Module:
                 raise _Unsafe(fn)
             result = PRIMITIVES[fn].impl(_Trace(self, scalar=True, reduces=False), *args)
         except _Unsafe:
-            tensors = [self.f64(a) if a.kind == FLOAT_KIND and not _is_literal(a) else a for a in args]
+            tensors = [self.f64(a) if isinstance(r, str) else a for r, a in zip(ins.args, args)]  # literals stay
             traced = PRIMITIVES[fn].impl(_Trace(self, scalar=False, reduces=False), *tensors)
             result = call("float", traced, kind=FLOAT_KIND)
         result = Sym(result.text, result.prec, FLOAT_KIND, bounds)
@@ -328,22 +333,70 @@ class _Module:
             if ins.kind == "scalar" and self.uses.get(ins.target, 0):
                 self._scalar(ins)
         body = [f"    {line}" for line in self.scalar_lines]
-        tensor_lines = [line for ins in self.lowered.instructions for line in self._tensor_lines(ins, multi)]
+        tensors = [ins for ins in self.lowered.instructions if ins.kind != "scalar"]
         for state, buf in zip("mv", self.lowered.outputs):  # new state computed elsewhere than in its buffer
             if buf is not None and buf != state:
-                template = "torch._foreach_copy_({0}, {1})" if multi else "{0}.copy_({1})"
-                tensor_lines.append(template.format(self.sym(state).text, self.sym(buf).text))
+                tensors.append(Instr("copy", "copy_", (state, buf)))
         if multi:
-            body += [f"    {line}" for line in tensor_lines]
+            body += [f"    {line}" for ins in tensors for line in self._tensor_lines(ins, multi)]
         else:
-            elements = ", ".join(name[:-1] for name in lists)
-            body.append(f"    for {elements} in zip({', '.join(lists)}):")
-            body += [f"        {line}" for line in tensor_lines]
+            body += self._loops(tensors, lists)
         return _wrap_long(header) + body
+
+    def _loops(self, tensors: list[Instr], lists: list[str]) -> list[str]:
+        """The single-tensor body: one loop over the tensors, or one loop per stretch between global norms, the
+        tensors that later stretches read kept in lists, and each global norm taken between two loops."""
+        phases: list[list[Instr]] = [[]]
+        for ins in tensors:
+            phases[-1].append(ins)
+            if ins.kind == "global_norm":
+                phases.append([])
+        defined_in: dict[str, int] = {}
+        read_in: dict[str, set[int]] = {}
+        for index, phase in enumerate(phases):
+            for ins in phase:
+                for arg in ins.args:
+                    if self._is_list(arg) and arg not in _SINGLE_NAMES:
+                        read_in.setdefault(arg, set()).add(index)
+                if ins.target is not None and ins.kind != "global_norm":
+                    defined_in.setdefault(ins.target, index)
+        kept = {name: self._fresh_list_name(name) for name, index in defined_in.items()
+                if any(later > index for later in read_in.get(name, ()))}
+        lines = []
+        for index, phase in enumerate(phases):
+            if not phase:
+                continue
+            carried = sorted((n for n in kept if defined_in[n] < index and index in read_in.get(n, ())),
+                             key=lambda n: defined_in[n])
+            elements = [name[:-1] for name in lists] + carried
+            sources = lists + [kept[n] for n in carried]
+            made = [n for n in kept if defined_in[n] == index]
+            norm = phase[-1] if phase[-1].kind == "global_norm" else None
+            lines += [f"    {kept[n]} = []" for n in made]
+            if norm is not None:
+                lines.append(f"    {norm.target}_parts = []")
+            lines.append(f"    for {', '.join(elements)} in zip({', '.join(sources)}):")
+            for ins in phase[:-1] if norm is not None else phase:
+                lines += [f"        {line}" for line in self._tensor_lines(ins, False)]
+            lines += [f"        {kept[n]}.append({n})" for n in made]
+            if norm is not None:
+                x = self.sym(norm.args[0]).text
+                lines += [f"        {norm.target}_parts.append(torch.linalg.vector_norm({x}))",
+                          f"    {norm.target} = torch.linalg.vector_norm(torch.stack({norm.target}_parts))"]
+        return lines
+
+    def _fresh_list_name(self, name: str) -> str:
+        candidate = f"{name}_list"
+        while candidate in self.lowered.names:
+            candidate += "_"
+        return candidate
 
     def _tensor_lines(self, ins: Instr, multi: bool) -> list[str]:
         if ins.kind == "scalar":
             return []
+        if ins.kind == "copy":
+            template = "torch._foreach_copy_({0}, {1})" if multi else "{0}.copy_({1})"
+            return [template.format(*(self.sym(a).text for a in ins.args))]
         if ins.kind == "decay":
             buf, factor = ins.args
             template = _MULTI["mul_"] if multi else _SINGLE["mul_"]
@@ -387,9 +440,7 @@ class _Module:
     # -- the module
 
     def source(self) -> str:
-        functions = [self.function(multi=True)]
-        if not self.lowered.has_global:
-            functions.insert(0, self.function(multi=False))
+        functions = [self.function(multi=False), self.function(multi=True)]
         lines = [f'"""{self.name}: {self._module_doc()}"""', "", "from __future__ import annotations", "",
                  "import math", "", "import torch", "from torch import Tensor", "", f'__all__ = ["{self.name}"]']
         for function in functions:
@@ -399,9 +450,10 @@ class _Module:
 
     def _module_doc(self) -> str:
         return ("an optimizer found by program search, exported by autodisco.\n\n"
-                + _indent(self._algorithm(), 0) + "\n")
+                + self._algorithm_text + "\n")
 
-    def _algorithm(self) -> str:
+    @functools.cached_property
+    def _algorithm_text(self) -> str:
         """The program as pseudocode, hyperparameters by name, temporaries written back into expressions."""
         lines = ["For each parameter tensor ``w`` with gradient ``g``" + self._state_words() + "::", ""]
         lines += [f"    {line}" for line in pseudocode(self.program, self.lowered.constants)]
@@ -433,7 +485,7 @@ class _Module:
                 lines += [f'    if not isinstance(group["{h.name}"], (tuple, list)) or len(group["{h.name}"]) != '
                           f'{len(h.members)}:',
                           f'        raise ValueError(f"Invalid {h.name}: {{group[\'{h.name}\']!r}} (expected '
-                          f'{len(h.members)} numbers)")',
+                          f'{len(h.members)} number{"s" if len(h.members) > 1 else ""})")',
                           f'    for index, value in enumerate(group["{h.name}"]):',
                           f'        _check(f"beta parameter at index {{index}}", value, {args})']
             else:
@@ -444,9 +496,8 @@ class _Module:
                   'False)")',
                   "", "",
                   "def _check(what: str, value: object, low: float, high: float, open_high: bool = False) -> None:",
-                  "    number = isinstance(value, (int, float)) and not isinstance(value, bool)",
-                  "    if not (number and low <= value and (value < high if open_high else value <= high)",
-                  "            and math.isfinite(value)):",
+                  "    number = isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < 1e308",
+                  "    if not (number and low <= value and (value < high if open_high else value <= high)):",
                   '        bounds = f"[{low}, {high}" + (")" if open_high else "]")',
                   '        raise ValueError(f"Invalid {what}: {value!r} (expected a number in {bounds})")']
         return lines
@@ -516,13 +567,13 @@ class _Module:
                   "            foreach = group[\"foreach\"]",
                   "            if foreach is None:  # as torch.optim: the foreach kernels when every tensor is on CUDA",
                   '                foreach = all(p.device.type in ("cuda", "xpu") for p in group["params"])']
+        lines.append(f"            update = _multi_tensor_{self.snake} if foreach else _single_tensor_{self.snake}")
         if lowered.has_global:
             lines += [f"            for tensors in buckets.values():  # global norms: every tensor in one call",
                       '                step = max(float(self.state[p]["step"]) for p in tensors[0])' if stepped else None,
-                      f"                _multi_tensor_{self.snake}(*tensors, {self._call_args()})"]
+                      f"                update(*tensors, {self._call_args()})"]
         else:
-            lines += [f"            update = _multi_tensor_{self.snake} if foreach else _single_tensor_{self.snake}",
-                      "            for (_, _, step), tensors in buckets.items():" if stepped else
+            lines += ["            for (_, _, step), tensors in buckets.items():" if stepped else
                       "            for tensors in buckets.values():",
                       f"                update(*tensors, {self._call_args()})"]
         lines.append("        return loss")
@@ -544,14 +595,12 @@ class _Module:
 
     def _class_doc(self) -> str:
         lines = [f"An optimizer found by program search (``{self.name}``, exported by autodisco).", "",
-                 self._algorithm(), "", "Args:",
+                 self._algorithm_text, "", "Args:",
                  "    params: iterable of parameters or dicts defining parameter groups.",
                  f"    lr: learning rate (default {literal(self.default_lr)})."]
         for h in self.lowered.hyperparameters:
             lines += _fill(f"    {h.name}: {h.doc} (default {_default(h)}).", indent="        ")
-        lines.append("    foreach: use the ``torch._foreach_*`` kernels (default: when every tensor is on CUDA)."
-                     if not self.lowered.has_global else
-                     "    foreach: accepted for compatibility; global norms always use the foreach kernels.")
+        lines.append("    foreach: use the ``torch._foreach_*`` kernels (default: when every tensor is on CUDA).")
         return _indent("\n".join(lines), 4).lstrip()
 
 
@@ -590,10 +639,6 @@ def safe_name(name: str) -> str:
     return f"var_{zlib.crc32(name.encode('utf-8', 'replace')):08x}"
 
 
-def _is_literal(sym: Sym) -> bool:
-    return sym.bounds[0] == sym.bounds[1]
-
-
 def _annotation(h: Hyperparameter) -> str:
     return f"tuple[{', '.join('float' for _ in h.members)}]" if h.is_tuple else "float"
 
@@ -628,5 +673,6 @@ def _wrap_long(lines: list[str], width: int = 116) -> list[str]:
     return out
 
 
-__all__ = ["DEFAULT_LR", "check_name", "describe", "optimizer_class", "optimizer_source", "snake_case"]
+__all__ = ["DEFAULT_LR", "check_name", "describe", "hyperparameters", "optimizer_class", "optimizer_source",
+           "snake_case"]
 

@@ -27,6 +27,7 @@ the program.
 from __future__ import annotations
 
 import builtins
+import itertools
 import keyword
 import math
 import re
@@ -36,7 +37,7 @@ from typing import Union
 
 import numpy as np
 
-from programs.compile import CONSTANT, GLOBAL, SEGMENT, STATIC, TENSOR, StatementLevels, _result_level
+from programs.compile import CONSTANT, SEGMENT, STATIC, TENSOR, StatementLevels, _result_level
 from programs.errors import ProgramError
 from programs.primitives import CONSTANT_LIMIT, EPS, PRIMITIVES
 from programs.program import STATE, Program
@@ -63,8 +64,9 @@ RESERVED = frozenset(
 
 @dataclass(frozen=True)
 class Instr:
-    """``target = op(*args)``; ``kind`` is ``kernel``, ``scalar`` (args: primitive, *refs), ``generic`` (args:
-    primitive, reduces, *operands), ``global_norm`` or ``decay`` (args: the factor of ``w``)."""
+    """``target = op(*args)``; ``kind`` is ``kernel``, ``scalar`` (``op`` a primitive, args its refs), ``generic``
+    (``op`` a primitive, args: reduces, *operands), ``global_norm``, ``decay`` (args: ``w`` and its factor) or, when
+    printed, ``copy`` (args: a state buffer and its new value)."""
 
     kind: str
     op: str
@@ -225,9 +227,10 @@ def find_hyperparameters(program: Program, live: set[int]) -> tuple[list[Hyperpa
         if value is not None:
             names[value] = role
             found.append(Hyperparameter(role, (value,), (role,), low, high, role == "momentum", doc))
+    generic = (f"c{n}" for n in itertools.count(1))
     for value in dict.fromkeys(order):
         if value not in names:
-            name = f"c{sum(1 for h in found if h.name.startswith('c'))+ 1}"
+            name = next(generic)
             names[value] = name
             low, high = (0.0, 1.0) if 0.0 <= value <= 1.0 else (0.0, CONSTANT_LIMIT) if value > 0 else (
                 -CONSTANT_LIMIT, 0.0)
@@ -277,8 +280,14 @@ def scalar_bounds(fn: str, args: list[Bounds]) -> tuple[Bounds, bool]:
         return (_lo(args[0][0] + args[1][0]), _hi(args[0][1] + args[1][1])), True
     if fn == "sub":
         return (_lo(args[0][0] - args[1][1]), _hi(args[0][1] - args[1][0])), True
-    if fn == "mul":
-        return _mul(args[0], args[1]), True
+    if fn in ("mul", "dot", "square"):  # scalar reductions are elementwise: dot(x, y) = x * y
+        return _mul(args[0], args[-1]), True
+    if fn == "cube":
+        return _mul(_mul(args[0], args[0]), args[0]), True
+    if fn in ("norm", "global_norm"):  # sqrt(x * x)
+        return scalar_bounds("abs", args)[0], True
+    if fn == "cosine_sim":  # x * y / (sqrt(x * x) * sqrt(y * y) + 1e-8): the denominator is positive
+        return (-1.0, 1.0), True
     if fn == "negative":
         return (-args[0][1], -args[0][0]), True
     if fn == "invert":
@@ -798,7 +807,8 @@ class _Lowering:
             form = self.forms[value]
             refs = Counter(buffers(form))
             buf = self._materialize(form, self.end - 1, refs, exclude=(value,))
-            if buf not in self.owned or buf in taken or self.kinds.get(buf) != LIST:
+            other_state = buf in STATE and buf != name  # copied into its own buffer at the end: never read another
+            if buf not in self.owned or buf in taken or self.kinds.get(buf) != LIST or other_state:
                 buf = self._fresh("clone", buf)
             taken.add(buf)
             outputs[name] = buf

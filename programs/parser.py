@@ -16,7 +16,9 @@ import ast
 import difflib
 import io
 import math
+import re
 import tokenize
+import unicodedata
 from typing import Any, Callable, TypeVar
 
 from programs.analysis import check
@@ -25,8 +27,8 @@ from programs.primitives import ALIASES, CONSTANT_LIMIT, PRIMITIVES
 from programs.program import MAX_STATEMENTS, SIGNATURE, SIGNATURE_WITH_STEP, Arg, Program, Statement
 
 _BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "power"}
-MAX_TEXT = 300_000  # characters of program text (a 1,000-statement program needs well under half of it)
-MAX_NAME = 64  # characters of a variable name
+MAX_TEXT = 150_000  # characters of program text: the canonical text of any 1,000-statement program fits
+MAX_NAME = 32  # characters of a variable name
 MAX_DEPTH = 100  # nesting of one expression (operators and calls inside each other)
 _SHOWN = 40  # characters of user text quoted in a message
 _T = TypeVar("_T")
@@ -50,7 +52,7 @@ def parse(text: str) -> Program:
         line = _first_extra(module).lineno if module.body else 1
         raise ProgramError(f"line {line}: a program is exactly one 'def train(w, g, m, v, lr[, t]):' and nothing else")
     fn = module.body[0]
-    program = _Builder(fn).build()
+    program = _Builder(fn, text).build()
     try:
         check(program)
     except ProgramError as err:  # a scalar update/state: the return line is at fault
@@ -157,11 +159,11 @@ def _depth(root: ast.AST) -> int:
 
 
 class _Builder:
-    def __init__(self, fn: ast.FunctionDef) -> None:
+    def __init__(self, fn: ast.FunctionDef, text: str) -> None:
         self.fn = fn
         self.statements: list[Statement] = []
         self.defined: set[str] = set()
-        self.reserved = _all_names(fn)
+        self.reserved = _temporary_names(text)
         self.counter = 0
 
     def build(self) -> Program:
@@ -172,9 +174,6 @@ class _Builder:
             raise _fail(self.fn, "the program must end with 'return update, m, v'")
         for node in body[:-1]:
             self._guarded(self._statement, node)
-            if len(self.statements) > MAX_STATEMENTS:
-                raise _fail(node, f"the program has more than {MAX_STATEMENTS:,} statements (nested expressions count "
-                                  "one per operator or call); split it or simplify it")
         outputs = self._guarded(self._return, body[-1])
         return Program(tuple(self.statements), outputs, inputs)
 
@@ -224,7 +223,7 @@ class _Builder:
         if not isinstance(value, (ast.Call, ast.BinOp, ast.UnaryOp)):
             raise _fail(node, f"the right-hand side must call a function or operator, not {_describe(value)}")
         fn, args = self._call(value)
-        self.statements.append(Statement(target, fn, args))
+        self._add(node, Statement(target, fn, args))
         self.defined.add(target)
 
     def _return(self, node: ast.Return) -> tuple[str, str, str]:
@@ -279,10 +278,17 @@ class _Builder:
         if isinstance(node, (ast.Call, ast.BinOp, ast.UnaryOp)):
             fn, args = self._call(node)
             temp = self._temp()
-            self.statements.append(Statement(temp, fn, args))
+            self._add(node, Statement(temp, fn, args))
             self.defined.add(temp)
             return temp
         raise _fail(node, f"{_describe(node)} is not allowed")
+
+    def _add(self, node: ast.AST, statement: Statement) -> None:
+        """Append ``statement``, stopping at once past ``MAX_STATEMENTS`` (so one huge expression costs no more)."""
+        if len(self.statements) >= MAX_STATEMENTS:
+            raise _fail(node, f"the program has more than {MAX_STATEMENTS:,} statements (nested expressions count "
+                              "one per operator or call); split it or simplify it")
+        self.statements.append(statement)
 
     def _temp(self) -> str:
         while True:
@@ -316,8 +322,10 @@ def _constant(node: ast.expr) -> float | None:
     return None
 
 
-def _all_names(fn: ast.FunctionDef) -> set[str]:
-    return {n.id for n in ast.walk(fn) if isinstance(n, ast.Name)} | {a.arg for a in fn.args.args}
+def _temporary_names(text: str) -> set[str]:
+    """Every ``_<digits>`` in ``text`` (comments included): a superset of the names in the program that a temporary
+    could clash with, found without walking the tree. Identifiers are NFKC-normalized by Python, so the text is too."""
+    return set(re.findall(r"_[0-9]+", unicodedata.normalize("NFKC", text)))
 
 
 def _describe(node: ast.AST) -> str:

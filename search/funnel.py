@@ -16,14 +16,12 @@ them again, and a sweep interrupted half-way resumes its study: nothing is recor
 from __future__ import annotations
 
 import math
-import time
 from concurrent.futures import Future, as_completed
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterable, Sequence
 
-import sqlalchemy as sa
 
 from search.executor import EvalOutcome, EvalRequest, Executor
 from search.store import CandidateRecord, EvaluationRecord, JobRecord, Ranked, Store
@@ -33,7 +31,6 @@ WORKER_FN = "search.kinds.workers:tune_lr_sweep"
 BASELINE = "adamw"  # programs.library name of the baseline
 BASELINE_BIRTH = -1  # birth given to AdamW when the run never proposed it (search proposals count from 0)
 SQLITE_TIMEOUT_S = 60.0  # how long a worker's Optuna connection waits for the SQLite write lock
-LOCKED_RETRIES = 30  # the driver's records retried this often when SQLite says "database is locked"
 
 
 class FunnelError(ValueError):
@@ -254,7 +251,7 @@ class Funnel:
                                              metrics=metrics, error=error, worker=outcome.worker,
                                              wall_time=outcome.wall_time, attempts=outcome.attempts)
 
-        _retry_when_locked(write)
+        write()  # the store waits for and retries a locked SQLite database itself
         return Sweep(candidate_id=candidate_id, stage=stage, task=task, status="ok" if ok else "failed",
                      fitness=fitness, lr=lr, error=error, resumed=False)
 
@@ -338,24 +335,6 @@ def _unique(candidates: Iterable[CandidateRecord]) -> list[CandidateRecord]:
     for candidate in candidates:
         seen.setdefault(candidate.id, candidate)
     return list(seen.values())
-
-
-def _retry_when_locked(write: Callable[[], None]) -> None:
-    """Run ``write``; retry while SQLite reports the database locked by a worker's Optuna transaction.
-
-    The store opens deferred transactions; in WAL mode a write after a read fails at once (no busy wait) if
-    another process committed in between, which Optuna trials in the workers do all the time.
-    """
-    for attempt in range(LOCKED_RETRIES):
-        try:
-            write()
-            return
-        except sa.exc.OperationalError as error:
-            if "locked" not in str(error) and "busy" not in str(error):
-                raise
-            if attempt == LOCKED_RETRIES - 1:
-                raise
-            time.sleep(min(0.01 * 2**attempt, 1.0))
 
 
 def _finite(value: Any) -> bool:

@@ -49,20 +49,21 @@ def _export(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else Path(args.run) / EXPORTS_FOLDER / f"{module_name(name)}.py"
     _check_output(output, force=args.force, default=args.output is None)
     lr = DEFAULT_LR if args.lr is None else args.lr
-    source, note = export_source(job, candidate, name, simplify=not args.no_simplify, default_lr=lr)
+    source, note, keywords = export_source(job, candidate, name, simplify=not args.no_simplify, default_lr=lr)
     if args.output is None:
         output.parent.mkdir(exist_ok=True)
     _write_atomically(output, source)
     print(f"wrote {output}: class {name}, candidate {candidate.id} of run {job.name!r} ({note})")
     print(f"usage:  from {output.stem} import {name}")
     print(f"        optimizer = {name}(model.parameters(), lr={lr:g})  # tune lr as for any new optimizer")
+    print(f"        keyword hyperparameters (defaults from the program): {keywords}")
     return 0
 
 
 def export_source(job: JobRecord, candidate: CandidateRecord, name: str, *, simplify: bool,
-                  default_lr: float) -> tuple[str, str]:
-    """The module text of ``candidate``'s program as class ``name`` (default ``lr`` = ``default_lr``), and a note on
-    what simplification did.
+                  default_lr: float) -> tuple[str, str, str]:
+    """The module text of ``candidate``'s program as class ``name`` (default ``lr`` = ``default_lr``), a note on
+    what simplification did, and the class's other hyperparameters with their defaults (``betas=(0.9, 0.99), ...``).
 
     ``UsageError`` for a candidate that is not an optimizer program (an architecture search's genotype).
     """
@@ -71,15 +72,17 @@ def export_source(job: JobRecord, candidate: CandidateRecord, name: str, *, simp
                          f"{candidate.kind!r}, the run's {job.kind!r}); only optimizers export as torch.optim classes")
     from programs import parse
     from programs import simplify as simplify_program
-    from programs.export import optimizer_source
+    from programs.export import hyperparameters, optimizer_source
 
     program = parse(candidate.text)
     if not simplify:
-        return optimizer_source(program, name, default_lr), f"{len(program)} statements, not simplified"
-    simplified = simplify_program(program)
-    note = (f"simplified from {len(program)} to {len(simplified)} statements" if len(simplified) < len(program)
-            else f"{len(program)} statements, nothing to simplify")
-    return optimizer_source(simplified, name, default_lr), note
+        exported, note = program, f"{len(program)} statements, not simplified"
+    else:
+        exported = simplify_program(program)
+        note = (f"simplified from {len(program)} to {len(exported)} statements" if len(exported) < len(program)
+                else f"{len(program)} statements, nothing to simplify")
+    keywords = ", ".join(f"{key}={value!r}" for key, value in hyperparameters(exported).items())
+    return optimizer_source(exported, name, default_lr), note, keywords
 
 
 def check_class_name(name: str) -> None:

@@ -154,7 +154,7 @@ class Heartbeat:
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join()
+            self._thread.join(timeout=self._interval + 5.0)  # a beat in progress ends; a stuck one is a daemon
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):

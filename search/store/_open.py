@@ -84,6 +84,8 @@ def open_engine(url: sa.URL, *, create: bool, busy_timeout_s: float, read_only: 
         engine.dispose()
         first = first_line(error)
         fix = "move the file away or choose another run folder" if is_sqlite(url) else "check the URL and the server"
+        if "locked" in first or "busy" in first:
+            fix = "another process holds its write lock (a VACUUM, a sqlite3 shell?); try again once it is done"
         raise StoreError(f"{describe(url)}: cannot be opened as a results database ({first}); {fix}") from None
     except StoreError:
         engine.dispose()
@@ -153,11 +155,15 @@ def _connect_read_only(path: str) -> sqlite3.Connection:
     """SQLite's read-only mode; on read-only media (no -shm file can be made beside a WAL database) the file is
     opened as immutable — nobody can be writing it there."""
     quoted = urllib.parse.quote(path)
+    conn = sqlite3.connect(f"file:{quoted}?mode=ro", uri=True, check_same_thread=False)
     try:
-        conn = sqlite3.connect(f"file:{quoted}?mode=ro", uri=True, check_same_thread=False)
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         return conn
-    except sqlite3.OperationalError:
+    except sqlite3.OperationalError as error:
+        conn.close()
+        # Only where the file cannot be opened for shared reading at all: immutable reads ignore a live writer's WAL
+        if not any(mark in str(error).lower() for mark in ("unable to open", "readonly", "read-only")):
+            raise
         return sqlite3.connect(f"file:{quoted}?mode=ro&immutable=1", uri=True, check_same_thread=False)
 
 
@@ -233,7 +239,8 @@ def _inspect(conn: sa.Connection, where: str, *, read_only: bool) -> int:
         raise StoreError(f"{where}: written by a newer autodisco (schema {version} > {SCHEMA_VERSION}); "
                          "upgrade autodisco to read it")
     if version < 1:
-        raise StoreError(f"{where}: meta.schema_version is {version}, which no autodisco wrote; the database is damaged")
+        raise StoreError(f"{where}: meta.schema_version is {version}, which no autodisco wrote; the database is "
+                         "damaged")
     expected = TABLE_NAMES if version >= LEASES_SINCE else V1_TABLE_NAMES
     missing = sorted(expected - names)
     if missing:
@@ -274,8 +281,9 @@ def _refuse_foreign_objects(conn: sa.Connection, inspector: Any, tables: set[str
         found += [f"materialized view {v}" for v in sorted(inspector.get_materialized_view_names())]
     if found:
         shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
-        raise StoreError(f"{where}: holds SQL objects that autodisco's schema does not define ({shown}); they could act "
-                         "on its writes, so nothing was written — drop them (or read the run with read-only commands)")
+        raise StoreError(f"{where}: holds SQL objects that autodisco's schema does not define ({shown}); they could "
+                         "act on its writes, so nothing was written — drop them (or read the run with read-only "
+                         "commands)")
 
 
 def _migrate(conn: sa.Connection, version: int) -> None:

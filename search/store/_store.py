@@ -309,9 +309,9 @@ class Store:
     # -- the lease ------------------------------------------------------------------------------------------------
 
     def acquire_lease(self, job_id: int) -> Lease:
-        """Take the job's lease for this process (see ``_lease``); ``LeaseHeldError`` if a live driver holds it.
-        Also refused: a finished job, and one that another driver moved on since this store read its checkpoint
-        (its state here is out of date: open it again)."""
+        """Take the job's lease for this process (see ``_lease``); ``LeaseHeldError`` if a live driver holds it, or
+        if another driver moved the job on since this store read its checkpoint (the state loaded here is out of
+        date: open the job again)."""
         self._writable()
         if not self._has_leases:
             raise StoreError(f"{describe(self.url)}: schema without leases (opened read-only?)")
@@ -321,8 +321,6 @@ class Store:
             if status is None:
                 raise StoreError(f"no job with id {job_id} in {describe(self.url)}")
             _lease.acquire(conn, lease, describe=lambda _: f"job {status.name!r}")
-            if status.status == "finished":
-                raise StoreError(f"job {status.name!r} already finished (another driver ended it); start a new run")
             seen = self._seen_checkpoint.get(job_id)
             latest = _latest_seq(conn, job_id)
             if seen is not None and latest > seen:
@@ -333,9 +331,15 @@ class Store:
         return lease
 
     def renew_lease(self, lease: Lease) -> bool:
-        """The heartbeat: True while ``lease`` is still this driver's."""
-        with self._connection() as conn:
-            return _lease.renew(conn, lease)
+        """The heartbeat: True while ``lease`` is still this driver's. A beat is skipped while another thread of this
+        process keeps the store busy for long (it cannot commit a unit without passing the fence anyway)."""
+        if not self._lock.acquire(timeout=lease.ttl_s / 3):
+            return True
+        try:
+            with self._connection() as conn:
+                return _lease.renew(conn, lease)
+        finally:
+            self._lock.release()
 
     def release_lease(self, lease: Lease) -> None:
         with self._connection() as conn:

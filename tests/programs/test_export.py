@@ -350,3 +350,12 @@ def test_works_with_lr_schedulers() -> None:
         _train(model, optimizer.step, steps=1)
         scheduler.step()
         assert (next(model.parameters()).detach() - before).abs().max().item() == pytest.approx(expected_move, rel=1e-5)
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_state_computed_outside_its_buffer_or_swapped(foreach: bool) -> None:
+    swapped = programs.parse("def train(w, g, m, v, lr):\n    a = m * 0.5 + g\n    m = v * 0.9 + g\n    v = a * 1.0\n"
+                             "    update = (m + v) * lr\n    return update, m, v\n")
+    rng = np.random.default_rng(5)
+    got, expected = _reference_run(swapped, foreach, rng, steps=4)
+    np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9)

@@ -239,3 +239,118 @@ def test_fcm_gives_up_after_its_tries_and_returns_a_valid_child():
     child, info = mutate_with_info(parent, np.random.default_rng(15), config)
     assert child == Program((Statement("update", "mul", ("g", "lr")),)) and info.kind == "delete"
     assert functional_hash(child) == functional_hash(parent)
+
+
+# ---------------------------------------------------------------- bounded cost (issue 13)
+
+
+def _chain(length: int, live_tail: int = 1) -> Program:
+    """``length`` statements: a chain of ``length - live_tail`` dead tensor statements, then ``live_tail`` live ones
+    ending in ``update``."""
+    dead = [Statement(f"d{i}", "mul", (f"d{i - 1}" if i else "g", 0.5)) for i in range(length - live_tail)]
+    live = [Statement(f"k{i}", "add", (f"k{i - 1}" if i else "g", "m")) for i in range(live_tail - 1)]
+    last = f"k{live_tail - 2}" if live_tail > 1 else "g"
+    return Program(tuple(dead + live + [Statement("update", "mul", (last, "lr"))]))
+
+
+def test_mutation_never_grows_a_program_past_the_statement_limit():
+    from programs.program import MAX_STATEMENTS
+
+    rng = np.random.default_rng(20)
+    program = _chain(MAX_STATEMENTS)
+    for _ in range(60):
+        child, info = mutate_with_info(program, rng)
+        assert len(child) <= MAX_STATEMENTS and info.kind != "insert"
+        program = child if len(child) == MAX_STATEMENTS else program
+    config = MutationConfig(max_statements=12)
+    program = library.get("sgd")
+    for _ in range(300):
+        program = mutate(program, rng, config)
+        assert len(program) <= 12
+    with pytest.raises(ValueError):
+        MutationConfig(max_statements=MAX_STATEMENTS + 1)
+
+
+def test_random_program_length_is_bounded():
+    from programs.program import MAX_STATEMENTS
+
+    with pytest.raises(ValueError, match="1..1000"):
+        random_program(np.random.default_rng(0), MAX_STATEMENTS + 1)
+
+
+def test_live_indices_are_the_update_ancestors_in_the_dataflow_graph():
+    import networkx as nx
+
+    from programs.simplify import dataflow_graph, live_indices
+
+    rng = np.random.default_rng(21)
+    parents = LIBRARY + [random_program(rng, int(rng.integers(1, 15))) for _ in range(60)]
+    for program in parents:
+        for _ in range(5):
+            program = mutate(program, rng)
+            ancestors = nx.ancestors(dataflow_graph(program), ("out", "update"))
+            assert live_indices(program) == tuple(sorted(i for kind, i in ancestors if kind == "stmt"))
+
+
+def _fcm_hashing_every_child(program, rng, config):
+    """The reference FCM: hash every child (what mutate_with_info did before it skipped dead-code edits)."""
+    from hashing import functional_hash
+    from programs.mutation import _edit
+
+    parent_hash = functional_hash(program)
+    for _ in range(config.fcm_tries):
+        child, mutation = _edit(program, rng, config)
+        if functional_hash(child) != parent_hash:
+            break
+    return child, mutation
+
+
+def test_fcm_gives_the_children_of_hashing_every_child():
+    rng = np.random.default_rng(22)
+    config = MutationConfig(fcm=True)
+    parents = LIBRARY + [mutate(random_program(rng, 8), rng) for _ in range(40)] + [_chain(30, live_tail=3)]
+    for index, parent in enumerate(parents):
+        fast = mutate_with_info(parent, np.random.default_rng(index), config)
+        reference = _fcm_hashing_every_child(parent, np.random.default_rng(index), config)
+        assert fast == reference, parent.to_text()
+
+
+def _count_hashed_statements(monkeypatch, limit: int) -> list[int]:
+    """Make every functional_hash record the length of what it hashes, failing once ``limit`` statements are passed."""
+    import hashing
+
+    hashed: list[int] = []
+    real = hashing.functional_hash
+
+    def counting(candidate, config=None):
+        hashed.append(len(candidate))
+        assert sum(hashed) <= limit, f"FCM hashed {sum(hashed):,} statements"
+        return real(candidate, config)
+
+    monkeypatch.setattr(hashing, "functional_hash", counting)
+    return hashed
+
+
+def test_fcm_does_not_hash_children_that_edit_only_dead_code(monkeypatch):
+    # Before: one FCM mutation of a 3,000-statement program took 312 s, hashing up to 1,000 children.
+    parent = _chain(300, live_tail=2)  # 298 dead statements
+    hashed = _count_hashed_statements(monkeypatch, limit=20 * len(parent))
+    child, _ = mutate_with_info(parent, np.random.default_rng(23), MutationConfig(fcm=True))
+    check(child)
+    assert hashed, "FCM must still hash children whose live code changed"
+
+
+def test_fcm_hashes_at_most_its_budget(monkeypatch):
+    # Live edits that keep the hash (a live chain multiplied by zero) make FCM try on: the budget stops it.
+    dead_weight = [Statement(f"k{i}", "add", (f"k{i - 1}" if i else "g", "m")) for i in range(150)]
+    parent = Program(tuple(dead_weight) + (
+        Statement("z", "mul", ("k149", 0.0)),
+        Statement("s", "sign", ("z",)),
+        Statement("y", "add", ("g", "s")),
+        Statement("update", "mul", ("y", "lr")),
+    ))
+    config = MutationConfig(fcm=True, fcm_budget=2_000, insert_weight=0, delete_weight=0)
+    hashed = _count_hashed_statements(monkeypatch, limit=config.fcm_budget)
+    child, _ = mutate_with_info(parent, np.random.default_rng(24), config)
+    check(child)
+    assert sum(hashed) <= config.fcm_budget and len(hashed) >= 2

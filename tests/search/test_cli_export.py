@@ -79,7 +79,9 @@ def test_exported_module_imports_and_trains(run: BuiltRun, tmp_path: Path,
     lines = out.splitlines()
     assert lines[0].startswith(f"wrote {target}: class MyLion, candidate {run.ids[2]} of run '{NAME}'")
     assert lines[1:] == ["usage:  from my_lion import MyLion",
-                         "        optimizer = MyLion(model.parameters(), lr=0.001)  # tune lr as for any new optimizer"]
+                         "        optimizer = MyLion(model.parameters(), lr=0.001)  # tune lr as for any new optimizer",
+                         "        keyword hyperparameters (defaults from the program): betas=(0.9, 0.99), "
+                         "weight_decay=0.0"]
     optimizer_class = _import(target).MyLion
     assert issubclass(optimizer_class, torch.optim.Optimizer)
     first, last = _train(optimizer_class, lr=0.02)

@@ -15,7 +15,7 @@ from pathlib import Path
 from search.cli import main
 from search.store import Store
 
-BUDGET = 24
+BUDGET = 12
 
 
 def _command(*args: str) -> list[str]:
@@ -42,7 +42,7 @@ def test_search_kill_9_and_two_resumes_on_postgresql(fresh_postgres: str, tmp_pa
     process = subprocess.Popen(search, cwd=tmp_path, env=_env(), start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None and _recorded(url) < 5:
+    while time.monotonic() < deadline and process.poll() is None and _recorded(url) < 3:
         time.sleep(0.3)
     assert process.poll() is None, f"the search ended before it could be killed: {process.stderr.read()}"
     os.killpg(process.pid, signal.SIGKILL)  # the driver and its workers, all at once
