@@ -69,14 +69,14 @@ def top_candidates(store: Store, job: JobRecord, task: str | None, k: int = TOP_
     for row in rows:
         parent = _candidate(store, row["parent_ids"][0]) if row["parent_ids"] else None
         row["parent"] = None if parent is None else parent.id
-        row["diff"] = "" if parent is None else program_diff(parent, row["id"], row["program"])
+        row["diff"] = "" if parent is None else program_diff(parent.id, parent.text, row["id"], row["program"])
     return rows
 
 
-def program_diff(parent: CandidateRecord, child_id: int, child_text: str) -> str:
+def program_diff(parent_id: int, parent_text: str, child_id: int, child_text: str) -> str:
     """``difflib``'s unified diff from the parent's program to the child's."""
-    lines = difflib.unified_diff(parent.text.splitlines(), child_text.splitlines(),
-                                 f"candidate {parent.id} (parent)", f"candidate {child_id}", lineterm="")
+    lines = difflib.unified_diff(parent_text.splitlines(), child_text.splitlines(),
+                                 f"candidate {parent_id} (parent)", f"candidate {child_id}", lineterm="")
     return "\n".join(lines)
 
 
@@ -87,9 +87,8 @@ def lineage(store: Store, job: JobRecord, ident: str) -> dict[str, Any]:
     by_id = {r["id"]: r for r in rows}
     for row in rows:
         parent = by_id.get(row["parent_ids"][0]) if row["parent_ids"] else None
-        row["diff"] = "" if parent is None else "\n".join(difflib.unified_diff(
-            parent["program"].splitlines(), row["program"].splitlines(), f"candidate {parent['id']} (parent)",
-            f"candidate {row['id']}", lineterm=""))
+        row["diff"] = "" if parent is None else program_diff(parent["id"], parent["program"], row["id"],
+                                                             row["program"])
     return {"candidate": rows[0]["id"], "rows": rows}
 
 
