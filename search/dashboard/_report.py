@@ -120,7 +120,7 @@ def epoch_curves(store: Store, job: JobRecord, evaluations: list[Any]) -> dict[s
         if isinstance(history, list):
             rows = [r for r in history if isinstance(r, dict) and isinstance(r.get("epoch"), int)]
             series[""] = {r["epoch"]: _numbers(r) for r in rows}
-        ranking = {k: v for k, v in _numbers(state.get("ranking") or {}).items()}
+        ranking = _numbers(state.get("ranking"))
     if not series:
         return None
     curves = []

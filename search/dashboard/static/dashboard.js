@@ -301,6 +301,7 @@ async function refreshRun() {
   renderSummary(r.summary);
   document.getElementById("related").textContent =
     r.related.length ? "Related jobs: " + r.related.map((j) => `${j.name} (${j.status})`).join(", ") : "";
+  document.getElementById("config").textContent = JSON.stringify(r.config, null, 2);
   renderCurve(r.curve);
   renderFailures(r.failures);
   renderTop(r.top);
