@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Sequence
 
-from search.cli import _export, _nas, _runs, _search, _validate  # noqa: F401
+from search.cli import _dashboard, _export, _nas, _runs, _search, _validate  # noqa: F401
 from search.cli._common import UsageError
 
 EXIT_USAGE = 2
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     _export.register(commands)
     _nas.register(commands)
     _validate.register(commands)
+    _dashboard.register(commands)
     return parser
 
 

@@ -11,7 +11,7 @@ from search.cli._report import (
     HASH_SHOWN, MUTATION_SHOWN, add_run_arguments, candidate_results, clip, fitness_text, indented, resolve_candidate,
     table,
 )
-from search.store import Ranked
+from search.store import CandidateRecord, Ranked, Store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +44,7 @@ def _top(args: argparse.Namespace) -> int:
     store, job = open_run(args.run, args.db, read_only=True)
     with store:
         ranked = store.top_k(job.id, args.k, task=args.task or search_task(job))
-    rows = [_ranked_row(rank, entry) for rank, entry in enumerate(ranked, start=1)]
+    rows = [ranked_row(rank, entry) for rank, entry in enumerate(ranked, start=1)]
     if args.json:
         print_json(rows)
     elif not rows:
@@ -54,7 +54,7 @@ def _top(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ranked_row(rank: int, entry: Ranked) -> dict[str, Any]:
+def ranked_row(rank: int, entry: Ranked) -> dict[str, Any]:
     candidate, evaluation = entry.candidate, entry.evaluation
     return {"rank": rank, "id": candidate.id, "hash": candidate.hash, "fitness": evaluation.fitness,
             "status": evaluation.status, "task": evaluation.task, "birth": candidate.birth,
@@ -78,21 +78,25 @@ def _top_text(rows: list[dict[str, Any]]) -> str:
 def _lineage(args: argparse.Namespace) -> int:
     store, job = open_run(args.run, args.db, read_only=True)
     with store:
-        target = resolve_candidate(store, job, args.candidate)
-        ancestors = store.lineage(target.id)
-        results = candidate_results(store, [c.id for c in ancestors])
-    depth = {target.id: 0}
-    for record in ancestors:  # breadth-first: a record's depth is known before its parents are reached
-        for parent in record.parent_ids:
-            depth.setdefault(parent, depth[record.id] + 1)
-    rows = [{"depth": depth[c.id], "id": c.id, "hash": c.hash, "fitness": results[c.id].fitness,
-             "status": results[c.id].status, "birth": c.birth, "parent_ids": list(c.parent_ids),
-             "mutation": c.mutation, "program": c.text} for c in ancestors]
+        rows = lineage_rows(store, resolve_candidate(store, job, args.candidate))
     if args.json:
         print_json(rows)
     else:
         print(_lineage_text(job.name, rows, programs=args.programs))
     return 0
+
+
+def lineage_rows(store: Store, target: CandidateRecord) -> list[dict[str, Any]]:
+    """``target`` and its ancestors, breadth-first, each with its depth (0: ``target``) and how it fared."""
+    ancestors = store.lineage(target.id)
+    results = candidate_results(store, [c.id for c in ancestors])
+    depth = {target.id: 0}
+    for record in ancestors:  # breadth-first: a record's depth is known before its parents are reached
+        for parent in record.parent_ids:
+            depth.setdefault(parent, depth[record.id] + 1)
+    return [{"depth": depth[c.id], "id": c.id, "hash": c.hash, "fitness": results[c.id].fitness,
+             "status": results[c.id].status, "birth": c.birth, "parent_ids": list(c.parent_ids),
+             "mutation": c.mutation, "program": c.text} for c in ancestors]
 
 
 def _lineage_text(name: str, rows: list[dict[str, Any]], *, programs: bool) -> str:
