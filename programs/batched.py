@@ -234,47 +234,50 @@ def _kernel(fn: str, levels: tuple[int, ...]) -> Callable[..., Tensor]:
 
 
 class _Source:
-    """Index tensors that gather one argument (or the target) of a group's rows."""
+    """Where one argument (or the target) of a group's rows lives, and how to gather (scatter) it.
 
-    def __init__(self, static: bool, indices: list[int], rows: Tensor, all_rows: bool, device: torch.device) -> None:
+    The register file is ``regs[R, K, P]``; ``flat`` is its view ``[R * K, P]``. Rows that read one register over a
+    contiguous range of rows are a view (no copy); otherwise rows are gathered with one ``index_select``.
+    """
+
+    def __init__(self, static: bool, indices: list[int], rows: list[int], device: torch.device) -> None:
         self.static = static
         self.uniform = len(set(indices)) == 1
         self.first = indices[0]
-        self.all_rows = all_rows
-        self.rows = rows
+        self.span = (rows[0], rows[-1] + 1) if rows == list(range(rows[0], rows[-1] + 1)) else None
+        self.rows = torch.tensor(rows, dtype=torch.int64, device=device)
         self.indices = torch.tensor(indices, dtype=torch.int64, device=device)
+        self.flat: Tensor | None = None  # indices * K + rows, set by _Group once K is known
 
-    def gather(self, regs: Tensor, statics: Tensor) -> Tensor:
+    def gather(self, regs: Tensor, flat: Tensor, statics: Tensor) -> Tensor:
         if self.static:  # statics: [K, columns]
-            if self.all_rows and self.uniform:
-                return statics[:, self.first : self.first + 1]
+            if self.uniform and self.span is not None:
+                return statics[self.span[0] : self.span[1], self.first : self.first + 1]
             return statics[self.rows, self.indices].unsqueeze(1)
-        if self.all_rows and self.uniform:
-            return regs[self.first]
-        if self.uniform:
-            return regs[self.first].index_select(0, self.rows)
-        return regs[self.indices, self.rows]
+        if self.uniform and self.span is not None:
+            return regs[self.first, self.span[0] : self.span[1]]
+        return flat.index_select(0, self.flat)
 
-    def scatter(self, regs: Tensor, value: Tensor) -> None:
-        if self.all_rows and self.uniform:
-            regs[self.first].copy_(value)
+    def scatter(self, regs: Tensor, flat: Tensor, value: Tensor) -> None:
+        if self.uniform and self.span is not None:
+            regs[self.first, self.span[0] : self.span[1]].copy_(value)
         else:
-            regs.index_put_((self.indices, self.rows), value.expand(len(self.rows), regs.shape[2]))
+            flat.index_copy_(0, self.flat, value.expand(len(self.rows), flat.shape[1]))
 
 
 class _Group:
     def __init__(self, key: tuple[str, tuple[int, ...]], rows: list[int], instructions: list[_Instruction], k: int,
                  device: torch.device) -> None:
         self.kernel = _kernel(*key)
-        all_rows = len(rows) == k
-        row_index = torch.tensor(rows, dtype=torch.int64, device=device)
         self.args = tuple(
-            _Source(instructions[0].args[a].static, [i.args[a].index for i in instructions], row_index, all_rows, device)
+            _Source(instructions[0].args[a].static, [i.args[a].index for i in instructions], rows, device)
             for a in range(len(key[1])))
-        self.target = _Source(False, [i.target for i in instructions], row_index, all_rows, device)
+        self.target = _Source(False, [i.target for i in instructions], rows, device)
+        for source in (*self.args, self.target):
+            source.flat = source.indices * k + source.rows
 
-    def run(self, regs: Tensor, statics: Tensor, index: BatchedSegments) -> None:
-        self.target.scatter(regs, self.kernel(index, *(a.gather(regs, statics) for a in self.args)))
+    def run(self, regs: Tensor, flat: Tensor, statics: Tensor, index: BatchedSegments) -> None:
+        self.target.scatter(regs, flat, self.kernel(index, *(a.gather(regs, flat, statics) for a in self.args)))
 
 
 class BatchedProgram:
@@ -300,6 +303,14 @@ class BatchedProgram:
     def __len__(self) -> int:
         return len(self.programs)
 
+    @staticmethod
+    def layout_key(program: Program) -> tuple[Any, ...]:
+        """A sort key that puts programs with the same instructions (and registers) next to each other: a batch
+        whose rows are in this order has contiguous groups, which are views instead of gathers."""
+        row = _RowPlan(program)
+        return tuple((i.key, tuple((a.static, a.index) for a in i.args), i.target) for i in row.instructions) + (
+            row.outputs,)
+
     def registers_for(self, w: Tensor) -> Tensor:
         """A register file for stacked parameters ``w[K, P]``: ``w`` copied into ``W``, zero ``g, m, v``."""
         regs = torch.zeros((self.n_registers, *w.shape), dtype=w.dtype, device=w.device)
@@ -324,13 +335,15 @@ class BatchedProgram:
         ``statics`` is this step's ``[K, columns]`` slice of ``statics(...)``. ``regs[G]`` must hold the gradients.
         """
         positions, index, (m_out, v_out, update) = self._plan(regs)
+        flat = regs.view(-1, regs.shape[2])
         for groups in positions:
             for group in groups:
-                group.run(regs, statics, index)
+                group.run(regs, flat, statics, index)
         # gathered (copied) before w changes: a program may return w itself as its state
-        new_state = [(reg, source.gather(regs, statics).clone() if source.uniform else source.gather(regs, statics))
-                     for reg, source in ((M, m_out), (V, v_out)) if source is not None]
-        regs[W].sub_(update.gather(regs, statics))
+        new_state = [(reg, source.gather(regs, flat, statics).clone() if source.uniform else
+                      source.gather(regs, flat, statics)) for reg, source in ((M, m_out), (V, v_out))
+                     if source is not None]
+        regs[W].sub_(update.gather(regs, flat, statics))
         for reg, value in new_state:
             regs[reg].copy_(value)
 
@@ -363,9 +376,10 @@ class BatchedProgram:
             positions.append([
                 _Group(key, rows, [self.rows[r].instructions[position] for r in rows], k, device)
                 for key, rows in by_key.items()])
-        all_rows = torch.arange(k, device=device)
         update, m_out, v_out = (
-            _Source(False, [r.outputs[i] for r in self.rows], all_rows, True, device) for i in range(3))
+            _Source(False, [r.outputs[i] for r in self.rows], list(range(k)), device) for i in range(3))
+        for source in (update, m_out, v_out):
+            source.flat = source.indices * k + source.rows
         # m and v stay in place when every row returns its own m (or v); else they are gathered before w changes
         outputs = (None if m_out.uniform and m_out.first == M else m_out,
                    None if v_out.uniform and v_out.first == V else v_out, update)
