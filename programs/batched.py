@@ -303,13 +303,18 @@ class BatchedProgram:
     def __len__(self) -> int:
         return len(self.programs)
 
+    def groups_per_step(self) -> int:
+        """How many (primitive, levels) groups one step runs: the batch's kernel launches, up to a constant each."""
+        positions, _, _ = self._build(len(self.rows), sum(self.segments or (1,)), torch.device("cpu"))
+        return sum(len(groups) for groups in positions)
+
     @staticmethod
     def layout_key(program: Program) -> tuple[Any, ...]:
         """A sort key that puts programs with the same instructions (and registers) next to each other: a batch
         whose rows are in this order has contiguous groups, which are views instead of gathers."""
         row = _RowPlan(program)
-        return tuple((i.key, tuple((a.static, a.index) for a in i.args), i.target) for i in row.instructions) + (
-            row.outputs,)
+        return tuple((i.key, tuple((a.static, a.index) for a in i.args), i.target) for i in row.instructions), \
+            row.outputs
 
     def registers_for(self, w: Tensor) -> Tensor:
         """A register file for stacked parameters ``w[K, P]``: ``w`` copied into ``W``, zero ``g, m, v``."""
