@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from evaluators.errors import EvaluationFailed, TaskError
 from evaluators.evaluate import _device
@@ -57,7 +58,8 @@ class StackedModel:
         if _is_plain_mlp(model):
             self._outputs = partial(_mlp_outputs, model)
         else:
-            self._outputs = vmap(lambda params, x: functional_call(model, params, (x,)), in_dims=(0, None))
+            self._outputs = _math_attention(vmap(lambda params, x: functional_call(model, params, (x,)),
+                                                 in_dims=(0, None)))
 
     def views(self, w: Tensor) -> dict[str, Tensor]:
         """Each parameter of every row as a view ``[k, *shape]`` of ``w``."""
@@ -101,6 +103,17 @@ class StackedModel:
                 correct += (outputs.argmax(dim=2) == targets).sum(dim=1)
         accuracy = (correct.cpu().numpy() / n) if setup.classification else None
         return total.cpu().numpy() / n, accuracy
+
+
+def _math_attention(fn: Any) -> Any:
+    """``fn`` with scaled-dot-product attention in its math form (matmuls and softmax), which ``vmap`` batches; the
+    fused CPU kernel has no batching rule and would run once per row."""
+
+    def wrapped(*args: Any) -> Tensor:
+        with sdpa_kernel([SDPBackend.MATH]):
+            return fn(*args)
+
+    return wrapped
 
 
 def _is_plain_mlp(model: nn.Module) -> bool:
