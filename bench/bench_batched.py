@@ -3,6 +3,7 @@
     python bench/bench_batched.py                                   # mnist1d-mlp, K = 1 8 32 128 512, 50 steps
     python bench/bench_batched.py --tasks mnist1d-mlp digits-cnn modadd-transformer quadratic --ks 1 8 32
     python bench/bench_batched.py --steps 0                         # each task's full budget
+    python bench/bench_batched.py --search 64 --search-batch 32     # the search end to end, --batch 32 vs without
 
 The programs are a real population's: library optimizers and a chain of seeded mutants of them (each child mutates a
 random earlier member), all distinct, the same list for both modes. For each (task, K), in fresh processes run side by
@@ -11,6 +12,10 @@ side: batched â€” ``evaluators.train_batch`` on the K programs; one at a time â€
 (diverging mutants) as evaluations, as the search does. ``--steps N`` shortens every task to N steps (0: the task's
 own), which scales both modes' time per evaluation alike. Peak memory is the process's peak RSS (data, model and
 torch included). Printed: evaluations/s of each and their ratio (> 1: batching is faster).
+
+``--search N``: ``autodisco search optimizer`` end to end (one worker, one thread, same seed, N evaluations of the
+first task at its full budget), with ``--batch K`` and without, run one after the other; evaluations/s counts the
+whole command (start-up, the AdamW baseline and the search).
 """
 
 from __future__ import annotations
@@ -80,6 +85,16 @@ def run_one(args: argparse.Namespace, task: str, k: int, mode: str) -> dict[str,
     return json.loads(output.strip().splitlines()[-1])
 
 
+def search_rate(task: str, evaluations: int, batch: int | None, folder: str) -> float:
+    """Evaluations/s of one ``autodisco search optimizer`` run (the whole command)."""
+    command = [sys.executable, "-m", "search.cli._main", "search", "optimizer", "--run", f"{folder}/b{batch}",
+               "--task", task, "--evaluations", str(evaluations), "--workers", "1", "--threads", "1", "--seed", "0",
+               "--quiet"] + ([] if batch is None else ["--batch", str(batch)])
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    return evaluations / (time.perf_counter() - started)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="+", default=["mnist1d-mlp"])
@@ -87,11 +102,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50, help="steps per evaluation (0: the task's own)")
     parser.add_argument("--single", type=int, default=8, help="one-at-a-time evaluations timed per task")
     parser.add_argument("--seed", type=int, default=0, help="seed of the population's mutations")
+    parser.add_argument("--search", type=int, default=0, metavar="N", help="end-to-end search with N evaluations")
+    parser.add_argument("--search-batch", type=int, default=32, metavar="K")
     parser.add_argument("--one", nargs=3, metavar=("TASK", "K", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         task, k, mode = args.one
         print(json.dumps(measure(task, int(k), mode, args.steps, args.single, args.seed)))
+        return
+    if args.search:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            alone = search_rate(args.tasks[0], args.search, None, folder)
+            batched = search_rate(args.tasks[0], args.search, args.search_batch, folder)
+        print(f"search optimizer on {args.tasks[0]}, {args.search} evaluations: --batch {args.search_batch} "
+              f"{batched:.3f} ev/s, without {alone:.3f} ev/s, ratio {batched / alone:.2f}x")
         return
     print(f"{'task':<22} {'K':>4} {'batched ev/s':>13} {'single ev/s':>12} {'ratio':>7} {'failed':>7} "
           f"{'peak MB b/s':>13}")

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 from functools import partial
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -31,12 +31,13 @@ from evaluators.errors import EvaluationFailed, TaskError
 from evaluators.evaluate import _device
 from evaluators.loop import (
     CHECK_EVERY, EVAL_CHUNK, TRAIN_LOSS_WINDOW, FlatParameters, Setup, _check, _first_loss_limit, _nonfinite_name,
-    _synchronize, prepare,
+    _synchronize, prepare, train,
 )
 from evaluators.schedule import lr_schedule
 from evaluators.tasks import ACCURACY, Task, get_task
 from programs import Program, ProgramError, parse
 from programs.batched import G, W, BatchedProgram
+from programs.compile import compile as compile_program
 
 Tensor = torch.Tensor
 Row = dict[str, Any] | EvaluationFailed  # a row's metrics, or why it failed
@@ -153,6 +154,8 @@ def train_batch(
     ``wall_time`` is the batch's time divided by that number) or the ``EvaluationFailed`` that ``train`` would have
     raised. Raises ``torch.OutOfMemoryError`` if the batch does not fit (``evaluate_batch`` then splits it).
     """
+    if len(programs) == 1:  # a batch of one is the one-at-a-time loop (no vmap overhead)
+        return [_train_one(task, programs[0], seed=seed, lr=lr, device=device, cache_dir=cache_dir)]
     started = time.perf_counter()
     base_lr = task.base_lr if lr is None else float(lr)
     setup = prepare(task, seed, device, cache_dir)
@@ -175,6 +178,15 @@ def train_batch(
         if isinstance(row, dict):
             row.update(steps_per_s=task.steps / max(seconds, 1e-9), wall_time=share, lr=base_lr, batch=len(programs))
     return rows  # type: ignore[return-value]
+
+
+def _train_one(task: Task, program: Program, **options: Any) -> Row:
+    try:
+        metrics = train(task, lambda segments: compile_program(program, segments), **options)
+    except EvaluationFailed as failure:
+        return failure
+    metrics["batch"] = 1
+    return metrics
 
 
 def _metrics(setup: Setup, losses: Tensor, val_loss: float, accuracy: float | None) -> Row:

@@ -4,8 +4,9 @@ Row ``k`` of the batch runs ``programs[k]`` exactly as ``programs.compile`` runs
 same primitives, same special cases), but the K programs are executed together, one *instruction position* at a
 time: at position ``i`` the rows whose i-th live tensor statement calls the same primitive on arguments of the same
 levels form a group, and the group is computed by one call of the primitive on the gathered rows (gather → op →
-scatter). The number of kernels per step is bounded by the number of distinct (primitive, levels) pairs per
-position, never by K.
+scatter; rows that are contiguous and read one register are a view, not a gather). The number of kernels per step is
+bounded by the number of distinct (primitive, levels) pairs per position, never by K (``groups_per_step``). Callers
+that order their rows by ``BatchedProgram.layout_key`` get contiguous groups for programs that share instructions.
 
 Values live in a register file ``regs[n_registers, K, P]``: registers 0–3 hold ``w, g, m, v``; the other values of a
 row get registers by linear scan over their live ranges (``w`` and ``g`` are never overwritten by a program, even one
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 
 from programs.compile import (
-    _REDUCED_LEVEL, CONSTANT, GLOBAL, SEGMENT, STATIC, TENSOR, _check_segments, _clip_scale, _live_statements,
+    _REDUCED_LEVEL, SEGMENT, STATIC, TENSOR, _check_segments, _clip_scale, _live_statements,
     value_levels,
 )
 from programs.primitives import EPS, PRIMITIVES
