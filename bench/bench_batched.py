@@ -11,7 +11,8 @@ side: batched â€” ``evaluators.train_batch`` on the K programs; one at a time â€
 ``min(K, --single)`` of them evenly spread over the list (the same mix of failing mutants). Both count failed evaluations
 (diverging mutants) as evaluations, as the search does. ``--steps N`` shortens every task to N steps (0: the task's
 own), which scales both modes' time per evaluation alike. Peak memory is the process's peak RSS (data, model and
-torch included). Printed: evaluations/s of each and their ratio (> 1: batching is faster).
+torch included). Each mode runs ``--repeats`` times, alternated; the median run of each is printed: evaluations/s of
+each and their ratio (> 1: batching is faster).
 
 ``--search N``: ``autodisco search optimizer`` end to end (one worker, one thread, same seed, N evaluations of the
 first task at its full budget), with ``--batch K`` and without, run one after the other; evaluations/s counts the
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -100,8 +102,9 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=["mnist1d-mlp"])
     parser.add_argument("--ks", nargs="+", type=int, default=[1, 8, 32, 128, 512])
     parser.add_argument("--steps", type=int, default=50, help="steps per evaluation (0: the task's own)")
-    parser.add_argument("--single", type=int, default=8, help="one-at-a-time evaluations timed per task")
+    parser.add_argument("--single", type=int, default=32, help="one-at-a-time evaluations timed per task")
     parser.add_argument("--seed", type=int, default=0, help="seed of the population's mutations")
+    parser.add_argument("--repeats", type=int, default=3, help="alternated runs of each mode (medians are shown)")
     parser.add_argument("--search", type=int, default=0, metavar="N", help="end-to-end search with N evaluations")
     parser.add_argument("--search-batch", type=int, default=32, metavar="K")
     parser.add_argument("--one", nargs=3, metavar=("TASK", "K", "MODE"), help=argparse.SUPPRESS)
@@ -123,8 +126,12 @@ def main() -> None:
           f"{'peak MB b/s':>13}")
     for task in args.tasks:
         for k in args.ks:
-            single = run_one(args, task, k, "single")
-            batched = run_one(args, task, k, "batched")
+            singles, batches = [], []
+            for _ in range(args.repeats):  # alternated, medians: the machine's load drifts between runs
+                singles.append(run_one(args, task, k, "single"))
+                batches.append(run_one(args, task, k, "batched"))
+            single = min(singles, key=lambda r: abs(r["rate"] - statistics.median(x["rate"] for x in singles)))
+            batched = min(batches, key=lambda r: abs(r["rate"] - statistics.median(x["rate"] for x in batches)))
             print(f"{task:<22} {k:>4} {batched['rate']:>13.2f} {single['rate']:>12.2f} "
                   f"{batched['rate'] / single['rate']:>6.2f}x {batched['failed']:>7.0%} "
                   f"{batched['peak_mb']:>6.0f}/{single['peak_mb']:<6.0f}", flush=True)
