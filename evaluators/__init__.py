@@ -4,6 +4,8 @@
   each with ``@10x`` and ``@100x`` meta-validation variants);
 - ``train``: the one training loop (flat parameters, compiled program, lr schedule, divergence checks);
 - ``evaluate``: the worker entry point over JSON-safe dicts; ``evaluate_program`` the same on a ``Program``;
+- ``train_batch`` / ``evaluate_batch``: K programs trained at once on one task and seed (``evaluators.batched``),
+  each row equal to its one-at-a-time evaluation; ``max_batch``: the K that fits a memory bound;
 - ``normalized_fitness`` / ``baseline_scores``: fitness over several tasks relative to AdamW;
 - ``tune_lr``: the lr tuning of the meta-validation funnel (Optuna, RDB storage).
 
@@ -12,6 +14,7 @@ Failures of a candidate raise ``EvaluationFailed`` inside the package; ``evaluat
 
 from __future__ import annotations
 
+from evaluators.batched import evaluate_batch, max_batch, train_batch
 from evaluators.errors import EvaluationFailed, TaskError
 from evaluators.evaluate import evaluate, evaluate_program
 from evaluators.fitness import baseline_scores, normalized_fitness
@@ -34,11 +37,14 @@ __all__ = [
     "TaskError",
     "baseline_scores",
     "evaluate",
+    "evaluate_batch",
     "evaluate_program",
     "get_task",
     "lr_schedule",
+    "max_batch",
     "normalized_fitness",
     "prepare",
     "train",
+    "train_batch",
     "tune_lr",
 ]

@@ -36,6 +36,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     optimizer.add_argument("--plateau-restart", type=int, metavar="K",
                            help="restart from the best after K results without a new best")
     optimizer.add_argument("--lr", type=float, help="base learning rate of the tasks (default: each task's own)")
+    optimizer.add_argument("--batch", default="1", metavar="K|auto",
+                           help="evaluations a worker trains at once (population-batched evaluation); 'auto': as many "
+                                "as fit in memory, at most the population per worker (default 1)")
     _add_execution_options(optimizer)
     optimizer.set_defaults(handler=_search_optimizer)
     from search.cli import _architecture  # it reuses this module's options and _run
@@ -74,8 +77,18 @@ def _search_optimizer(args: argparse.Namespace) -> int:
         raise UsageError(f"--warm-start {args.warm_start}: {error}") from None
     config = SearchConfig(tasks=tasks, strategy=args.strategy, population=args.population, tournament=args.tournament,
                           evaluations=evaluations, hours=args.hours, seed=args.seed, warm_start=(warm_start,),
-                          fcm=not args.no_fcm, cache=args.cache, plateau_restart=args.plateau_restart, lr=args.lr)
+                          fcm=not args.no_fcm, cache=args.cache, plateau_restart=args.plateau_restart, lr=args.lr,
+                          batch=_batch(args.batch))
     return start_search(args, config, OptimizerKind(fcm=config.fcm))
+
+
+def _batch(value: str) -> int | str:
+    from search.jobs._batching import check_batch
+
+    try:
+        return check_batch(value if value == "auto" else int(value))
+    except ValueError:
+        raise UsageError(f"--batch must be a positive integer or 'auto', got {value!r}") from None
 
 
 def start_search(args: argparse.Namespace, config: SearchConfig, kind: CandidateKind[Any]) -> int:

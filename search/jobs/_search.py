@@ -19,6 +19,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from hashing import CacheAction, CachePolicy, FECache
+from search.jobs._batching import AUTO, Batcher, auto_batch, batch_function, check_batch
 from search.executor import EvalOutcome, EvalRequest, Executor
 from search.jobs._base import Job, JobContext, JobError
 from search.jobs._registry import register_job
@@ -50,6 +51,7 @@ class SearchConfig:
     plateau_restart: int | None = None
     lr: float | None = None
     max_candidates_per_evaluation: int = 50  # stop asking if cache hits alone go on this long
+    batch: int | str = 1  # evaluations per worker request (search.jobs._batching); "auto": evaluators.max_batch
     kind_options: dict[str, Any] = field(default_factory=dict)  # the kind's settings: CandidateKind.from_job_config
 
     def __post_init__(self) -> None:
@@ -74,6 +76,10 @@ class SearchConfig:
             raise JobError(f"unknown cache policy {self.cache!r}; choose plain, aggregating, forgetful or off")
         if self.strategy == "evolution" and not self.warm_start:
             raise JobError("evolution needs a warm start (e.g. --warm-start adamw)")
+        try:
+            check_batch(self.batch)
+        except ValueError as error:
+            raise JobError(str(error)) from None
 
         if self.cache_samples < 1 or not 0.0 <= self.cache_forget <= 1.0 or self.max_candidates_per_evaluation < 1:
             raise JobError("cache_samples and max_candidates_per_evaluation must be >= 1, cache_forget in [0, 1]")
@@ -158,7 +164,8 @@ class SearchJob(Job):
         self.candidate_by_birth: dict[int, int] = {}
         self.runs = 0  # evaluations run (ok + failed), cache hits excluded
         self.failed = 0  # of those, failed
-        self.inflight: dict[Future[EvalOutcome], _Flight] = {}
+        self.inflight: dict[Future[EvalOutcome], _Flight | list[_Flight]] = {}  # a list: one batch request
+        self.batcher: Batcher | None = None  # with --batch, built when the loop starts (auto needs the workers)
 
     @classmethod
     def create(cls, store: Any, name: str, kind: CandidateKind[Any], config: SearchConfig,
@@ -182,6 +189,8 @@ class SearchJob(Job):
 
     def prepare(self) -> None:
         self.kind.check_tasks(self.config.tasks)
+        if self.config.batch != 1 and batch_function(self.kind.worker_fn) is None:
+            raise JobError(f"{self.kind.name} candidates are evaluated one at a time; --batch is for optimizers")
         for text in self.config.warm_start:
             self.kind.parse(text)  # a malformed warm start (or stored config) fails here, before anything runs
 
@@ -210,6 +219,7 @@ class SearchJob(Job):
             baseline = self.kind.baseline()
             if self.context_values["baselines"] is None and baseline is not None:
                 self._measure_baselines(runner, executor, baseline)
+            self.batcher = self._new_batcher(executor)
             self._redispatch(executor)
             while True:
                 self._fill(runner, executor)
@@ -217,7 +227,13 @@ class SearchJob(Job):
                     break
                 done, _ = wait(list(self.inflight), timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
-                    self._record(runner, self.inflight.pop(future), future.result())
+                    flights = self.inflight.pop(future)
+                    if isinstance(flights, list):  # a batch: its candidates recorded in request order
+                        keys = [f"c{flight.candidate_id}" for flight in flights]
+                        for flight, outcome in zip(flights, Batcher.split(future.result(), flights, keys)):
+                            self._record(runner, flight, outcome)
+                    else:
+                        self._record(runner, flights, future.result())
                 runner.show_progress()
         return self.summary("finished")
 
@@ -232,15 +248,28 @@ class SearchJob(Job):
                 self.store.delete_cache_entries(self.record.id, [k for k, v in changes.items() if v is None])
 
     def _fill(self, runner: Runner, executor: Executor) -> None:
+        if self.batcher is not None:
+            self.batcher.fill(self, runner, executor)
+            return
         while len(self.inflight) < executor.num_workers and self._can_ask():
             self._ask(runner, executor)
+
+    def _new_batcher(self, executor: Executor) -> Batcher | None:
+        size, fn = self.config.batch, batch_function(self.kind.worker_fn)
+        if size == AUTO:
+            size = auto_batch(self.config.tasks, self.config.population, executor.num_workers)
+        return None if size == 1 or fn is None else Batcher(int(size), fn)
+
+    def _evaluations_in_flight(self) -> int:
+        sent = sum(len(f) if isinstance(f, list) else 1 for f in self.inflight.values())
+        return sent + (len(self.batcher.pending) if self.batcher is not None else 0)
 
     def _can_ask(self) -> bool:
         config = self.config
         if config.hours is not None and self.elapsed() >= config.hours * 3600:
             return False
         if config.evaluations is not None:
-            if self.runs + len(self.inflight) >= config.evaluations:
+            if self.runs + self._evaluations_in_flight() >= config.evaluations:
                 return False
             if len(self.candidate_by_birth) >= config.evaluations * config.max_candidates_per_evaluation:
                 return False
@@ -274,6 +303,9 @@ class SearchJob(Job):
         self.strategy.tell(proposal_id, None if failed else fitness)
 
     def _submit(self, executor: Executor, flight: _Flight, payload: dict[str, Any]) -> None:
+        if self.batcher is not None:
+            self.batcher.add(flight, payload, f"c{flight.candidate_id}")
+            return
         request = EvalRequest(key=f"c{flight.candidate_id}", fn=self.kind.worker_fn, payload=payload)
         self.inflight[executor.submit(request)] = flight
 
@@ -284,6 +316,8 @@ class SearchJob(Job):
             flight = _Flight(record.id, candidate.id, candidate.birth, candidate.hash)
             payload = self.kind.payload(self.kind.parse(candidate.text), seed=record.seed, context=self.context_values)
             self._submit(executor, flight, payload)
+        if self.batcher is not None:  # the batches that were in flight, sent again whole
+            self.batcher.flush(self, executor)
 
     def _record(self, runner: Runner, flight: _Flight, outcome: EvalOutcome) -> None:
         result = outcome.result or {}

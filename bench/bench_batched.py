@@ -1,0 +1,141 @@
+"""Evaluations/s of population-batched evaluation against one-at-a-time evaluation, on one CPU thread.
+
+    python bench/bench_batched.py                                   # mnist1d-mlp, K = 1 8 32 128 512, 50 steps
+    python bench/bench_batched.py --tasks mnist1d-mlp digits-cnn modadd-transformer quadratic --ks 1 8 32
+    python bench/bench_batched.py --steps 0                         # each task's full budget
+    python bench/bench_batched.py --search 64 --search-batch 32     # the search end to end, --batch 32 vs without
+
+The programs are a real population's: library optimizers and a chain of seeded mutants of them (each child mutates a
+random earlier member), all distinct, the same list for both modes. For each (task, K), in fresh processes run side by
+side: batched — ``evaluators.train_batch`` on the K programs; one at a time — ``evaluators.evaluate_program`` on the
+``min(K, --single)`` of them evenly spread over the list (the same mix of failing mutants). Both count failed evaluations
+(diverging mutants) as evaluations, as the search does. ``--steps N`` shortens every task to N steps (0: the task's
+own), which scales both modes' time per evaluation alike. Peak memory is the process's peak RSS (data, model and
+torch included). Each mode runs ``--repeats`` times, alternated; the median run of each is printed: evaluations/s of
+each and their ratio (> 1: batching is faster).
+
+``--search N``: ``autodisco search optimizer`` end to end (one worker, one thread, same seed, N evaluations of the
+first task at its full budget), with ``--batch K`` and without, run one after the other; evaluations/s counts the
+whole command (start-up, the AdamW baseline and the search).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+
+
+def population(size: int, seed: int) -> list:
+    """``size`` distinct programs: the library, then mutants of random earlier members (seeded)."""
+    from programs import library
+    from programs.mutation import mutate
+
+    rng = np.random.default_rng(seed)
+    members = [library.get(name) for name in library.names()]
+    seen = {p.to_text() for p in members}
+    while len(members) < size:
+        child = mutate(members[int(rng.integers(len(members)))], rng)
+        if child.to_text() not in seen:
+            seen.add(child.to_text())
+            members.append(child)
+    return members[:size]
+
+
+def measure(task_name: str, k: int, mode: str, steps: int, single: int, seed: int) -> dict[str, float]:
+    """One measurement in this process: evaluations/s and peak RSS."""
+    import torch
+
+    from evaluators import EvaluationFailed, evaluate_program, get_task, prepare
+    from evaluators.batched import train_batch
+
+    torch.set_num_threads(1)
+    task = get_task(task_name)
+    if steps:
+        task = replace(task, steps=steps, warmup=min(task.warmup, steps // 10))
+    programs = population(k, seed)
+    if mode == "single":  # an even sample of the same population: the same mix of failures
+        programs = [programs[i] for i in np.linspace(0, k - 1, min(k, single)).round().astype(int)]
+    prepare(task, 0)  # the data pool cached, as in a worker
+    started = time.perf_counter()
+    if mode == "batched":
+        rows = train_batch(task, programs, seed=0)
+        failed = sum(isinstance(row, EvaluationFailed) for row in rows)
+    else:
+        failed = 0
+        for program in programs:
+            try:
+                evaluate_program(program, task, seed=0)
+            except EvaluationFailed:
+                failed += 1
+    seconds = time.perf_counter() - started
+    return {"rate": len(programs) / seconds, "failed": failed / len(programs),
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def run_one(args: argparse.Namespace, task: str, k: int, mode: str) -> dict[str, float]:
+    command = [sys.executable, __file__, "--one", task, str(k), mode, "--steps", str(args.steps), "--single",
+               str(args.single), "--seed", str(args.seed)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def search_rate(task: str, evaluations: int, batch: int | None, folder: str) -> float:
+    """Evaluations/s of one ``autodisco search optimizer`` run (the whole command)."""
+    command = [sys.executable, "-m", "search.cli._main", "search", "optimizer", "--run", f"{folder}/b{batch}",
+               "--task", task, "--evaluations", str(evaluations), "--workers", "1", "--threads", "1", "--seed", "0",
+               "--quiet"] + ([] if batch is None else ["--batch", str(batch)])
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    return evaluations / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", nargs="+", default=["mnist1d-mlp"])
+    parser.add_argument("--ks", nargs="+", type=int, default=[1, 8, 32, 128, 512])
+    parser.add_argument("--steps", type=int, default=50, help="steps per evaluation (0: the task's own)")
+    parser.add_argument("--single", type=int, default=32, help="one-at-a-time evaluations timed per task")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the population's mutations")
+    parser.add_argument("--repeats", type=int, default=3, help="alternated runs of each mode (medians are shown)")
+    parser.add_argument("--search", type=int, default=0, metavar="N", help="end-to-end search with N evaluations")
+    parser.add_argument("--search-batch", type=int, default=32, metavar="K")
+    parser.add_argument("--one", nargs=3, metavar=("TASK", "K", "MODE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        task, k, mode = args.one
+        print(json.dumps(measure(task, int(k), mode, args.steps, args.single, args.seed)))
+        return
+    if args.search:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            alone = search_rate(args.tasks[0], args.search, None, folder)
+            batched = search_rate(args.tasks[0], args.search, args.search_batch, folder)
+        print(f"search optimizer on {args.tasks[0]}, {args.search} evaluations: --batch {args.search_batch} "
+              f"{batched:.3f} ev/s, without {alone:.3f} ev/s, ratio {batched / alone:.2f}x")
+        return
+    print(f"{'task':<22} {'K':>4} {'batched ev/s':>13} {'single ev/s':>12} {'ratio':>7} {'failed':>7} "
+          f"{'peak MB b/s':>13}")
+    for task in args.tasks:
+        for k in args.ks:
+            singles, batches = [], []
+            for _ in range(args.repeats):  # alternated, medians: the machine's load drifts between runs
+                singles.append(run_one(args, task, k, "single"))
+                batches.append(run_one(args, task, k, "batched"))
+            single = min(singles, key=lambda r: abs(r["rate"] - statistics.median(x["rate"] for x in singles)))
+            batched = min(batches, key=lambda r: abs(r["rate"] - statistics.median(x["rate"] for x in batches)))
+            print(f"{task:<22} {k:>4} {batched['rate']:>13.2f} {single['rate']:>12.2f} "
+                  f"{batched['rate'] / single['rate']:>6.2f}x {batched['failed']:>7.0%} "
+                  f"{batched['peak_mb']:>6.0f}/{single['peak_mb']:<6.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

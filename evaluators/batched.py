@@ -1,0 +1,397 @@
+"""Population-batched evaluation: K candidate programs trained at once on one task and seed.
+
+``train_batch(task, programs, seed=...)`` is ``evaluators.train`` for K programs together. The K models start from the
+same initial weights and see the same batches (exactly what K separate evaluations with that seed do); their
+parameters are stacked into the rows of one buffer ``W[K, P]`` (laid out as ``FlatParameters`` lays out one model),
+forward and backward run once for all rows (``torch.func.functional_call`` under ``vmap`` over the stacked
+parameters), and the K update rules run in the batched program interpreter (``programs.batched``). The learning-rate
+schedule, the divergence checks and their messages are the one-at-a-time loop's (``evaluators.loop``): a row that
+fails is reported with the step and reason the loop would give, and is dropped from the batch; the others go on.
+
+``evaluate_batch`` is the same over requests (program texts, ``evaluators.evaluate``'s result format), split into
+batches that fit a memory bound (``max_batch``); a batch that runs out of memory is retried in halves.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from evaluators.errors import EvaluationFailed, TaskError
+from evaluators.evaluate import _device
+from evaluators.loop import (
+    CHECK_EVERY, EVAL_CHUNK, TRAIN_LOSS_WINDOW, FlatParameters, Setup, _check, _first_loss_limit, _nonfinite_name,
+    _synchronize, prepare, train,
+)
+from evaluators.schedule import lr_schedule
+from evaluators.tasks import ACCURACY, Task, get_task
+from programs import Program, ProgramError, parse
+from programs.batched import G, W, BatchedProgram
+from programs.compile import compile as compile_program
+
+Tensor = torch.Tensor
+Row = dict[str, Any] | EvaluationFailed  # a row's metrics, or why it failed
+
+DEFAULT_MEMORY_BYTES = 2 * 1024**3  # the default bound of one batch on the CPU (on a GPU: half its free memory)
+REGISTERS_ESTIMATE = 10  # registers of a typical batch (library programs use 4–6, long mutants ~10)
+
+
+class StackedModel:
+    """The task's model evaluated for every row of stacked flat parameters ``W[k, P]`` at once (``vmap``)."""
+
+    def __init__(self, setup: Setup) -> None:
+        self.setup = setup
+        named = [(name, p) for name, p in setup.model.named_parameters() if p.requires_grad]
+        self.names = [name for name, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        self.sizes = [p.numel() for _, p in named]
+        model = setup.model
+        if _is_plain_mlp(model):
+            self._outputs = partial(_mlp_outputs, model)
+        else:
+            self._outputs = _math_attention(vmap(lambda params, x: functional_call(model, params, (x,)),
+                                                 in_dims=(0, None)))
+
+    def views(self, w: Tensor) -> dict[str, Tensor]:
+        """Each parameter of every row as a view ``[k, *shape]`` of ``w``."""
+        views, offset = {}, 0
+        for name, shape, size in zip(self.names, self.shapes, self.sizes):
+            views[name] = w[:, offset : offset + size].view(w.shape[0], *shape)
+            offset += size
+        return views
+
+    def loss_and_grad(self, w: Tensor, g: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        """Each row's minibatch loss ``[k]``; each row's gradient written into ``g[k, P]``."""
+        params = {name: view.detach().requires_grad_() for name, view in self.views(w).items()}
+        losses = self.row_losses(self._outputs(params, x), y)
+        grads = torch.autograd.grad(losses.sum(), list(params.values()))  # rows are independent: d(sum)/dW_k = grad_k
+        torch.cat([grad.reshape(w.shape[0], -1) for grad in grads], dim=1, out=g)
+        return losses.detach()
+
+    def row_losses(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """``Setup.loss`` of each row ``[k]`` for outputs ``[k, n, ...]`` (outside ``vmap``, which would decompose the
+        loss into many small kernels)."""
+        k = outputs.shape[0]
+        if self.setup.classification:
+            per_example = F.cross_entropy(outputs.flatten(0, 1), targets.repeat(k), reduction="none")
+        else:
+            per_example = F.mse_loss(outputs, targets.expand_as(outputs), reduction="none")
+        return per_example.reshape(k, -1).mean(dim=1)
+
+    @torch.no_grad()
+    def validate(self, w: Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each row's validation loss (float64) and accuracy (None for regression), as ``loop._validate`` sums them."""
+        setup = self.setup
+        params = self.views(w)
+        n = len(setup.y_val)
+        total = torch.zeros(w.shape[0], dtype=torch.float64, device=w.device)
+        correct = torch.zeros(w.shape[0], dtype=torch.int64, device=w.device)
+        for start in range(0, n, EVAL_CHUNK):
+            outputs = self._outputs(params, setup.x_val[start : start + EVAL_CHUNK])
+            targets = setup.y_val[start : start + EVAL_CHUNK]
+            total += self.row_losses(outputs, targets).double() * len(targets)
+            if setup.classification:
+                correct += (outputs.argmax(dim=2) == targets).sum(dim=1)
+        accuracy = (correct.cpu().numpy() / n) if setup.classification else None
+        return total.cpu().numpy() / n, accuracy
+
+
+def _math_attention(fn: Any) -> Any:
+    """``fn`` with scaled-dot-product attention in its math form (matmuls and softmax), which ``vmap`` batches; the
+    fused CPU kernel has no batching rule and would run once per row."""
+
+    def wrapped(*args: Any) -> Tensor:
+        with sdpa_kernel([SDPBackend.MATH]):
+            return fn(*args)
+
+    return wrapped
+
+
+def _is_plain_mlp(model: nn.Module) -> bool:
+    return isinstance(model, nn.Sequential) and all(isinstance(m, (nn.Linear, nn.ReLU, nn.Flatten)) for m in model)
+
+
+def _mlp_outputs(model: nn.Sequential, params: dict[str, Tensor], x: Tensor) -> Tensor:
+    """A sequence of Linear/ReLU/Flatten layers over stacked parameters, as batched matmuls ``[k, n, features]``
+    (faster than ``vmap`` of ``nn.Linear`` on a CPU; the same function)."""
+    h = x
+    stacked = False  # the input is shared by every row until the first linear layer
+    for name, module in model.named_children():
+        if isinstance(module, nn.Flatten):
+            h = h.flatten(start_dim=2 if stacked else 1)
+        elif isinstance(module, nn.ReLU):
+            h = torch.relu(h)
+        else:
+            weight, bias = params[f"{name}.weight"], params.get(f"{name}.bias")
+            h = torch.matmul(h, weight.transpose(1, 2))
+            h = h if bias is None else h + bias.unsqueeze(1)
+            stacked = True
+    return h
+
+
+def train_batch(
+    task: Task,
+    programs: Sequence[Program],
+    *,
+    seed: int,
+    lr: float | None = None,
+    device: str | torch.device = "cpu",
+    cache_dir: Path | str | None = None,
+) -> list[Row]:
+    """Train ``task`` once with each of ``programs`` (all rows at once); one entry per program, in order.
+
+    An entry is the metrics dict of ``evaluators.train`` (plus ``batch``: the number of rows trained together;
+    ``wall_time`` is the batch's time divided by that number) or the ``EvaluationFailed`` that ``train`` would have
+    raised. Raises ``torch.OutOfMemoryError`` if the batch does not fit (``evaluate_batch`` then splits it).
+    """
+    if len(programs) == 1:  # a batch of one is the one-at-a-time loop (no vmap overhead)
+        return [_train_one(task, programs[0], seed=seed, lr=lr, device=device, cache_dir=cache_dir)]
+    started = time.perf_counter()
+    base_lr = task.base_lr if lr is None else float(lr)
+    setup = prepare(task, seed, device, cache_dir)
+    flat = FlatParameters(setup.model)
+    schedule = lr_schedule(base_lr, task.steps, task.warmup)
+    # rows with the same instructions side by side: their groups are contiguous (views, not gathers)
+    order = sorted(range(len(programs)), key=lambda k: BatchedProgram.layout_key(programs[k]))
+    run = _BatchRun(setup, flat, [programs[k] for k in order], schedule)
+    seconds = run.train()
+    rows: list[Row] = [None] * len(programs)  # type: ignore[list-item]
+    for position, failure in run.failures.items():
+        rows[order[position]] = failure
+    if run.active:
+        val_loss, accuracy = run.model.validate(run.regs[W])
+        for position, k in enumerate(run.active):
+            rows[order[k]] = _metrics(setup, run.losses[position], float(val_loss[position]),
+                                      None if accuracy is None else float(accuracy[position]))
+    share = (time.perf_counter() - started) / len(programs)
+    for row in rows:
+        if isinstance(row, dict):
+            row.update(steps_per_s=task.steps / max(seconds, 1e-9), wall_time=share, lr=base_lr, batch=len(programs))
+    return rows  # type: ignore[return-value]
+
+
+def _train_one(task: Task, program: Program, **options: Any) -> Row:
+    try:
+        metrics = train(task, lambda segments: compile_program(program, segments), **options)
+    except EvaluationFailed as failure:
+        return failure
+    metrics["batch"] = 1
+    return metrics
+
+
+def _metrics(setup: Setup, losses: Tensor, val_loss: float, accuracy: float | None) -> Row:
+    task = setup.task
+    if not math.isfinite(val_loss):
+        return EvaluationFailed(f"{_nonfinite_name(val_loss)} validation loss after step {task.steps}", task.steps)
+    fitness = accuracy if task.fitness == ACCURACY else -val_loss
+    window = losses[-min(TRAIN_LOSS_WINDOW, task.steps) :]
+    return {"fitness": fitness, "val_loss": val_loss, "val_accuracy": accuracy, "train_loss": float(window.mean()),
+            "steps": task.steps}
+
+
+class _BatchRun:
+    """The training steps of one batch; rows that fail are dropped (``active`` maps positions to program indices)."""
+
+    def __init__(self, setup: Setup, flat: FlatParameters, programs: list[Program], schedule: list[float]) -> None:
+        self.setup, self.programs, self.schedule = setup, programs, schedule
+        self.model = StackedModel(setup)
+        self.active = list(range(len(programs)))
+        self.failures: dict[int, EvaluationFailed] = {}
+        k, device = len(programs), flat.w.device
+        self.batch = BatchedProgram(programs, flat.segments)
+        self.regs = self.batch.registers_for(flat.w.expand(k, -1))
+        steps = np.arange(1, len(schedule) + 1)
+        self.statics = self.batch.statics(schedule, steps, dtype=flat.w.dtype, device=device).transpose(0, 1).contiguous()
+        self.losses = torch.empty((k, len(schedule)), device=device, dtype=torch.float32)
+        self.limits = np.full(k, math.inf)
+
+    def train(self) -> float:
+        setup, factor = self.setup, self.setup.task.diverge_factor
+        _synchronize(self.regs.device)
+        started = time.perf_counter()
+        for t in range(1, len(self.schedule) + 1):
+            index = setup.batches[t - 1]
+            self.losses[:, t - 1] = self.model.loss_and_grad(self.regs[W], self.regs[G], setup.x_train[index],
+                                                             setup.y_train[index])
+            self.batch.step(self.regs, self.statics[:, t - 1])
+            if t == 1:
+                self._first_step(factor)
+            if (t % CHECK_EVERY == 0 or t == len(self.schedule)) and self.active:
+                self._check(max(t - CHECK_EVERY, 0), t, factor)
+            if not self.active:
+                break
+        _synchronize(self.regs.device)
+        return time.perf_counter() - started
+
+    def _first_step(self, factor: float) -> None:
+        failed = []
+        for position in range(len(self.active)):
+            try:
+                self.limits[position] = _first_loss_limit(self.losses[position], factor)
+            except EvaluationFailed as failure:
+                failed.append((position, failure))
+        self._drop(failed)
+
+    def _check(self, start: int, stop: int, factor: float) -> None:
+        window = self.losses[:, start:stop]
+        limits = torch.as_tensor(self.limits, dtype=window.dtype, device=window.device).unsqueeze(1)
+        suspects = (~torch.isfinite(window) | (window > limits)).any(dim=1).nonzero().flatten().tolist()
+        failed = []
+        for position in suspects:  # the loop's own check, on this row alone: the same reason and step
+            try:
+                _check(self.losses[position], start, stop, float(self.limits[position]), factor)
+            except EvaluationFailed as failure:
+                failed.append((position, failure))
+        self._drop(failed)
+
+    def _drop(self, failed: list[tuple[int, EvaluationFailed]]) -> None:
+        """Record the failures and go on with the other rows only (a smaller batch: fewer kernels' work)."""
+        if not failed:
+            return
+        gone = {position for position, _ in failed}
+        for position, failure in failed:
+            self.failures[self.active[position]] = failure
+        keep = [p for p in range(len(self.active)) if p not in gone]
+        self.active = [self.active[p] for p in keep]
+        if not keep:
+            return
+        rows = torch.tensor(keep, dtype=torch.int64, device=self.regs.device)
+        self.regs = self.regs.index_select(1, rows)
+        self.statics = self.statics.index_select(0, rows)
+        self.losses = self.losses.index_select(0, rows)
+        self.limits = self.limits[keep]
+        self.batch = BatchedProgram([self.programs[k] for k in self.active], self.batch.segments)
+
+
+def evaluate_batch(
+    programs: Sequence[Program | str],
+    task: Task | str,
+    *,
+    seed: int = 0,
+    lr: float | None = None,
+    device: str | torch.device = "cpu",
+    cache_dir: Path | str | None = None,
+    max_rows: int | None = None,
+    memory_bytes: int | None = None,
+) -> list[dict[str, Any]]:
+    """Evaluate each program (a ``Program`` or untrusted text) on ``task``; results as ``evaluators.evaluate`` gives.
+
+    Batches hold at most ``max_rows`` rows (None: ``max_batch(task, memory_bytes=...)``). An unparsable program gets
+    its own ``"invalid request: ..."`` result; the others are evaluated.
+    """
+    started = time.perf_counter()
+    try:
+        spec = get_task(task) if isinstance(task, str) else task
+        resolved = _device(device)
+    except TaskError as error:
+        return [{"status": "failed", "metrics": {}, "error": f"invalid request: {error}"} for _ in programs]
+    results: list[dict[str, Any] | None] = [None] * len(programs)
+    parsed: list[tuple[int, Program]] = []
+    for k, program in enumerate(programs):
+        try:
+            parsed.append((k, _program(program)))
+        except ProgramError as error:
+            results[k] = {"status": "failed", "metrics": {}, "error": f"invalid request: {error}"}
+    rows = max_rows if max_rows is not None else max_batch(spec, memory_bytes=memory_bytes, device=resolved)
+    for first in range(0, len(parsed), max(1, rows)):
+        chunk = parsed[first : first + max(1, rows)]
+        for (k, _), row in zip(chunk, _train_splitting(spec, [p for _, p in chunk], seed, lr, resolved, cache_dir)):
+            results[k] = _result(row, started)
+    return results  # type: ignore[return-value]
+
+
+def _program(program: Program | str) -> Program:
+    if isinstance(program, Program):
+        return program
+    if not isinstance(program, str):
+        raise ProgramError(f"a program is text, got {type(program).__name__}")
+    return parse(program)
+
+
+def _train_splitting(task: Task, programs: list[Program], seed: int, lr: float | None, device: torch.device,
+                     cache_dir: Path | str | None) -> list[Row]:
+    """``train_batch``, retried in halves when it runs out of memory (a single row out of memory fails)."""
+    try:
+        return train_batch(task, programs, seed=seed, lr=lr, device=device, cache_dir=cache_dir)
+    except torch.OutOfMemoryError:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        if len(programs) == 1:
+            return [EvaluationFailed("out of memory at step 0", 0)]
+    half = len(programs) // 2
+    return (_train_splitting(task, programs[:half], seed, lr, device, cache_dir)
+            + _train_splitting(task, programs[half:], seed, lr, device, cache_dir))
+
+
+def _result(row: Row, started: float) -> dict[str, Any]:
+    if isinstance(row, EvaluationFailed):
+        return {"status": "failed", "metrics": {"steps": row.step, "wall_time": time.perf_counter() - started},
+                "error": row.reason}
+    return {"status": "ok", "metrics": row, "error": None}
+
+
+def row_bytes(task: Task, registers: int = REGISTERS_ESTIMATE) -> int:
+    """An estimate of the memory one row of a batch of ``task`` needs (float32): the register file, the gradient
+    and parameter views, the activations of a training step (kept for backward, and their gradients) and of a
+    validation chunk."""
+    setup = prepare(task, 0)
+    parameters = sum(p.numel() for p in setup.model.parameters())
+    activations = _activation_count(setup.model, setup.x_train[setup.batches[0]])
+    validation = _activation_count(setup.model, setup.x_val[:EVAL_CHUNK]) // 2  # no backward: not kept
+    statics = task.steps * 16  # the per-step constants of a row
+    return 4 * (parameters * (registers + 4) + 3 * activations + validation + statics)
+
+
+def _activation_count(model: nn.Module, x: Tensor) -> int:
+    """Entries of every module's output for input ``x`` (what a forward pass allocates, roughly)."""
+    count = [0]
+
+    def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+        if isinstance(output, Tensor):
+            count[0] += output.numel()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return count[0]
+
+
+def max_batch(
+    task: Task | str,
+    *,
+    memory_bytes: int | None = None,
+    device: str | torch.device = "cpu",
+    limit: int = 1024,
+    registers: int = REGISTERS_ESTIMATE,
+) -> int:
+    """The largest number of rows (at most ``limit``) whose batch of ``task`` fits in ``memory_bytes``.
+
+    ``memory_bytes`` None: half the free memory of a CUDA device, else ``DEFAULT_MEMORY_BYTES``.
+    """
+    spec = get_task(task) if isinstance(task, str) else task
+    if memory_bytes is None:
+        memory_bytes = _default_memory(torch.device(device))
+    if memory_bytes <= 0 or limit < 1:
+        raise ValueError(f"memory_bytes ({memory_bytes}) and limit ({limit}) must be positive")
+    return max(1, min(limit, memory_bytes // row_bytes(spec, registers)))
+
+
+def _default_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free // 2
+    return DEFAULT_MEMORY_BYTES
