@@ -136,7 +136,7 @@ def _darts_config(args: argparse.Namespace) -> Any:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from nas.train import load_dataset
+    from nas.datasets import get_dataset as load_dataset
     from nas.train_job import TrainJobConfig, create_train_job, run_train_job
 
     genotype, source = _genotype(args.genotype)
