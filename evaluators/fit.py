@@ -96,7 +96,7 @@ class SGDConfig:
                                nesterov=self.nesterov)  # fmt: skip
 
     def scheduler(self, optimizer: torch.optim.Optimizer, start_epoch: int = 1) -> LambdaLR:
-        """torch's ``LambdaLR`` on ``optimizer`` set to the lr of ``start_epoch``; each ``step()`` moves one epoch on."""
+        """torch's ``LambdaLR`` on ``optimizer``, at the lr of ``start_epoch``; each ``step()`` moves one epoch on."""
         return epoch_scheduler(optimizer, self.lr_at, start_epoch)
 
     def clip(self, parameters: Iterable[Tensor]) -> None:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from evaluators.data import SPECS as DATASETS
+from evaluators.data import SPECS as DATASETS  # noqa: F401 (re-exported: the dataset specs training takes)
 from evaluators.data import DataSplits
 from evaluators.fit import Diverged, EpochStats, SGDConfig, TrainStep, evaluate, fit, shuffled_batches
 from nas.errors import NasError
