@@ -194,24 +194,19 @@ def fit(
         step.begin_epoch(epoch, lr)
         if step.model is not None:
             step.model.train()
-        for out in _outputs(step, step.batches(epoch)):
-            loss, hits, n = out
-            stats.losses.append(loss)
-            stats.hits.append(hits)
-            stats.sizes.append(n)
+        losses, hits, sizes = stats.losses, stats.hits, stats.sizes
+        for batch in step.batches(epoch):
+            out = step(batch)
+            if out is not None:
+                losses.append(out[0])
+                hits.append(out[1])
+                sizes.append(out[2])
         stats.seconds = time.perf_counter() - stats.started
         record = step.end_epoch(stats)
         records.append(record)
         if on_epoch is not None:
             on_epoch(record)
     return records
-
-
-def _outputs(step: TrainStep, batches: Iterable[Any]) -> Iterator[tuple[Tensor, Tensor | int, int]]:
-    for batch in batches:
-        out = step(batch)
-        if out is not None:
-            yield out
 
 
 class LossGuard:
