@@ -211,20 +211,22 @@ def fit(
 
 class LossGuard:
     """Divergence checks of a run of ``steps`` minibatch losses without a sync per step: the first loss must be
-    finite (``EvaluationFailed``-style messages: "nan loss at step 1"); every ``every`` steps, and at the last, the
-    losses since the previous check must be finite and at most ``factor`` × the first. Raises ``Diverged`` naming
-    the first bad step."""
+    finite (messages as ``EvaluationFailed`` reasons: "nan loss at step 1"); every ``every`` steps, and at the last,
+    the losses since the previous check must be finite and at most ``factor`` × the first. Raises ``Diverged`` naming
+    the first bad step. ``losses[:t]`` holds the losses of steps 1..t (on their device)."""
 
     def __init__(self, steps: int, factor: float, every: int = 10) -> None:
         self.steps, self.factor, self.every = steps, factor, every
         self.limit = math.inf
-        self.losses: list[Tensor] = []
-        self._checked = 0
+        self.losses = torch.empty(0)
+        self.t = 0
 
     def add(self, loss: Tensor) -> None:
-        """Record step ``len(losses)``'s loss and check when due."""
-        self.losses.append(loss)
-        t = len(self.losses)
+        """Record the next step's loss and check when due."""
+        if self.t == 0:
+            self.losses = torch.empty(self.steps, device=loss.device, dtype=torch.float32)
+        self.losses[self.t] = loss
+        self.t = t = self.t + 1
         if t == 1:
             first = float(loss)
             if not math.isfinite(first):
@@ -234,7 +236,7 @@ class LossGuard:
             self._check(max(t - self.every, 0), t)
 
     def _check(self, start: int, stop: int) -> None:
-        window = torch.stack(self.losses[start:stop])
+        window = self.losses[start:stop]
         bad = ~torch.isfinite(window) | (window > self.limit)
         if not bool(bad.any()):
             return

@@ -177,7 +177,7 @@ def _run(setup: Setup, flat: FlatParameters, step: StepFn, schedule: list[float]
     except torch.OutOfMemoryError:
         raise EvaluationFailed(f"out of memory at step {program_step.t}", program_step.t) from None
     _synchronize(flat.w.device)
-    return torch.stack(program_step.guard.losses), time.perf_counter() - started
+    return program_step.guard.losses, time.perf_counter() - started
 
 
 def _own(state: Tensor, w: Tensor, g: Tensor) -> Tensor:
