@@ -6,18 +6,27 @@ resident set (CPU) or of ``torch.cuda.max_memory_allocated`` (CUDA) during the s
 
     python bench/bench_darts.py            # CPU, one thread
     python bench/bench_darts.py cuda       # on a GPU
+    python bench/bench_darts.py --baseline OLD [cuda]   # this tree's epoch time against another checkout's
+
+``--baseline OLD`` (a checkout of an earlier commit, e.g. ``git worktree add /tmp/old d8e02ea``) runs the first-order
+search in this tree and in OLD, each in a fresh process, alternately ``REPEATS`` times, and prints the median
+seconds per epoch and their ratio, and whether the two searches ended with the same α (the loop changed nothing).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 LAYERS, C, SIZE, N, BATCH, EPOCHS = 5, 8, 16, 128, 32, 2
+REPEATS = 3
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_one(order: int, device: str) -> dict[str, float]:
@@ -46,6 +55,7 @@ def run_one(order: int, device: str) -> dict[str, float]:
     else:
         peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024  # KiB on Linux
     return {
+        "alpha": [result.history[-1].alpha_normal, result.history[-1].alpha_reduce],
         "epoch_seconds": result.history[-1].seconds,
         "cpu_seconds_per_epoch": cpu / EPOCHS,
         "total_seconds": total,
@@ -53,16 +63,31 @@ def run_one(order: int, device: str) -> dict[str, float]:
     }
 
 
+def run_in(tree: Path, order: int, device: str) -> dict:
+    """``run_one`` in a fresh process importing the code of ``tree`` (this file's ``run_one`` either way)."""
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import bench_darts; "
+        f"print(json.dumps(bench_darts.run_one({order}, {device!r})))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tree, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compare(baseline: Path, device: str) -> None:
+    runs: dict[str, list[dict]] = {"new": [], "old": []}
+    for _ in range(REPEATS):
+        runs["new"].append(run_in(ROOT, 1, device))
+        runs["old"].append(run_in(baseline, 1, device))
+    new, old = (statistics.median(r["epoch_seconds"] for r in runs[k]) for k in ("new", "old"))
+    same = runs["new"][0]["alpha"] == runs["old"][0]["alpha"]
+    print(f"DARTS first-order epoch, {LAYERS} cells, C={C}, {SIZE}x{SIZE} inputs, batch {BATCH}, {device}: this tree "
+          f"{new:.3f} s, {baseline} {old:.3f} s (medians of {REPEATS}); new/old time x{new / old:.3f}; "
+          f"same final alpha: {same}")
+
+
 def main(device: str) -> None:
-    figures = {}
-    for order in (1, 2):
-        code = (
-            "import json, sys; sys.path.insert(0, 'bench'); import bench_darts; "
-            f"print(json.dumps(bench_darts.run_one({order}, {device!r})))"
-        )
-        root = Path(__file__).resolve().parents[1]
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
-        figures[order] = json.loads(out.stdout.strip().splitlines()[-1])
+    figures = {order: run_in(ROOT, order, device) for order in (1, 2)}
     steps = N // BATCH
     print(f"DARTS search, {LAYERS} cells, C={C}, {SIZE}x{SIZE} inputs, batch {BATCH}, {steps} steps/epoch, {device}")
     print(f"{'order':>6} {'s/epoch (wall, last)':>21} {'CPU s/epoch (mean)':>19} {'peak MiB':>9}")
@@ -77,4 +102,11 @@ def main(device: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "cpu")
+    arguments = sys.argv[1:]
+    if arguments[:1] == ["--baseline"]:
+        if len(arguments) < 2 or not (Path(arguments[1]) / "nas").is_dir():
+            print("--baseline needs a checkout of autodisco (a folder with nas/)", file=sys.stderr)
+            sys.exit(2)
+        compare(Path(arguments[1]).resolve(), arguments[2] if len(arguments) > 2 else "cpu")
+    else:
+        main(arguments[0] if arguments else "cpu")

@@ -2,6 +2,13 @@
 
     python bench/bench_tasks.py                       # the base tasks and their @10x variants
     python bench/bench_tasks.py mnist1d-mlp@100x ...  # any tasks by name
+    python bench/bench_tasks.py --baseline OLD [TASK ...]   # this tree's steps/s against another checkout's
+
+``--baseline OLD`` (a checkout of an earlier commit, e.g. ``git worktree add /tmp/old d8e02ea``) measures library
+AdamW's training steps per second of ``evaluators.evaluate`` in this tree and in OLD, each in its own process,
+alternately ``COMPARE_REPEATS`` times, and prints the medians and their ratio (> 1: this tree is faster), the ratio
+of the CPU seconds of one whole evaluation (steadier than wall time on a shared machine), and the two fitnesses
+(equal when the loop changed nothing).
 
 For each task: one full ``evaluators.evaluate`` of library AdamW (data cached beforehand, as in a worker), then the
 training steps of our loop (flat buffers + compiled AdamW program + divergence checks) against a plain loop on the
@@ -12,10 +19,14 @@ reported. Ratio > 1 means our loop is slower per step.
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -24,6 +35,7 @@ from evaluators.loop import prepare
 from programs import library
 
 REPEATS = 3
+COMPARE_REPEATS = 5  # --baseline: processes per tree
 DEFAULT_TASKS = [name for name in evaluators.TASKS if not name.endswith("@100x")]
 
 
@@ -65,6 +77,50 @@ def bench(name: str, cache_dir: str) -> dict[str, float]:
     }
 
 
+ROOT = Path(__file__).resolve().parents[1]
+_MEASURE = """
+import json, sys, time, torch, evaluators
+from programs import library
+torch.set_num_threads(1)
+cache, names = sys.argv[1], sys.argv[2:]
+out = {}
+for name in names:
+    evaluators.data.load(evaluators.get_task(name).dataset, cache)
+    request = {"program": library.SOURCES["adamw"], "task": name, "seed": 0, "cache_dir": cache}
+    evaluators.evaluate(request)  # warm-up
+    cpu = time.process_time()
+    result = evaluators.evaluate(request)
+    assert result["status"] == "ok", result["error"]
+    out[name] = [result["metrics"]["steps_per_s"], result["metrics"]["fitness"], time.process_time() - cpu]
+print(json.dumps(out))
+"""
+
+
+def measure_tree(tree: Path, names: list[str], cache_dir: str) -> dict[str, list[float]]:
+    """Steps/s and fitness of library AdamW per task, measured by the code of ``tree`` in a fresh process."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run([sys.executable, "-c", _MEASURE, cache_dir, *names], capture_output=True, text=True,
+                         check=True, cwd=tree, env=env)  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compare(baseline: Path, names: list[str]) -> None:
+    runs: dict[str, list[dict[str, list[float]]]] = {"new": [], "old": []}
+    with tempfile.TemporaryDirectory() as cache_dir:
+        for _ in range(COMPARE_REPEATS):
+            runs["new"].append(measure_tree(ROOT, names, cache_dir))
+            runs["old"].append(measure_tree(baseline, names, cache_dir))
+    print(f"training steps/s of library AdamW, this tree vs {baseline} (medians of {COMPARE_REPEATS}, one thread each)")
+    print(f"{'task':26s} {'steps/s new':>12s} {'steps/s old':>12s} {'new/old':>8s} {'CPU s/eval new/old':>19s} "
+          f"{'fitness new':>12s} {'old':>8s}")  # fmt: skip
+    for name in names:
+        new, old = (statistics.median(r[name][0] for r in runs[k]) for k in ("new", "old"))
+        cpu_new, cpu_old = (statistics.median(r[name][2] for r in runs[k]) for k in ("new", "old"))
+        fitness = (runs["new"][0][name][1], runs["old"][0][name][1])
+        print(f"{name:26s} {new:12.0f} {old:12.0f} {new / old:7.3f}x {cpu_new / cpu_old:18.3f}x "
+              f"{fitness[0]:12.4f} {fitness[1]:8.4f}", flush=True)  # fmt: skip
+
+
 def main(names: list[str]) -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as cache_dir:
@@ -83,4 +139,11 @@ def main(names: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or DEFAULT_TASKS)
+    arguments = sys.argv[1:]
+    if arguments[:1] == ["--baseline"]:
+        if len(arguments) < 2 or not (Path(arguments[1]) / "evaluators").is_dir():
+            print("--baseline needs a checkout of autodisco (a folder with evaluators/)", file=sys.stderr)
+            sys.exit(2)
+        compare(Path(arguments[1]).resolve(), arguments[2:] or DEFAULT_TASKS)
+    else:
+        main(arguments or DEFAULT_TASKS)

@@ -29,10 +29,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from evaluators.errors import EvaluationFailed, TaskError
 from evaluators.evaluate import _device
-from evaluators.loop import (
-    CHECK_EVERY, EVAL_CHUNK, TRAIN_LOSS_WINDOW, FlatParameters, Setup, _check, _first_loss_limit, _nonfinite_name,
-    _synchronize, prepare, train,
-)
+from evaluators.fit import Diverged, _nonfinite_name, check_losses, first_loss_limit
+from evaluators.loop import CHECK_EVERY, EVAL_CHUNK, TRAIN_LOSS_WINDOW, FlatParameters, Setup, _synchronize, prepare, train
 from evaluators.schedule import lr_schedule
 from evaluators.tasks import ACCURACY, Task, get_task
 from programs import Program, ProgramError, parse
@@ -237,9 +235,9 @@ class _BatchRun:
         failed = []
         for position in range(len(self.active)):
             try:
-                self.limits[position] = _first_loss_limit(self.losses[position], factor)
-            except EvaluationFailed as failure:
-                failed.append((position, failure))
+                self.limits[position] = first_loss_limit(self.losses[position, 0], factor)
+            except Diverged as failure:
+                failed.append((position, EvaluationFailed(str(failure), failure.step)))
         self._drop(failed)
 
     def _check(self, start: int, stop: int, factor: float) -> None:
@@ -249,9 +247,9 @@ class _BatchRun:
         failed = []
         for position in suspects:  # the loop's own check, on this row alone: the same reason and step
             try:
-                _check(self.losses[position], start, stop, float(self.limits[position]), factor)
-            except EvaluationFailed as failure:
-                failed.append((position, failure))
+                check_losses(self.losses[position], start, stop, float(self.limits[position]), factor)
+            except Diverged as failure:
+                failed.append((position, EvaluationFailed(str(failure), failure.step)))
         self._drop(failed)
 
     def _drop(self, failed: list[tuple[int, EvaluationFailed]]) -> None:

@@ -7,6 +7,11 @@ class TaskError(ValueError):
     """A task name, scale or evaluation request outside what the registry knows; the message lists what is known."""
 
 
+class DatasetError(TaskError):
+    """A dataset that cannot be loaded: an unknown name, a missing or malformed folder; the message names the choices
+    or the expected layout."""
+
+
 class EvaluationFailed(RuntimeError):
     """A candidate failed its evaluation (NaN/inf or exploding loss, out of memory); ``reason`` says where and why.
 

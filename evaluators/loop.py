@@ -1,9 +1,10 @@
-"""The one training loop of every proxy task: flat parameters, a candidate step function, divergence checks.
+"""Proxy tasks on ``fit``: flat parameters, a candidate program's step, divergence checks.
 
 ``train(task, make_step, seed=...)`` builds the task's data split, model and batch order from ``seed``, views
-all parameters into one flat buffer ``w`` (and their gradients into one flat ``g``), and runs ``task.steps``
-steps of ``update, m, v = step(w, g, m, v, lr, t)``; ``w -= update``, with ``lr`` from the task's schedule and
-``t`` the 1-based step. It returns a metrics dict or raises ``EvaluationFailed`` with a precise reason.
+all parameters into one flat buffer ``w`` (and their gradients into one flat ``g``), and has ``fit`` run one epoch of
+``task.steps`` ``ProgramStep``s: ``update, m, v = step(w, g, m, v, lr, t)``; ``w -= update``, with ``lr`` from the
+task's schedule and ``t`` the 1-based step. It returns a metrics dict or raises ``EvaluationFailed`` with a precise
+reason.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 
 from evaluators import data as datasets
 from evaluators.errors import EvaluationFailed
+from evaluators.fit import Diverged, LossGuard, TrainStep, fit
 from evaluators.models import build
 from evaluators.schedule import lr_schedule
 from evaluators.tasks import ACCURACY, Task
@@ -135,33 +137,47 @@ def train(
     return metrics
 
 
+class ProgramStep(TrainStep):
+    """Step ``t`` of a proxy task: the minibatch's gradient into ``g``, then the candidate's update of ``w`` at the
+    schedule's lr; the losses go to a ``LossGuard``."""
+
+    def __init__(self, setup: Setup, flat: FlatParameters, step: StepFn, schedule: list[float]) -> None:
+        self.setup, self.flat, self.step, self.schedule = setup, flat, step, schedule
+        self.m, self.v = torch.zeros_like(flat.w), torch.zeros_like(flat.w)
+        self.guard = LossGuard(len(schedule), setup.task.diverge_factor, CHECK_EVERY)
+        self.t = 0
+
+    def batches(self, epoch: int) -> range:
+        return range(1, len(self.schedule) + 1)
+
+    def __call__(self, t: int) -> tuple[Tensor, int, int]:
+        self.t = t
+        setup, w, g = self.setup, self.flat.w, self.flat.g
+        index = setup.batches[t - 1]
+        g.zero_()
+        loss = setup.loss(setup.model(setup.x_train[index]), setup.y_train[index])
+        loss.backward()
+        loss = loss.detach()
+        update, m, v = self.step(w, g, self.m, self.v, self.schedule[t - 1], t)
+        w.sub_(update)
+        self.m, self.v = _own(m, w, g), _own(v, w, g)
+        self.guard.add(loss)
+        return loss, 0, len(index)
+
+
 def _run(setup: Setup, flat: FlatParameters, step: StepFn, schedule: list[float]) -> tuple[Tensor, float]:
     """The training steps; returns the minibatch losses (on the device) and the seconds they took."""
-    w, g = flat.w, flat.g
-    m, v = torch.zeros_like(w), torch.zeros_like(w)
-    losses = torch.empty(len(schedule), device=w.device, dtype=torch.float32)
-    limit = math.inf
-    _synchronize(w.device)
+    program_step = ProgramStep(setup, flat, step, schedule)
+    _synchronize(flat.w.device)
     started = time.perf_counter()
-    t = 0
     try:
-        for t, lr in enumerate(schedule, start=1):
-            index = setup.batches[t - 1]
-            g.zero_()
-            loss = setup.loss(setup.model(setup.x_train[index]), setup.y_train[index])
-            loss.backward()
-            losses[t - 1] = loss.detach()
-            update, m, v = step(w, g, m, v, lr, t)
-            w.sub_(update)
-            m, v = _own(m, w, g), _own(v, w, g)
-            if t == 1:
-                limit = _first_loss_limit(losses, setup.task.diverge_factor)
-            if t % CHECK_EVERY == 0 or t == len(schedule):
-                _check(losses, max(t - CHECK_EVERY, 0), t, limit, setup.task.diverge_factor)
+        fit(program_step, epochs=1)
+    except Diverged as diverged:
+        raise EvaluationFailed(str(diverged), diverged.step) from None
     except torch.OutOfMemoryError:
-        raise EvaluationFailed(f"out of memory at step {t}", t) from None
-    _synchronize(w.device)
-    return losses, time.perf_counter() - started
+        raise EvaluationFailed(f"out of memory at step {program_step.t}", program_step.t) from None
+    _synchronize(flat.w.device)
+    return program_step.guard.losses, time.perf_counter() - started
 
 
 def _own(state: Tensor, w: Tensor, g: Tensor) -> Tensor:
@@ -169,31 +185,6 @@ def _own(state: Tensor, w: Tensor, g: Tensor) -> Tensor:
     if state.data_ptr() in (w.data_ptr(), g.data_ptr()):
         return state.clone()
     return state
-
-
-def _first_loss_limit(losses: Tensor, factor: float) -> float:
-    first = float(losses[0])
-    if not math.isfinite(first):
-        raise EvaluationFailed(f"{_nonfinite_name(first)} loss at step 1", 1)
-    return factor * max(first, 1e-12)
-
-
-def _check(losses: Tensor, start: int, stop: int, limit: float, factor: float) -> None:
-    window = losses[start:stop]
-    bad = ~torch.isfinite(window) | (window > limit)
-    if not bool(bad.any()):
-        return
-    offset = int(bad.nonzero()[0, 0])
-    value, step = float(window[offset]), start + offset + 1
-    if not math.isfinite(value):
-        raise EvaluationFailed(f"{_nonfinite_name(value)} loss at step {step}", step)
-    raise EvaluationFailed(
-        f"loss diverged at step {step}: {value:.4g} > {factor:g} × first-step loss {limit / factor:.4g}", step
-    )
-
-
-def _nonfinite_name(value: float) -> str:
-    return "nan" if math.isnan(value) else "inf"
 
 
 @torch.no_grad()
@@ -208,7 +199,8 @@ def _validate(setup: Setup) -> dict[str, Any]:
     val_loss = total_loss / n
     if not math.isfinite(val_loss):
         steps = setup.task.steps
-        raise EvaluationFailed(f"{_nonfinite_name(val_loss)} validation loss after step {steps}", steps)
+        name = "nan" if math.isnan(val_loss) else "inf"
+        raise EvaluationFailed(f"{name} validation loss after step {steps}", steps)
     accuracy = correct / n if setup.classification else None
     fitness = accuracy if setup.task.fitness == ACCURACY else -val_loss
     return {"fitness": fitness, "val_loss": val_loss, "val_accuracy": accuracy}

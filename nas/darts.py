@@ -1,9 +1,9 @@
-"""DARTS / sharpDARTS architecture search: one parameterised training loop.
+"""DARTS / sharpDARTS architecture search on ``evaluators.fit``: the bilevel step.
 
-Each step takes one training batch and one validation batch (the caller splits the data, DARTS: 50/50): first
-the architecture step on α (``Architect``, first or second order), then the weight step on w (SGD with momentum,
-weight decay and gradient clipping). The weights' learning rate follows ``cosine_annealing`` (DARTS) or
-``cosine_power_annealing`` (sharpDARTS) by epoch. After every epoch the loop measures the validation split, derives
+Each step (``BilevelStep``) takes one training batch and one validation batch (the caller splits the data, DARTS:
+50/50): first the architecture step on α (``Architect``, first or second order), then the weight step on w (SGD with
+momentum, weight decay and gradient clipping). The weights' learning rate follows ``cosine_annealing`` (DARTS) or
+``cosine_power_annealing`` (sharpDARTS) by epoch. After every epoch the step measures the validation split, derives
 the genotype and reports an ``EpochRecord`` to ``on_epoch`` — the hook through which the engine records progress.
 """
 
@@ -11,56 +11,53 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Union
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Union
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from evaluators.fit import EpochStats, SGDConfig, TrainStep, evaluate, fit, shuffled_batches
 from nas import darts_state
 from nas.architect import Architect, ArchitectConfig
 from nas.errors import NasError
 from nas.genotypes import Genotype
-from nas.schedules import check_training_schedule, scheduled_lr
 from nas.spaces import SHARPDARTS_PRIMITIVES
 from nas.supernet import Supernet, SupernetConfig
 
 Data = Union[TensorDataset, tuple[torch.Tensor, torch.Tensor]]
+Pair = tuple[torch.Tensor, torch.Tensor]
 Alpha = tuple[tuple[float, ...], ...]
 
 
+LEGACY_KEYS = {"w_lr": "lr", "w_lr_min": "lr_min", "w_momentum": "momentum", "w_weight_decay": "weight_decay"}
+"""Stored configurations before the SGD fields were shared (``SGDConfig``) named the weights' fields so."""
+
+
 @dataclass(frozen=True)
-class DartsConfig:
+class DartsConfig(SGDConfig):
     """A DARTS search; the defaults are the paper's (PAPERS.md §4).
 
-    ``net``: the supernet; ``arch``: α's optimizer and the order; w: SGD ``w_lr`` annealed to ``w_lr_min`` by
-    ``lr_schedule`` ("cosine", or "cosine_power" with ``lr_power`` and ``warmup_epochs``), momentum, weight decay,
-    gradient norm clipped to ``grad_clip``; ``seed`` decides the weights' initialisation and the batch order.
+    ``net``: the supernet; ``arch``: α's optimizer and the order; the weights w: ``SGDConfig`` (SGD ``lr`` annealed
+    to ``lr_min`` by ``lr_schedule`` — "cosine", or "cosine_power" with ``lr_power`` and ``warmup_epochs`` —,
+    momentum, weight decay, gradient norm clipped to ``grad_clip``); ``seed`` decides the weights' initialisation and
+    the batch order.
     """
 
+    error: ClassVar[type[Exception]] = NasError
+
+    epochs: int = 50
+    lr_min: float = 0.001
     net: SupernetConfig = field(default_factory=SupernetConfig)
     arch: ArchitectConfig = field(default_factory=ArchitectConfig)
-    epochs: int = 50
-    batch_size: int = 64
-    w_lr: float = 0.025
-    w_lr_min: float = 0.001
-    w_momentum: float = 0.9
-    w_weight_decay: float = 3e-4
-    grad_clip: float = 5.0
-    lr_schedule: str = "cosine"
-    lr_power: float = 2.0
-    warmup_epochs: int = 0
-    seed: int = 0
 
-    def __post_init__(self) -> None:
-        check_training_schedule("DartsConfig", self.epochs, self.batch_size, self.lr_schedule, self.warmup_epochs)
-        if self.w_lr <= 0 or self.w_lr_min < 0 or self.grad_clip <= 0 or self.lr_power < 1:
-            raise NasError("DartsConfig: w_lr and grad_clip must be > 0, w_lr_min >= 0, lr_power >= 1")
-
-    def lr(self, epoch: int) -> float:
-        """The weights' learning rate in ``epoch`` (1-based)."""
-        return scheduled_lr(self.lr_schedule, epoch, self.epochs, self.w_lr, self.w_lr_min, self.lr_power,
-                            self.warmup_epochs)
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DartsConfig:
+        """The configuration of ``dataclasses.asdict`` (``w_lr`` etc. of older runs read as ``lr`` etc.)."""
+        settings = {LEGACY_KEYS.get(k, k): v for k, v in data.items()}
+        settings["net"] = SupernetConfig(**settings["net"])
+        settings["arch"] = ArchitectConfig(**{**settings["arch"], "betas": tuple(settings["arch"]["betas"])})
+        return cls(**settings)
 
 
 def sharpdarts_config(**overrides: object) -> DartsConfig:
@@ -124,87 +121,70 @@ def search(
         torch.manual_seed(config.seed)
         model = Supernet(config.net, in_channels=x_train.shape[1], dim=x_train.dim() - 2)
     model = model.to(device)
-    w_optimizer = torch.optim.SGD(
-        model.weights(), lr=config.w_lr, momentum=config.w_momentum, weight_decay=config.w_weight_decay
-    )
+    w_optimizer = config.optimizer(model.weights())
     architect = Architect(model, w_optimizer, config.arch)
     generator = torch.Generator().manual_seed(config.seed + 1)
     history: list[EpochRecord] = []
     start = 1
     if resume is not None:
         start = darts_state.restore(resume, model, w_optimizer, architect.optimizer, generator, history)
-    for epoch in range(start, config.epochs + 1):
-        started = time.perf_counter()
-        lr = config.lr(epoch)
-        for group in w_optimizer.param_groups:
-            group["lr"] = lr
-        train_loss, train_accuracy = _train_epoch(
-            model, architect, w_optimizer, config, (x_train, y_train), (x_val, y_val), generator, device
-        )
-        val_loss, val_accuracy = evaluate(model, x_val, y_val, config.batch_size, device)
-        record = EpochRecord(
-            epoch, lr, train_loss, train_accuracy, val_loss, val_accuracy,
-            _alpha(model.alpha_normal), _alpha(model.alpha_reduce), model.genotype(), time.perf_counter() - started,
-        )  # fmt: skip
+
+    def finished(record: EpochRecord) -> None:
         history.append(record)
         if on_state is not None:
-            on_state(darts_state.capture(epoch, model, w_optimizer, architect.optimizer, generator, history))
+            on_state(darts_state.capture(record.epoch, model, w_optimizer, architect.optimizer, generator, history))
         if on_epoch is not None:
             on_epoch(record)
+
+    if start <= config.epochs:
+        step = BilevelStep(model, architect, w_optimizer, config, (x_train, y_train), (x_val, y_val), generator, device)
+        fit(step, config.epochs, start_epoch=start, scheduler=config.scheduler(w_optimizer, start), on_epoch=finished)
     return DartsResult(history[-1].genotype, tuple(history), config)
 
 
-def _train_epoch(
-    model: Supernet,
-    architect: Architect,
-    w_optimizer: torch.optim.Optimizer,
-    config: DartsConfig,
-    train: tuple[torch.Tensor, torch.Tensor],
-    val: tuple[torch.Tensor, torch.Tensor],
-    generator: torch.Generator,
-    device: str | torch.device,
-) -> tuple[float, float]:
-    model.train()
-    weights = model.weights()
-    total_loss, correct, seen = 0.0, 0, 0
-    batches = zip(_batches(*train, config.batch_size, generator), _batches(*val, config.batch_size, generator))
-    for (x, y), (x_val, y_val) in batches:
-        x, y, x_val, y_val = (t.to(device) for t in (x, y, x_val, y_val))
-        architect.step(x, y, x_val, y_val)  # α first, then w
-        w_optimizer.zero_grad(set_to_none=True)
-        logits = model(x)
+class BilevelStep(TrainStep):
+    """DARTS's step on a (training batch, validation batch) pair: α by the architect, then w by SGD; after each
+    epoch the validation split is measured and the genotype derived (``EpochRecord``)."""
+
+    def __init__(self, model: Supernet, architect: Architect, w_optimizer: torch.optim.Optimizer,
+                 config: DartsConfig, train: Pair, val: Pair, generator: torch.Generator,
+                 device: str | torch.device) -> None:
+        self.model, self.architect, self.w_optimizer, self.config = model, architect, w_optimizer, config
+        self.train, self.val, self.generator, self.device = train, val, generator, device
+        self.weights = model.weights()
+
+    def batches(self, epoch: int) -> Iterator[tuple[Any, Any]]:
+        size, generator = self.config.batch_size, self.generator
+        return zip(shuffled_batches(*self.train, size, generator), shuffled_batches(*self.val, size, generator))
+
+    def __call__(self, batch: tuple[Any, Any]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        (_, x, y), (_, x_val, y_val) = batch
+        x, y, x_val, y_val = (t.to(self.device) for t in (x, y, x_val, y_val))
+        self.architect.step(x, y, x_val, y_val)  # α first, then w
+        self.w_optimizer.zero_grad(set_to_none=True)
+        logits = self.model(x)
         loss = F.cross_entropy(logits, y)
-        torch.autograd.backward(loss, inputs=weights)
-        torch.nn.utils.clip_grad_norm_(weights, config.grad_clip)
-        w_optimizer.step()
-        total_loss += loss.item() * len(y)
-        correct += int((logits.argmax(dim=1) == y).sum())
-        seen += len(y)
-    return total_loss / seen, correct / seen
+        torch.autograd.backward(loss, inputs=self.weights)
+        self.config.clip(self.weights)
+        self.w_optimizer.step()
+        return loss.detach(), (logits.argmax(dim=1) == y).sum(), len(y)
+
+    def end_epoch(self, stats: EpochStats) -> EpochRecord:
+        model = self.model
+        val_loss, val_accuracy = evaluate(model, *self.val, self.config.batch_size, self.device)
+        return EpochRecord(
+            stats.epoch, stats.lr, stats.mean_loss(), stats.accuracy(), val_loss, val_accuracy,
+            _alpha(model.alpha_normal), _alpha(model.alpha_reduce), model.genotype(),
+            time.perf_counter() - stats.started,
+        )  # fmt: skip
 
 
-@torch.no_grad()
-def evaluate(
-    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: str | torch.device
-) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` (in evaluation mode) on ``(x, y)``."""
-    model.eval()
-    total_loss, correct = 0.0, 0
-    for start in range(0, len(y), batch_size):
-        xb, yb = x[start : start + batch_size].to(device), y[start : start + batch_size].to(device)
-        logits = model(xb)
-        total_loss += F.cross_entropy(logits, yb, reduction="sum").item()
-        correct += int((logits.argmax(dim=1) == yb).sum())
-    return total_loss / len(y), correct / len(y)
-
-
-def _batches(
-    x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    order = torch.randperm(len(y), generator=generator)
-    for start in range(0, len(y), batch_size):
-        index = order[start : start + batch_size]
-        yield x[index], y[index]
+def search_epoch(model: Supernet, architect: Architect, w_optimizer: torch.optim.Optimizer, config: DartsConfig,
+                 train: Pair, val: Pair, generator: torch.Generator, epoch: int,
+                 device: str | torch.device = "cpu") -> EpochRecord:
+    """Epoch ``epoch`` (1-based) of a search whose state is these objects (few-shot sub-supernets train so)."""
+    step = BilevelStep(model, architect, w_optimizer, config, train, val, generator, device)
+    return fit(step, epoch, start_epoch=epoch, scheduler=config.scheduler(w_optimizer, epoch))[0]
 
 
 def _tensors(name: str, data: Data, config: DartsConfig) -> tuple[torch.Tensor, torch.Tensor]:

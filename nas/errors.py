@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from evaluators.errors import DatasetError  # one class for every dataset error (a ValueError); re-exported here
+
+__all__ = ["DatasetError", "GenotypeError", "NasError"]
+
 
 class NasError(ValueError):
     """Bad input to ``nas``: the message says what is wrong, where, and how to fix it."""
@@ -9,7 +13,3 @@ class NasError(ValueError):
 
 class GenotypeError(NasError):
     """Genotype text or a genotype outside its search space; the message names the field and the problem."""
-
-
-class DatasetError(NasError):
-    """A dataset that cannot be loaded: a missing or malformed folder; the message names the expected layout."""

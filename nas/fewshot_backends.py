@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from evaluators.fit import evaluate
 from nas import oneshot_train
 from nas.architect import Architect
-from nas.darts import Data, DartsConfig, _tensors, _train_epoch, evaluate
+from nas.darts import Data, DartsConfig, _tensors, search_epoch
 from nas.errors import NasError
 from nas.fewshot import FewShotBackend
 from nas.genotypes import Genotype
@@ -76,7 +77,7 @@ class DartsBackend(FewShotBackend):
             torch.manual_seed(c.seed)
             model = Supernet(c.net, in_channels=x.shape[1], dim=x.dim() - 2)
         model = model.to(self.device)
-        w_optimizer = torch.optim.SGD(model.weights(), lr=c.w_lr, momentum=c.w_momentum, weight_decay=c.w_weight_decay)
+        w_optimizer = c.optimizer(model.weights())
         architect = Architect(model, w_optimizer, c.arch)
         return DartsState(model, w_optimizer, architect, torch.Generator().manual_seed(c.seed + 1))
 
@@ -84,14 +85,10 @@ class DartsBackend(FewShotBackend):
         return state.model
 
     def train_epoch(self, state: DartsState, epoch: int) -> dict[str, float]:
-        lr = self.config.lr(epoch)
-        for group in state.w_optimizer.param_groups:
-            group["lr"] = lr
-        loss, accuracy = _train_epoch(state.model, state.architect, state.w_optimizer, self.config, self.train,
-                                      self.val, state.generator, self.device)  # fmt: skip
-        val_loss, val_accuracy = self._evaluate(state)
-        return {"lr": lr, "train_loss": loss, "train_accuracy": accuracy, "val_loss": val_loss,
-                "val_accuracy": val_accuracy}  # fmt: skip
+        r = search_epoch(state.model, state.architect, state.w_optimizer, self.config, self.train, self.val,
+                         state.generator, epoch, self.device)  # fmt: skip
+        return {"lr": r.lr, "train_loss": r.train_loss, "train_accuracy": r.train_accuracy, "val_loss": r.val_loss,
+                "val_accuracy": r.val_accuracy}  # fmt: skip
 
     def score(self, state: DartsState) -> tuple[float, float]:
         loss, accuracy = self._evaluate(state)

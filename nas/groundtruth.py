@@ -18,19 +18,18 @@ import time
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nas.darts import evaluate
-from nas.datasets import DataSplits
+from evaluators.data import DataSplits
+from evaluators.fit import Diverged, SGDConfig, TrainStep, evaluate, fit, shuffled_batches
 from nas.errors import NasError
 from nas.nb201 import NB201Genotype
 from nas.nb201_network import NB201NetConfig, build_network
 from nas.oneshot import genotype_of
-from nas.schedules import cosine_annealing
 from nas.spaces import NB201_PRIMITIVES
 
 TABLE_FORMAT = 1
@@ -47,25 +46,28 @@ SPECIAL = tuple(NB201Genotype.from_text(text) for text in (
 
 
 @dataclass(frozen=True)
-class TrainBudget:
-    """Training from scratch: network shape (``C``, ``cells_per_stage``, ``reduction``), ``epochs``, ``batch_size``,
-    SGD ``lr`` (cosine to 0), Nesterov ``momentum``, ``weight_decay``; ``seed`` decides initial weights and batch order."""
+class TrainBudget(SGDConfig):
+    """Training from scratch: network shape (``C``, ``cells_per_stage``, ``reduction``) and NAS-Bench-201's SGD
+    (``SGDConfig``: ``lr`` cosine-annealed to 0 by epoch, Nesterov ``momentum``, ``weight_decay``, no clipping);
+    ``seed`` decides initial weights and batch order."""
 
-    C: int = 8
-    cells_per_stage: int = 1
-    reduction: str = "pool"
+    error: ClassVar[type[Exception]] = NasError
+    min_batch: ClassVar[int] = 2
+
     epochs: int = 4
     batch_size: int = 128
     lr: float = 0.1
-    momentum: float = 0.9
     weight_decay: float = 5e-4
-    seed: int = 0
+    nesterov: bool = True
+    grad_clip: float | None = None
+    C: int = 8
+    cells_per_stage: int = 1
+    reduction: str = "pool"
 
     def __post_init__(self) -> None:
-        if min(self.C, self.cells_per_stage, self.epochs) < 1 or self.batch_size < 2:
-            raise NasError(f"TrainBudget: C, cells_per_stage and epochs must be >= 1, batch_size >= 2, got {self}")
-        if not self.lr > 0 or self.momentum < 0 or self.weight_decay < 0:
-            raise NasError("TrainBudget: lr must be > 0, momentum and weight_decay >= 0")
+        super().__post_init__()
+        if min(self.C, self.cells_per_stage) < 1:
+            raise NasError(f"TrainBudget: C and cells_per_stage must be >= 1, got {self.C} and {self.cells_per_stage}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,38 +98,42 @@ def train_from_scratch(genotype: NB201Genotype, data: DataSplits, budget: TrainB
     net_config = NB201NetConfig(budget.C, budget.cells_per_stage, num_classes=data.num_classes,
                                 reduction=budget.reduction)
     model = build_network(genotype, net_config, data.input_shape[0], data.dim, budget.seed).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=budget.lr, momentum=budget.momentum, nesterov=True,
-                                weight_decay=budget.weight_decay)
-    generator = torch.Generator().manual_seed(budget.seed)
-    train_loss = train_accuracy = 0.0
-    for epoch in range(1, budget.epochs + 1):
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_annealing(epoch, budget.epochs, budget.lr, 0.0)
-        train_loss, train_accuracy = _epoch(model, optimizer, x, y, budget.batch_size, generator, device)
+    optimizer = budget.optimizer(model.parameters())
+    step = ScratchStep(model, optimizer, (x, y), budget, torch.Generator().manual_seed(budget.seed), device)
+    try:
+        last = fit(step, budget.epochs, scheduler=budget.scheduler(optimizer))[-1]
+    except Diverged as diverged:
+        raise NasError(str(diverged)) from None
     test_loss, accuracy = evaluate(model, x_test, y_test, 512, device)
     params = sum(p.numel() for p in model.parameters())
-    return ScratchResult(accuracy, test_loss, train_accuracy, train_loss, params, time.perf_counter() - started)
+    return ScratchResult(accuracy, test_loss, last.accuracy(), last.mean_loss(), params,
+                         time.perf_counter() - started)  # fmt: skip
 
 
-def _epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-           batch_size: int, generator: torch.Generator, device: str | torch.device) -> tuple[float, float]:
-    model.train()
-    order = torch.randperm(len(y), generator=generator)
-    total, correct, seen = 0.0, 0, 0
-    for start in range(0, len(y) - 1, batch_size):  # a last batch of one would break BatchNorm
-        index = order[start : start + batch_size]
-        xb, yb = x[index].to(device), y[index].to(device)
-        logits = model(xb)
+class ScratchStep(TrainStep):
+    """A plain SGD step on a shuffled batch (a last batch of one is left out: it would break BatchNorm)."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 train: tuple[torch.Tensor, torch.Tensor], budget: TrainBudget, generator: torch.Generator,
+                 device: str | torch.device) -> None:
+        self.model, self.optimizer, self.train, self.budget = model, optimizer, train, budget
+        self.generator, self.device = generator, device
+
+    def batches(self, epoch: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        return shuffled_batches(*self.train, self.budget.batch_size, self.generator, drop_single=True)
+
+    def __call__(self, batch: tuple[int, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        start, xb, yb = batch
+        xb, yb = xb.to(self.device), yb.to(self.device)
+        logits = self.model(xb)
         loss = F.cross_entropy(logits, yb)
         if not torch.isfinite(loss):
-            raise NasError(f"loss became {loss.item()} at example {start}")
-        optimizer.zero_grad(set_to_none=True)
+            raise Diverged(f"loss became {loss.item()} at example {start}")
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
-        total += loss.item() * len(yb)
-        correct += int((logits.argmax(1) == yb).sum())
-        seen += len(yb)
-    return total / seen, correct / seen
+        self.budget.clip(self.model.parameters())
+        self.optimizer.step()
+        return loss.detach(), (logits.argmax(1) == yb).sum(), len(yb)
 
 
 def sample_architectures(n: int, seed: int) -> list[NB201Genotype]:

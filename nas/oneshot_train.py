@@ -1,4 +1,5 @@
-"""Training the one-shot supernet: one loop, the sampler (``nas.pada``) decides paths and data.
+"""Training the one-shot supernet on ``evaluators.fit``: a single-path step, the sampler (``nas.pada``) decides paths
+and data.
 
 Each step: the sampler draws a path (one allowed operation per edge), the batch goes through that path only, the
 unweighted mean cross-entropy is back-propagated, the sampler observes the step (PA&DA: per-edge gradient norms of
@@ -17,21 +18,20 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nas import datasets
+from evaluators.data import DataSplits, get_dataset, split_dataset
+from evaluators.fit import EpochStats, SGDConfig, TrainStep, fit
 from nas.errors import NasError
 from nas.nb201 import NB201Genotype
 from nas.nb201_network import NB201NetConfig
 from nas.oneshot import InheritConfig, OneShotSupernet, inherited_accuracy, path_grad_norms
 from nas.pada import SAMPLERS, Sampler, make_sampler
-from nas.schedules import cosine_annealing
 
 DATASETS = ("mnist1d", "digits")
 VAL_FRACTION = 1 / 8
@@ -40,29 +40,24 @@ Pair = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass(frozen=True)
-class OneShotConfig:
-    """Supernet training: ``net`` shape, ``sampler`` ("uniform" or "pada"), ``epochs``, SGD with ``lr`` cosine-annealed
-    to ``lr_min``, ``momentum``, ``weight_decay``, gradient norm clipped to ``grad_clip``; ``seed`` decides the
-    initial weights and every draw of the sampler."""
+class OneShotConfig(SGDConfig):
+    """Supernet training: ``net`` shape, ``sampler`` ("uniform" or "pada"), and the SGD of ``SGDConfig`` (``epochs``,
+    ``lr`` cosine-annealed to ``lr_min``, ``momentum``, ``weight_decay``, gradient norm clipped to ``grad_clip``);
+    ``seed`` decides the initial weights and every draw of the sampler."""
 
+    error: ClassVar[type[Exception]] = NasError
+    min_batch: ClassVar[int] = 2
+
+    epochs: int = 30
+    lr: float = 0.05
+    weight_decay: float = 5e-4
     net: NB201NetConfig = field(default_factory=NB201NetConfig)
     sampler: str = "uniform"
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 0.05
-    lr_min: float = 0.0
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    grad_clip: float = 5.0
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
             raise NasError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if self.epochs < 1 or self.batch_size < 2:
-            raise NasError(f"epochs must be >= 1 and batch_size >= 2, got {self.epochs} and {self.batch_size}")
-        if not self.lr > 0 or self.lr_min < 0 or not self.grad_clip > 0:
-            raise NasError("OneShotConfig: lr and grad_clip must be > 0, lr_min >= 0")
+        super().__post_init__()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,7 +97,7 @@ def supernet_data(name: str, limit: int | None = None) -> SupernetData:
     """The supernet's data for dataset ``name`` (see the module docstring); ``limit`` keeps the first ``limit``
     training and validation examples (tests)."""
     splits = load_dataset(name)
-    train, val = datasets.split(splits.train, 1.0 - VAL_FRACTION, seed=0)
+    train, val = split_dataset(splits.train, 1.0 - VAL_FRACTION, seed=0)
     x, y = train.tensors
     xv, yv = val.tensors
     if limit is not None:
@@ -110,15 +105,12 @@ def supernet_data(name: str, limit: int | None = None) -> SupernetData:
     return SupernetData(name, (x, y), (xv, yv), splits.input_shape[0], splits.dim, splits.num_classes)
 
 
-@lru_cache(maxsize=2)
-def load_dataset(name: str) -> datasets.DataSplits:
-    """``mnist1d`` (sequences) or ``digits`` (8×8 images); ``NasError`` for any other name. Generated once per
-    process (MNIST-1D takes seconds); callers must not modify the tensors."""
-    if name == "mnist1d":
-        return datasets.mnist1d()
-    if name == "digits":
-        return datasets.digits()
-    raise NasError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+def load_dataset(name: str) -> DataSplits:
+    """``mnist1d`` (sequences) or ``digits`` (8×8 images) from ``evaluators.data``; ``NasError`` for any other
+    name. Generated once per process; callers must not modify the tensors."""
+    if name not in DATASETS:
+        raise NasError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return get_dataset(name)
 
 
 def new_supernet(config: OneShotConfig, in_channels: int, dim: int) -> OneShotSupernet:
@@ -129,8 +121,7 @@ def new_supernet(config: OneShotConfig, in_channels: int, dim: int) -> OneShotSu
 
 
 def new_optimizer(config: OneShotConfig, supernet: OneShotSupernet) -> torch.optim.Optimizer:
-    return torch.optim.SGD(supernet.parameters(), lr=config.lr, momentum=config.momentum,
-                           weight_decay=config.weight_decay)
+    return config.optimizer(supernet.parameters())
 
 
 def train_supernet(
@@ -152,53 +143,59 @@ def train_supernet(
         raise NasError(f"train data must be (N >= 2, channels, *S) with {dim} spatial axes, got {tuple(x.shape)}")
     supernet = new_supernet(config, in_channels, dim).to(device)
     optimizer = new_optimizer(config, supernet)
-    sampler = make_sampler(config.sampler, config.epochs, len(y), config.seed)
-    history = []
-    for epoch in range(1, config.epochs + 1):
-        record = train_epoch(supernet, optimizer, sampler, train, epoch, config, device)
-        history.append(record)
-        if on_epoch is not None:
-            on_epoch(record, supernet)
+    step = SinglePathStep(supernet, optimizer, make_sampler(config.sampler, config.epochs, len(y), config.seed),
+                          train, config, device)  # fmt: skip
+    history = fit(step, config.epochs, scheduler=config.scheduler(optimizer),
+                  on_epoch=None if on_epoch is None else lambda record: on_epoch(record, supernet))
     return supernet, history
 
 
 def train_epoch(supernet: OneShotSupernet, optimizer: torch.optim.Optimizer, sampler: Sampler, train: Pair,
                 epoch: int, config: OneShotConfig, device: str | torch.device = "cpu") -> OneShotEpoch:
-    """One epoch (1-based) of single-path training with ``sampler``; closes the sampler's epoch."""
-    started = time.perf_counter()
-    lr = cosine_annealing(epoch, config.epochs, config.lr, config.lr_min)
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    supernet.train()
-    x, y = train
-    order = sampler.epoch_indices(epoch)
-    total_loss, correct = 0.0, 0
-    for start in range(0, len(order), config.batch_size):
-        index = order[start : start + config.batch_size]
+    """One epoch (1-based) of single-path training with ``sampler``; closes the sampler's epoch (resumed runs and
+    few-shot sub-supernets train epoch by epoch)."""
+    step = SinglePathStep(supernet, optimizer, sampler, train, config, device)
+    return fit(step, epoch, start_epoch=epoch, scheduler=config.scheduler(optimizer, start_epoch=epoch))[0]
+
+
+class SinglePathStep(TrainStep):
+    """Single-path training: each step the sampler draws a path, the batch goes through that path only, the sampler
+    observes the step (PA&DA: the path's gradient norms and per-example importances); the sampler also orders the
+    epoch's examples and closes the epoch."""
+
+    def __init__(self, supernet: OneShotSupernet, optimizer: torch.optim.Optimizer, sampler: Sampler, train: Pair,
+                 config: OneShotConfig, device: str | torch.device) -> None:
+        self.model, self.optimizer, self.sampler, self.train = supernet, optimizer, sampler, train
+        self.config, self.device = config, device
+        self.order = np.empty(0, dtype=np.int64)
+
+    def batches(self, epoch: int) -> list[np.ndarray]:
+        self.order = self.sampler.epoch_indices(epoch)
+        size = self.config.batch_size
+        return [self.order[start : start + size] for start in range(0, len(self.order), size)]
+
+    def __call__(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, int] | None:
         if len(index) < 2:  # BatchNorm needs two examples
-            continue
-        loss, hits = _step(supernet, optimizer, sampler, x, y, index, config, device)
-        total_loss += loss * len(index)
-        correct += hits
-    sampler.end_epoch(epoch)
-    return OneShotEpoch(epoch, lr, total_loss / len(order), correct / len(order), len(np.unique(order)),
-                        time.perf_counter() - started, sampler.describe())
+            return None
+        supernet, sampler, (x, y) = self.model, self.sampler, self.train
+        genotype = sampler.sample(supernet.allowed_mask())
+        rows = torch.from_numpy(index)
+        xb, yb = x[rows].to(self.device), y[rows].to(self.device)
+        logits = supernet(xb, genotype)
+        loss = F.cross_entropy(logits, yb)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norms = path_grad_norms(supernet, genotype) if sampler.wants_grad_norms else None
+        self.config.clip(supernet.parameters())
+        self.optimizer.step()
+        sampler.observe(genotype, norms, index, logits, yb)
+        return loss.detach(), (logits.argmax(dim=1) == yb).sum(), len(index)
 
-
-def _step(supernet: OneShotSupernet, optimizer: torch.optim.Optimizer, sampler: Sampler, x: torch.Tensor,
-          y: torch.Tensor, index: np.ndarray, config: OneShotConfig, device: str | torch.device) -> tuple[float, int]:
-    genotype = sampler.sample(supernet.allowed_mask())
-    rows = torch.from_numpy(index)
-    xb, yb = x[rows].to(device), y[rows].to(device)
-    logits = supernet(xb, genotype)
-    loss = F.cross_entropy(logits, yb)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    norms = path_grad_norms(supernet, genotype) if sampler.wants_grad_norms else None
-    torch.nn.utils.clip_grad_norm_(supernet.parameters(), config.grad_clip)
-    optimizer.step()
-    sampler.observe(genotype, norms, index, logits, yb)
-    return loss.item(), int((logits.argmax(dim=1) == yb).sum())
+    def end_epoch(self, stats: EpochStats) -> OneShotEpoch:
+        self.sampler.end_epoch(stats.epoch)
+        n = len(self.order)
+        return OneShotEpoch(stats.epoch, stats.lr, stats.mean_loss(n), stats.accuracy(n), len(np.unique(self.order)),
+                            time.perf_counter() - stats.started, self.sampler.describe())  # fmt: skip
 
 
 def score(supernet: OneShotSupernet, genotypes: Sequence[NB201Genotype], data: SupernetData,

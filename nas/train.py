@@ -1,4 +1,4 @@
-"""Training a genotype's evaluation network from scratch: one parameterised loop (DARTS's ``train.py``).
+"""Training a genotype's evaluation network from scratch (DARTS's ``train.py``) on ``evaluators.fit``.
 
 SGD with momentum and weight decay; the learning rate follows ``cosine_annealing`` (DARTS: 0.025 → 0 over the
 epochs) or sharpDARTS's ``cosine_power_annealing`` by epoch; gradient norm clipped to 5. Options, on training
@@ -16,66 +16,52 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Iterator, Mapping, Union
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Union
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from nas import datasets
-from nas.datasets import DataSplits
-from nas.errors import DatasetError, NasError
+from evaluators.data import SPECS as DATASETS  # noqa: F401 (re-exported: the dataset specs training takes)
+from evaluators.data import DataSplits
+from evaluators.fit import Diverged, EpochStats, SGDConfig, TrainStep, evaluate, fit, shuffled_batches
+from nas.errors import NasError
 from nas.genotypes import Genotype
 from nas.network import Network, NetworkConfig, count_parameters
-from nas.schedules import check_training_schedule, scheduled_lr
 
 Data = Union[TensorDataset, tuple[torch.Tensor, torch.Tensor]]
+Pair = tuple[torch.Tensor, torch.Tensor]
 TrainData = Union[DataSplits, tuple[Data, Data]]
-DATASETS = ("mnist1d", "digits", "cifar10:PATH")
 CROP_PADDING = 4  # DARTS's CIFAR augmentation: RandomCrop(32, padding=4)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(SGDConfig):
     """How to train an evaluation network; the defaults are DARTS's CIFAR-10 settings (PAPERS.md §4) without the
     options (the paper adds ``crop_flip``, ``cutout=16``, ``drop_path=0.2``, ``auxiliary_weight=0.4``).
 
-    ``net``: the network (its ``auxiliary`` flag is set from ``auxiliary_weight > 0``); ``seed``: batch order,
-    cutout and drop-path (``net.seed`` decides the initial weights).
+    The SGD fields are ``SGDConfig``'s. ``net``: the network (its ``auxiliary`` flag is set from
+    ``auxiliary_weight > 0``); ``seed``: batch order, cutout and drop-path (``net.seed`` decides the initial weights).
     """
 
-    net: NetworkConfig = field(default_factory=NetworkConfig)
+    error: ClassVar[type[Exception]] = NasError
+
     epochs: int = 600
     batch_size: int = 96
-    lr: float = 0.025
-    lr_min: float = 0.0
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    lr_schedule: str = "cosine"
-    lr_power: float = 2.0
-    warmup_epochs: int = 0
-    grad_clip: float = 5.0
+    net: NetworkConfig = field(default_factory=NetworkConfig)
     crop_flip: bool = False
     cutout: int = 0
     drop_path: float = 0.0
     auxiliary_weight: float = 0.0
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        check_training_schedule("TrainConfig", self.epochs, self.batch_size, self.lr_schedule, self.warmup_epochs)
-        if not (self.lr > 0 and 0 <= self.lr_min <= self.lr and self.grad_clip > 0 and self.lr_power >= 1):
-            raise NasError("TrainConfig: lr and grad_clip must be > 0, 0 <= lr_min <= lr, lr_power >= 1")
-        if self.momentum < 0 or self.weight_decay < 0 or self.cutout < 0:
-            raise NasError("TrainConfig: momentum, weight_decay and cutout must be >= 0")
+        super().__post_init__()
+        if self.cutout < 0:
+            raise NasError(f"TrainConfig: cutout must be >= 0, got {self.cutout}")
         if not 0 <= self.drop_path < 1 or not 0 <= self.auxiliary_weight <= 1:
             raise NasError(f"TrainConfig: drop_path must be in [0, 1) and auxiliary_weight in [0, 1], got "
                            f"{self.drop_path} and {self.auxiliary_weight}")  # fmt: skip
         object.__setattr__(self, "net", replace(self.net, auxiliary=self.auxiliary_weight > 0))
-
-    def lr_at(self, epoch: int) -> float:
-        """The learning rate in ``epoch`` (1-based)."""
-        return scheduled_lr(self.lr_schedule, epoch, self.epochs, self.lr, self.lr_min, self.lr_power,
-                            self.warmup_epochs)
 
     def drop_path_at(self, epoch: int) -> float:
         """The drop-path probability in ``epoch`` (1-based): DARTS's ``drop_path · (epoch − 1) / epochs``."""
@@ -134,10 +120,6 @@ class TrainResult:
         return cls(data["status"], data["reason"], history, data["val_accuracy"], data["params"], data["seconds"])
 
 
-class _Diverged(Exception):
-    """A non-finite loss; the message says where."""
-
-
 def train_genotype(
     genotype: Genotype,
     data: TrainData,
@@ -152,85 +134,76 @@ def train_genotype(
     Deterministic given (genotype, data, config) on a device; the global RNGs are left as they were. Raises
     ``NasError`` for unusable data; a diverging run returns ``status="failed"``.
     """
-    (x_train, y_train), (x_val, y_val) = _splits(data, config.net.num_classes)
+    train, val = _splits(data, config.net.num_classes)
     started = time.perf_counter()
     with torch.random.fork_rng(devices=_cuda_devices(device)):
         torch.manual_seed(config.seed)
-        model = Network(genotype, config.net, in_channels=x_train.shape[1], dim=x_train.dim() - 2).to(device)
+        model = Network(genotype, config.net, in_channels=train[0].shape[1], dim=train[0].dim() - 2).to(device)
         params = count_parameters(model)
-        optimizer = torch.optim.SGD(
-            model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
-        generator = torch.Generator().manual_seed(config.seed)
+        optimizer = config.optimizer(model.parameters())
+        step = GenotypeStep(model, optimizer, config, train, val, torch.Generator().manual_seed(config.seed), device)
         history: list[TrainEpoch] = []
+
+        def finished(record: TrainEpoch) -> None:
+            history.append(record)
+            if on_epoch is not None:
+                on_epoch(record)
+
         try:
-            for epoch in range(1, config.epochs + 1):
-                record = _epoch(model, optimizer, config, epoch, (x_train, y_train), (x_val, y_val), generator, device)
-                history.append(record)
-                if on_epoch is not None:
-                    on_epoch(record)
-        except _Diverged as diverged:
+            fit(step, config.epochs, scheduler=config.scheduler(optimizer), on_epoch=finished)
+        except Diverged as diverged:
             return TrainResult("failed", str(diverged), tuple(history), None, params, time.perf_counter() - started)
     final = history[-1].val_accuracy
     return TrainResult("ok", None, tuple(history), final, params, time.perf_counter() - started)
 
 
-def _epoch(
-    model: Network,
-    optimizer: torch.optim.SGD,
-    config: TrainConfig,
-    epoch: int,
-    train: tuple[torch.Tensor, torch.Tensor],
-    val: tuple[torch.Tensor, torch.Tensor],
-    generator: torch.Generator,
-    device: str | torch.device,
-) -> TrainEpoch:
-    started = time.perf_counter()
-    lr, drop = config.lr_at(epoch), config.drop_path_at(epoch)
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    model.drop_path_prob = drop
-    model.train()
-    total_loss, correct, seen = 0.0, 0, 0
-    for step, (x, y) in enumerate(_batches(*train, config.batch_size, generator), start=1):
-        x, y = x.to(device), y.to(device)
+class GenotypeStep(TrainStep):
+    """One SGD step of an evaluation network: augmentation, drop-path, the auxiliary loss, gradient clipping; after
+    each epoch the validation split is measured (``TrainEpoch``)."""
+
+    def __init__(self, model: Network, optimizer: torch.optim.Optimizer, config: TrainConfig, train: Pair,
+                 val: Pair, generator: torch.Generator, device: str | torch.device) -> None:
+        self.model, self.optimizer, self.config, self.train, self.val = model, optimizer, config, train, val
+        self.generator, self.device = generator, device
+        self.epoch = self.index = 0
+
+    def batches(self, epoch: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        return shuffled_batches(*self.train, self.config.batch_size, self.generator)
+
+    def begin_epoch(self, epoch: int, lr: float | None) -> None:
+        self.epoch, self.index = epoch, 0
+        self.model.drop_path_prob = self.config.drop_path_at(epoch)
+
+    def __call__(self, batch: tuple[int, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        config, generator = self.config, self.generator
+        self.index += 1
+        x, y = batch[1].to(self.device), batch[2].to(self.device)
         if config.crop_flip:
             x = crop_flip(x, CROP_PADDING, generator)
         if config.cutout:
             x = cutout(x, config.cutout, generator)
-        logits, aux = model(x)
+        logits, aux = self.model(x)
         loss = F.cross_entropy(logits, y)
         total = loss if aux is None else loss + config.auxiliary_weight * F.cross_entropy(aux, y)
-        value = loss.item()
         if not math.isfinite(total.item()):
-            raise _Diverged(f"training loss is {total.item()} at epoch {epoch}, step {step}")
-        optimizer.zero_grad(set_to_none=True)
+            raise Diverged(f"training loss is {total.item()} at epoch {self.epoch}, step {self.index}")
+        self.optimizer.zero_grad(set_to_none=True)
         total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        total_loss += value * len(y)
-        correct += int((logits.argmax(dim=1) == y).sum())
-        seen += len(y)
-    val_loss, val_accuracy = evaluate(model, *val, config.batch_size, device)
-    if not math.isfinite(val_loss):
-        raise _Diverged(f"validation loss is {val_loss} after epoch {epoch}")
-    return TrainEpoch(epoch, lr, drop, total_loss / seen, correct / seen, val_loss, val_accuracy,
-                      time.perf_counter() - started)  # fmt: skip
+        config.clip(self.model.parameters())
+        self.optimizer.step()
+        return loss.detach(), (logits.argmax(dim=1) == y).sum(), len(y)
+
+    def end_epoch(self, stats: EpochStats) -> TrainEpoch:
+        val_loss, val_accuracy = evaluate(self.model, *self.val, self.config.batch_size, self.device,
+                                          logits_of=_logits)  # fmt: skip
+        if not math.isfinite(val_loss):
+            raise Diverged(f"validation loss is {val_loss} after epoch {stats.epoch}")
+        return TrainEpoch(stats.epoch, stats.lr, self.model.drop_path_prob, stats.mean_loss(), stats.accuracy(),
+                          val_loss, val_accuracy, time.perf_counter() - stats.started)  # fmt: skip
 
 
-@torch.no_grad()
-def evaluate(
-    model: Network, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: str | torch.device
-) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` (evaluation mode: no drop-path, no auxiliary head)."""
-    model.eval()
-    total_loss, correct = 0.0, 0
-    for start in range(0, len(y), batch_size):
-        xb, yb = x[start : start + batch_size].to(device), y[start : start + batch_size].to(device)
-        logits, _ = model(xb)
-        total_loss += F.cross_entropy(logits, yb, reduction="sum").item()
-        correct += int((logits.argmax(dim=1) == yb).sum())
-    return total_loss / len(y), correct / len(y)
+def _logits(output: tuple[torch.Tensor, Any]) -> torch.Tensor:
+    return output[0]
 
 
 def crop_flip(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
@@ -267,38 +240,6 @@ def cutout(x: torch.Tensor, length: int, generator: torch.Generator) -> torch.Te
         window = window & inside.reshape(shape)
     mask = ~window
     return x * mask.to(x.dtype)
-
-
-def load_dataset(spec: str, limit: int | None = None) -> DataSplits:
-    """The dataset named by ``spec``: "mnist1d", "digits" or "cifar10:PATH" (CIFAR-10 in torchvision's folder
-    layout under PATH), keeping only the first ``limit`` training examples if given (quick trials). Raises
-    ``DatasetError`` for anything else, naming the choices."""
-    if limit is not None and limit < 2:
-        raise DatasetError(f"limit must be at least 2 training examples, got {limit}")
-    data = _load(spec)
-    if limit is None:
-        return data
-    return DataSplits(data.name, TensorDataset(*(t[:limit] for t in data.train.tensors)), data.test, data.num_classes)
-
-
-def _load(spec: str) -> DataSplits:
-    name, _, path = spec.partition(":")
-    if spec == "mnist1d":
-        return datasets.mnist1d()
-    if spec == "digits":
-        return datasets.digits()
-    if name == "cifar10" and path:
-        return datasets.cifar10(path)
-    raise DatasetError(f"unknown dataset {spec!r}; choose one of {', '.join(DATASETS)}")
-
-
-def _batches(
-    x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    order = torch.randperm(len(y), generator=generator)
-    for start in range(0, len(y), batch_size):
-        index = order[start : start + batch_size]
-        yield x[index], y[index]
 
 
 def _splits(data: TrainData, num_classes: int) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:

@@ -104,7 +104,7 @@ def _darts_config(args: argparse.Namespace) -> Any:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from nas.train import load_dataset
+    from nas.datasets import get_dataset as load_dataset
     from search.jobs._train import TrainJob, TrainJobConfig
 
     genotype, source = _genotype(args.genotype)

@@ -22,14 +22,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 import hashing
-from nas import datasets
-from nas.architect import ArchitectConfig
+from evaluators.data import DataSplits, get_dataset, split_dataset
 from nas.darts import DartsConfig, DartsResult, EpochRecord, search
 from nas.darts_state import record_from_dict, record_to_dict
-from nas.datasets import DataSplits
 from nas.errors import NasError
-from nas.supernet import SupernetConfig
-from nas.train import load_dataset
 from search.jobs._base import Job, JobContext
 from search.jobs._registry import register_job
 from search.jobs._runner import Runner
@@ -69,15 +65,13 @@ class DartsJobConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> DartsJobConfig:
         if data.get("method") != METHOD:
             raise NasError(f"not a DARTS job configuration (method {data.get('method')!r})")
-        settings = dict(data["search"])
-        settings["net"] = SupernetConfig(**settings["net"])
-        settings["arch"] = ArchitectConfig(**{**settings["arch"], "betas": tuple(settings["arch"]["betas"])})
-        return cls(data["dataset"], DartsConfig(**settings), data["split_fraction"], data["limit"], data["device"])
+        return cls(data["dataset"], DartsConfig.from_dict(data["search"]), data["split_fraction"], data["limit"],
+                   data["device"])  # fmt: skip
 
 
 def load_data(config: DartsJobConfig) -> DataSplits:
     """The job's dataset with its training split cut to ``limit``; ``NasError`` if its classes do not match."""
-    data = load_dataset(config.dataset, config.limit)
+    data = get_dataset(config.dataset, config.limit)
     if data.num_classes != config.search.net.num_classes:
         raise NasError(f"{config.dataset} has {data.num_classes} classes; the supernet has "
                        f"{config.search.net.num_classes}")  # fmt: skip
@@ -121,7 +115,7 @@ class DartsJob(Job):
     def run(self, runner: Runner) -> DartsResult:
         config = self.config
         assert self.data is not None
-        train, val = datasets.split(self.data.train, config.split_fraction, seed=config.search.seed)
+        train, val = split_dataset(self.data.train, config.split_fraction, seed=config.search.seed)
         state = runner.load_file(CHECKPOINT_FILE)
         if state is not None:
             for record in state["history"]:

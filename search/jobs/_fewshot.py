@@ -30,8 +30,7 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any, Mapping
 
 import hashing
-from nas import datasets
-from nas.architect import ArchitectConfig
+from evaluators.data import get_dataset, split_dataset
 from nas.darts import DartsConfig
 from nas.errors import NasError
 from nas.fewshot import (
@@ -43,8 +42,7 @@ from nas.groundtruth import load_table
 from nas.nb201 import NB201Genotype
 from nas.oneshot import N_EDGES, N_OPS, InheritConfig
 from nas.oneshot_train import OneShotConfig, supernet_data
-from nas.supernet import SupernetConfig, n_edges
-from nas.train import load_dataset
+from nas.supernet import n_edges
 from search.jobs._base import Job, JobContext, JobError
 from search.jobs._registry import register_job
 from search.jobs._runner import Runner
@@ -108,7 +106,7 @@ class FewShotJobConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> FewShotJobConfig:
         if data.get("method") != METHOD:
             raise NasError(f"not a few-shot job configuration (method {data.get('method')!r})")
-        darts = _darts_config(data["darts"]) if data.get("darts") is not None else None
+        darts = DartsConfig.from_dict(data["darts"]) if data.get("darts") is not None else None
         oneshot = OneShotConfig.from_dict(data["oneshot"]) if data.get("oneshot") is not None else None
         return cls(data["base"], data["dataset"], FewShotConfig(**data["fewshot"]), darts, oneshot, data["table"],
                    InheritConfig(**data["inherit"]), data["score_archs"], data["final_archs"], data["limit"],
@@ -118,23 +116,16 @@ class FewShotJobConfig:
 def make_backend(config: FewShotJobConfig) -> FewShotBackend:
     """The job's backend with its data loaded (``NasError`` / ``DatasetError`` for a bad dataset or table)."""
     if config.darts is not None:
-        data = load_dataset(config.dataset, config.limit)
+        data = get_dataset(config.dataset, config.limit)
         if data.num_classes != config.darts.net.num_classes:
             raise NasError(f"{config.dataset} has {data.num_classes} classes; the supernet has "
                            f"{config.darts.net.num_classes}")  # fmt: skip
-        train, val = datasets.split(data.train, 0.5, seed=config.darts.seed)
+        train, val = split_dataset(data.train, 0.5, seed=config.darts.seed)
         return DartsBackend(config.darts, train, val, config.device)
     table = load_table(config.table).accuracy if config.table is not None else None
     data = supernet_data(config.dataset, config.limit)
     return OneShotBackend(config.oneshot, data, score_archs=config.score_archs,  # type: ignore[arg-type]
                           final_archs=config.final_archs, inherit=config.inherit, table=table, device=config.device)
-
-
-def _darts_config(values: Mapping[str, Any]) -> DartsConfig:
-    settings = dict(values)
-    settings["net"] = SupernetConfig(**settings["net"])
-    settings["arch"] = ArchitectConfig(**{**settings["arch"], "betas": tuple(settings["arch"]["betas"])})
-    return DartsConfig(**settings)
 
 
 def _jsonable(value: Any) -> Any:

@@ -18,11 +18,11 @@ from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
 import hashing
-from nas.datasets import DataSplits
+from evaluators.data import DataSplits, get_dataset
 from nas.errors import NasError
 from nas.genotypes import Genotype
 from nas.network import Network, count_parameters
-from nas.train import TrainConfig, TrainEpoch, TrainResult, load_dataset, train_genotype
+from nas.train import TrainConfig, TrainEpoch, TrainResult, train_genotype
 from search.jobs._base import Job, JobContext
 from search.jobs._darts import epoch_line
 from search.jobs._registry import register_job
@@ -83,7 +83,7 @@ class TrainJob(Job):
 
     def prepare(self) -> None:
         if self.data is None:
-            self.data = load_dataset(self.config.dataset, self.config.limit)
+            self.data = get_dataset(self.config.dataset, self.config.limit)
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epochs_done}

@@ -180,8 +180,8 @@ def _train_nb201(genotype: Any, train: Any, valid: Any, budget: Any, seed: int, 
     default 1), measured on the validation part; a non-finite loss fails with its reason."""
     from torch.utils.data import TensorDataset
 
+    from evaluators.data import DataSplits
     from nas import NasError
-    from nas.datasets import DataSplits
     from nas.groundtruth import TrainBudget, train_from_scratch
 
     settings = {"C": budget.channels, "cells_per_stage": budget.layers or NB201_CELLS_PER_STAGE,
@@ -241,9 +241,9 @@ def task_split(task: str, train_examples: int, valid_examples: int) -> tuple[tup
     ``train_examples + valid_examples`` examples, both shrink in proportion."""
     import torch
 
-    from nas.train import load_dataset
+    from evaluators.data import get_dataset
 
-    x, y = load_dataset(task).train.tensors
+    x, y = get_dataset(task).train.tensors
     n = len(y)
     if train_examples + valid_examples > n:
         scale = n / (train_examples + valid_examples)

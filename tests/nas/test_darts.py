@@ -99,7 +99,7 @@ def test_tiny_search_end_to_end(config: DartsConfig, shape: tuple[int, ...]) -> 
     assert len(last.alpha_normal) == 5 and len(last.alpha_normal[0]) == 4
     initial = Supernet(config.net, in_channels=shape[0], dim=len(shape) - 1).alpha_reduce
     assert not torch.allclose(torch.tensor(last.alpha_reduce), initial)  # the architecture steps moved α
-    assert 0 <= last.val_accuracy <= 1 and last.train_loss > 0 and last.lr == config.lr(config.epochs)
+    assert 0 <= last.val_accuracy <= 1 and last.train_loss > 0 and last.lr == config.lr_at(config.epochs)
     assert last.genotype == result.genotype
     if config.arch.order == 1:  # deterministic given the config
         again = search(config, train, val)

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from nas import DatasetError, NasError
+from nas.datasets import get_dataset as load_dataset
 from nas.genotypes import DARTS_V2
 from nas.network import NetworkConfig
 from nas.schedules import cosine_annealing
-from nas.train import TrainConfig, TrainEpoch, TrainResult, crop_flip, cutout, load_dataset, train_genotype
+from nas.train import TrainConfig, TrainEpoch, TrainResult, crop_flip, cutout, train_genotype
 
 NET = NetworkConfig(C=4, layers=3, num_classes=2)
 
