@@ -20,10 +20,8 @@ file fails with ``DatasetError`` instead of executing anything.
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -33,6 +31,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from evaluators.errors import DatasetError, TaskError
+from evaluators.files import atomic_write
 
 MODADD_P = 47  # modulus of the modular-addition task; inputs are the tokens (a, b, '=') with '=' encoded as p
 QUADRATIC_DIM = 32
@@ -145,15 +144,7 @@ def generate_mnist1d(num_samples: int | None = None, seed: int | None = None) ->
 
 
 def _save_atomically(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda stream: np.savez(stream, **arrays))
 
 
 def digits(cache_dir: Path | None) -> Arrays:

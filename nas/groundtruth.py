@@ -12,8 +12,6 @@ file atomically. The engine builds tables on its workers as a job (``autodisco n
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -25,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from evaluators.data import DataSplits
+from evaluators.files import write_json
 from evaluators.fit import Diverged, SGDConfig, TrainStep, evaluate, fit, shuffled_batches
 from nas.errors import NasError
 from nas.nb201 import NB201Genotype
@@ -188,15 +187,8 @@ def load_table(path: str | Path) -> GroundTruthTable:
 
 
 def write_table(table: GroundTruthTable, path: str | Path) -> None:
-    """Write ``table`` to ``path`` atomically (a temporary file renamed over it)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=target.name, suffix=".tmp", dir=target.parent)
-    with os.fdopen(handle, "w") as file:
-        json.dump(table.to_json(), file, indent=1, sort_keys=False)
-        file.write("\n")
-    os.chmod(temporary, 0o644)  # mkstemp makes it private; a table is data to share
-    os.replace(temporary, target)
+    """Write ``table`` to ``path`` atomically (``evaluators.files``)."""
+    write_json(path, table.to_json())
 
 
 def default_table_path(dataset: str) -> Path | None:

@@ -15,7 +15,6 @@ Data for the supernet (``supernet_data``): the dataset's training split, cut (se
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from evaluators.data import DataSplits, get_dataset, split_dataset
+from evaluators.files import save_torch
 from evaluators.fit import EpochStats, SGDConfig, TrainStep, fit
 from nas.errors import NasError
 from nas.nb201 import NB201Genotype
@@ -211,18 +211,12 @@ def save_supernet(path: str | Path, supernet: OneShotSupernet, config: OneShotCo
     """Write the supernet to ``path`` atomically (temporary file, fsync, rename): ``{"state_dict", "config",
     "dataset", "limit", "in_channels", "dim", "epoch"}`` and, to continue training, ``"optimizer"`` (its state dict),
     ``"sampler"`` and ``"history"`` (JSON text). Tensors and plain values only: ``torch.load(weights_only=True)``."""
-    target = Path(path)
-    temporary = target.with_name(target.name + ".tmp")
     state = {k: v.detach().cpu() for k, v in supernet.state_dict().items()}
     saved = {"state_dict": state, "config": config.to_dict(), "dataset": dataset, "limit": limit,
              "in_channels": supernet.in_channels, "dim": supernet.dim, "epoch": epoch,
              "optimizer": optimizer.state_dict() if optimizer is not None else None,
              "sampler": json.dumps(sampler), "history": json.dumps(list(history))}
-    with temporary.open("wb") as file:
-        torch.save(saved, file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, target)
+    save_torch(path, saved)
 
 
 @dataclass(frozen=True, eq=False)

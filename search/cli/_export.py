@@ -6,10 +6,8 @@ import argparse
 import importlib.util
 import keyword
 import math
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 from search.cli._common import UsageError, open_run
@@ -137,14 +135,6 @@ def _shadows(output: Path) -> bool:
 
 def _write_atomically(output: Path, text: str) -> None:
     """Write ``text`` to ``output`` through a temporary file and a rename: a reader never sees half a module."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".tmp", dir=output.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; a module is as readable as any new file
-        os.replace(temporary, output)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    from evaluators.files import write_text
+
+    write_text(output, text)

@@ -4,8 +4,6 @@ architectures with its inherited weights, and building a ground-truth table with
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -203,10 +201,9 @@ def _read_archs(path: Path) -> list[tuple[int, Any]]:
 
 
 def _write_json(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(value, indent=1) + "\n")
-    os.replace(temporary, path)
+    from evaluators.files import write_json
+
+    write_json(path, value)
 
 
 # -- groundtruth ------------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from search.jobs._base import Job, JobError
-from search.jobs._files import load_torch, save_torch
+from evaluators.files import load_torch, save_torch
 from search.progress import Progress
 
 
