@@ -9,6 +9,7 @@ import math
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from search.cli._common import UsageError, open_run
 from search.cli._report import resolve_candidate
@@ -26,7 +27,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--name", help="class name (default Discovered<ID>)")
     export.add_argument("--lr", type=float, default=None, help="the class's default learning rate (default 1e-3)")
     export.add_argument("--no-simplify", action="store_true", help="export the program as found, dead code included")
-    export.add_argument("--force", action="store_true", help="overwrite FILE.py if it exists")
+    export.add_argument("--force", action="store_true",
+                        help="overwrite FILE.py if it exists; export a candidate whose evaluation failed")
     export.add_argument("--db", metavar="URL", help="read the job from this database instead of <run>/results.db")
     export.set_defaults(handler=_export)
 
@@ -43,11 +45,20 @@ def _export(args: argparse.Namespace) -> int:
     store, job = open_run(args.run, args.db, read_only=True)
     with store:
         candidate = resolve_candidate(store, job, args.candidate)
+        standing = provenance(store, job, candidate)
+    if standing["status"] in ("failed", "pending", "unevaluated") and not args.force:
+        raise UsageError(f"candidate {candidate.id} has no successful evaluation ({standing['status']}"
+                         f"{': ' + standing['error'] if standing.get('error') else ''}); export it anyway with --force")
+    fitness = standing.get("fitness")
+    if job.kind == "optimizer" and isinstance(fitness, float) and fitness < 1.0:
+        print(f"autodisco: warning: candidate {candidate.id}'s proxy fitness {fitness:.4f} is below AdamW's (1.0)",
+              file=sys.stderr)
     name = args.name or f"Discovered{candidate.id}"
     output = Path(args.output) if args.output else Path(args.run) / EXPORTS_FOLDER / f"{module_name(name)}.py"
     _check_output(output, force=args.force, default=args.output is None)
     lr = DEFAULT_LR if args.lr is None else args.lr
     source, note, keywords = export_source(job, candidate, name, simplify=not args.no_simplify, default_lr=lr)
+    source = provenance_comment(standing) + source
     if args.output is None:
         output.parent.mkdir(exist_ok=True)
     _write_atomically(output, source)
@@ -81,6 +92,61 @@ def export_source(job: JobRecord, candidate: CandidateRecord, name: str, *, simp
                 else f"{len(program)} statements, nothing to simplify")
     keywords = ", ".join(f"{key}={value!r}" for key, value in hyperparameters(exported).items())
     return optimizer_source(exported, name, default_lr), note, keywords
+
+
+def provenance(store: Any, job: JobRecord, candidate: CandidateRecord) -> dict[str, Any]:
+    """Where ``candidate`` comes from and how it fared: run, id, functional hash, status, proxy fitness (AdamW =
+    1.0), and per validation stage its tuned fitness over AdamW's (``autodisco validate``), where recorded."""
+    from search.cli._report import candidate_results
+
+    result = candidate_results(store, [candidate.id])[candidate.id]
+    failed = [e for e in store.evaluations_of([candidate.id]) if e.status == "failed"]
+    stages: dict[str, float] = {}
+    baseline = _validation_baseline(store, job)
+    if baseline is not None:
+        own = {e.task: e.fitness for e in store.evaluations_of([candidate.id])
+               if e.key.startswith(f"validate:c{candidate.id}:") and e.status == "ok" and e.fitness is not None}
+        for task, fitness in own.items():
+            if baseline.get(task):
+                stage = task.rpartition("@")[2]
+                stages[stage] = min(stages.get(stage, math.inf), fitness / baseline[task])
+    return {"run": job.name, "candidate": candidate.id, "hash": candidate.hash, "status": result.status,
+            "fitness": result.fitness, "error": failed[0].error if failed and result.fitness is None else None,
+            "validated": stages}
+
+
+def _validation_baseline(store: Any, job: JobRecord) -> dict[str, float] | None:
+    """AdamW's tuned fitness per validation task (``T@10x``...), if the run was validated."""
+    from search.funnel import BASELINE
+
+    validations = store.get_job(f"{job.name}/validate") if hasattr(store, "get_job") else None
+    if validations is None:
+        return None
+    from programs import library
+    from search.kinds import OptimizerKind
+
+    digest = OptimizerKind().functional_hash(library.get(BASELINE))
+    found = [c for c in store.first_by_hash(job.id, digest, limit=10) if c.hash == digest]
+    if not found:
+        return None
+    return {e.task: e.fitness for e in store.evaluations_of([found[0].id])
+            if e.key.startswith(f"validate:c{found[0].id}:") and e.status == "ok" and e.fitness is not None}
+
+
+def provenance_comment(standing: dict[str, Any]) -> str:
+    """Comment lines naming where the module comes from. Every value is checked or reduced to safe characters: the
+    run name comes from a database and must not reach the source as it is."""
+    run = re.sub(r"[^A-Za-z0-9_.\-/ ]", "?", str(standing["run"]))[:80]
+    digest = str(standing["hash"]) if re.fullmatch(r"[0-9a-f]{1,128}", str(standing["hash"])) else "?"
+    fitness = standing.get("fitness")
+    proxy = f"{fitness:.6g}" if isinstance(fitness, float) and math.isfinite(fitness) else "none"
+    lines = [f"# Exported by autodisco from run {run!r}, candidate {int(standing['candidate'])}, functional hash "
+             f"{digest}.", f"# Proxy fitness {proxy} ({standing['status']}; AdamW = 1.0)."]
+    ratios = [f"{stage} {ratio:.4g}x" for stage, ratio in sorted(standing["validated"].items())
+              if isinstance(ratio, float) and math.isfinite(ratio)]
+    if ratios:
+        lines.append(f"# Validated against a tuned AdamW (worst task per stage): {', '.join(ratios)}.")
+    return "\n".join(lines) + "\n"
 
 
 def check_class_name(name: str) -> None:

@@ -93,12 +93,30 @@ def test_export_from_a_run_equals_exporting_the_program(run: BuiltRun, tmp_path:
     _export(capsys, [str(run.path), str(run.ids[4]), "-o", str(tmp_path / "simple.py"), "--name", "Lion2"])
     _export(capsys, [str(run.path), str(run.ids[4]), "-o", str(tmp_path / "raw.py"), "--name", "Lion2",
                      "--no-simplify", "--lr", "3e-4"])
-    simplified = (tmp_path / "simple.py").read_text()
+    provenance, simplified = (tmp_path / "simple.py").read_text().split('"""', 1)
+    simplified = '"""' + simplified  # after the comment lines that say where it comes from
+    assert provenance.startswith(f"# Exported by autodisco from run {NAME!r}, candidate {run.ids[4]}, functional hash")
     assert simplified == optimizer_source(simplify(parse(LION_WITH_DEAD_CODE)), "Lion2")
     assert simplified == optimizer_source(simplify(library.get("lion")), "Lion2")  # the dead cosh is gone: Lion
-    raw = (tmp_path / "raw.py").read_text()
+    raw = '"""' + (tmp_path / "raw.py").read_text().split('"""', 1)[1]
     assert raw == optimizer_source(parse(LION_WITH_DEAD_CODE), "Lion2", 3e-4) and "cosh" in raw
     assert inspect.signature(_import(tmp_path / "raw.py").Lion2).parameters["lr"].default == 3e-4
+
+
+def _module(path: Path) -> str:
+    """The exported module without its provenance comment lines."""
+    return "".join(line for line in path.read_text().splitlines(keepends=True) if not line.startswith("# "))
+
+
+def test_failed_candidates_need_force_and_the_module_says_where_it_comes_from(
+        run: BuiltRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    failed = next(i for i, candidate in zip(run.ids, CANDIDATES) if candidate[4] == "failed")  # sgd: nan loss
+    assert "--force" in _refused(capsys, [str(run.path), str(failed), "-o", str(tmp_path / "f.py")])
+    assert not (tmp_path / "f.py").exists()
+    _export(capsys, [str(run.path), str(failed), "-o", str(tmp_path / "f.py"), "--force"])
+    first = (tmp_path / "f.py").read_text().splitlines()[:2]
+    assert first[0].startswith(f"# Exported by autodisco from run {NAME!r}, candidate {failed}, functional hash ")
+    assert first[1].startswith("# Proxy fitness none (failed")
 
 
 def test_simplified_and_raw_exports_train_identically(run: BuiltRun, tmp_path: Path,
@@ -112,7 +130,7 @@ def test_default_name_and_path_and_hash_prefix(run: BuiltRun, capsys: pytest.Cap
     out = _export(capsys, [str(run.path), "0a0a"])  # adamw, the warm start
     expected = run.path / "exports" / f"discovered{run.ids[0]}.py"
     assert out.startswith(f"wrote {expected}: class Discovered{run.ids[0]}")
-    assert expected.read_text() == optimizer_source(simplify(library.get("adamw")), f"Discovered{run.ids[0]}")
+    assert _module(expected) == optimizer_source(simplify(library.get("adamw")), f"Discovered{run.ids[0]}")
     assert "--force" in _refused(capsys, [str(run.path), "0a0a"])  # no silent overwrite of the default file either
 
 
@@ -178,7 +196,7 @@ def test_database_url_needs_an_output(run: BuiltRun, tmp_path: Path, capsys: pyt
     url = f"sqlite:///{run.db}"
     assert "-o" in _refused(capsys, [NAME, str(run.ids[2]), "--db", url])
     _export(capsys, [NAME, str(run.ids[2]), "--db", url, "-o", str(tmp_path / "from_db.py")])
-    assert (tmp_path / "from_db.py").read_text() == optimizer_source(simplify(parse(CANDIDATES[2][0])),
+    assert _module(tmp_path / "from_db.py") == optimizer_source(simplify(parse(CANDIDATES[2][0])),
                                                                       f"Discovered{run.ids[2]}")
 
 
