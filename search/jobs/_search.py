@@ -152,6 +152,7 @@ class SearchJob(Job):
         self.runs = 0  # evaluations run (ok + failed), cache hits excluded
         self.failed = 0  # of those, failed
         self.inflight: dict[Future[EvalOutcome], _Flight] = {}
+        self.logged = 0  # strategy logbook records already in the store
 
     @classmethod
     def create(cls, store: Any, name: str, kind: CandidateKind[Any], config: SearchConfig,
@@ -181,8 +182,9 @@ class SearchJob(Job):
     def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
         if state is None:
             raise JobError(f"job {self.record.name!r} has no checkpoint to resume from")
-        self._load_state(state)
-        self.candidate_by_birth = {c.birth: c.id for c in self.store.list_candidates(self.record.id)}
+        candidates = self.store.list_candidates(self.record.id)
+        self._load_state(state, {c.birth: c.text for c in candidates})
+        self.candidate_by_birth = {c.birth: c.id for c in candidates}
         counts = self.store.counts(self.record.id, task=self.search_task)
         self.runs, self.failed = counts.evaluations, counts.failed
 
@@ -204,60 +206,79 @@ class SearchJob(Job):
             if self.context_values["baselines"] is None and baseline is not None:
                 self._measure_baselines(runner, executor, baseline)
             self._redispatch(executor)
+            done: set[Future[EvalOutcome]] = set()
             while True:
-                self._fill(runner, executor)
+                self._advance(runner, executor, done)
                 if not self.inflight:
                     break
                 done, _ = wait(list(self.inflight), timeout=0.5, return_when=FIRST_COMPLETED)
-                for future in done:
-                    self._record(runner, self.inflight.pop(future), future.result())
                 runner.show_progress()
         return self.summary("finished")
 
+    def _advance(self, runner: Runner, executor: Executor, done: set[Future[EvalOutcome]]) -> None:
+        """Record the results that arrived together and ask for the candidates that refill the workers, all in one
+        unit (one transaction, one checkpoint); then dispatch the new evaluations, once they are recorded."""
+        finished = [(self.inflight.pop(future), future.result()) for future in done]
+        if not finished and not self._ask_more(executor, 0):
+            return
+        queued: list[tuple[_Flight, dict[str, Any]]] = []
+        with self._unit(runner):
+            for flight, outcome in finished:
+                self._record(flight, outcome)
+            while self._ask_more(executor, len(queued)):
+                self._ask(queued)
+        for flight, payload in queued:
+            self._submit(executor, flight, payload)
+
     @contextmanager
     def _unit(self, runner: Runner) -> Iterator[None]:
-        """A unit of the runner; the FEC cache's changed entries are written in its transaction too."""
+        """A unit of the runner; the FEC cache's changed entries and the strategy's new logbook records are written
+        in its transaction too (the checkpoint keeps neither: it stays small however long the run)."""
         with runner.unit():
             yield
             if self.cache is not None:
                 changes = self.cache.drain_changes()
                 self.store.save_cache_entries(self.record.id, {k: v for k, v in changes.items() if v is not None})
                 self.store.delete_cache_entries(self.record.id, [k for k, v in changes.items() if v is None])
+            logbook = self.strategy.logbook
+            if len(logbook) > self.logged:
+                self.store.append_logbook(self.record.id, self.logged, logbook[self.logged:])
+                self.logged = len(logbook)
 
-    def _fill(self, runner: Runner, executor: Executor) -> None:
-        while len(self.inflight) < executor.num_workers and self._can_ask():
-            self._ask(runner, executor)
+    def _ask_more(self, executor: Executor, queued: int) -> bool:
+        return len(self.inflight) + queued < executor.num_workers and self._can_ask(queued)
 
-    def _can_ask(self) -> bool:
+    def _can_ask(self, queued: int = 0) -> bool:
         config = self.config
         if config.hours is not None and self.elapsed() >= config.hours * 3600:
             return False
         if config.evaluations is not None:
-            if self.runs + len(self.inflight) >= config.evaluations:
+            if self.runs + len(self.inflight) + queued >= config.evaluations:
                 return False
             if len(self.candidate_by_birth) >= config.evaluations * config.max_candidates_per_evaluation:
                 return False
         return True
 
-    def _ask(self, runner: Runner, executor: Executor) -> None:
+    def _ask(self, queued: list[tuple[_Flight, dict[str, Any]]]) -> None:
+        """Ask for one candidate and record it (inside the caller's unit): a cache hit is finished at once, anything
+        else is queued for dispatch after the unit commits."""
         proposal = self.strategy.ask()
         text = self.kind.to_text(proposal.candidate)
         digest = self.kind.functional_hash(proposal.candidate)
         decision = self.cache.lookup(digest) if self.cache is not None else None
         parents = [self.candidate_by_birth[p] for p in proposal.parent_ids if p in self.candidate_by_birth]
         seed = self.config.seed + (decision.count if decision is not None else 0)
-        with self._unit(runner):
-            candidate_id = self.store.add_candidate(
-                self.record.id, kind=self.kind.name, text=text, hash=digest, parent_ids=parents,
-                mutation=proposal.mutation, birth=proposal.id)
-            self.candidate_by_birth[proposal.id] = candidate_id
-            evaluation_id = self.store.add_evaluation(self.record.id, candidate_id, key=f"c{candidate_id}",
-                                                      task=self.search_task, seed=seed)
-            if decision is not None and decision.action == CacheAction.HIT:
-                self._record_hit(evaluation_id, proposal.id, decision.fitness, decision.metrics)
-        if decision is None or decision.action != CacheAction.HIT:
-            self._submit(executor, _Flight(evaluation_id, candidate_id, proposal.id, digest),
-                         self.kind.payload(proposal.candidate, seed=seed, context=self.context_values))
+        candidate_id = self.store.add_candidate(
+            self.record.id, kind=self.kind.name, text=text, hash=digest, parent_ids=parents,
+            mutation=proposal.mutation, birth=proposal.id)
+        self.candidate_by_birth[proposal.id] = candidate_id
+        evaluation_id = self.store.add_evaluation(self.record.id, candidate_id, key=f"c{candidate_id}",
+                                                  task=self.search_task, seed=seed)
+        if decision is not None and decision.action == CacheAction.HIT:
+            self._record_hit(evaluation_id, proposal.id, decision.fitness, decision.metrics)
+            return
+        queued.append((_Flight(evaluation_id, candidate_id, proposal.id, digest),
+                       self.kind.payload(proposal.candidate, seed=seed, context=self.context_values)))
 
     def _record_hit(self, evaluation_id: int, proposal_id: int, fitness: float | None, metrics: Any) -> None:
         failed = fitness is None or not math.isfinite(fitness)
@@ -278,24 +299,24 @@ class SearchJob(Job):
             payload = self.kind.payload(self.kind.parse(candidate.text), seed=record.seed, context=self.context_values)
             self._submit(executor, flight, payload)
 
-    def _record(self, runner: Runner, flight: _Flight, outcome: EvalOutcome) -> None:
+    def _record(self, flight: _Flight, outcome: EvalOutcome) -> None:
+        """Record one finished evaluation (inside the caller's unit) and tell the strategy."""
         result = outcome.result or {}
         task_ran = outcome.ok and result.get("status") in ("ok", "failed")
         ok = task_ran and result.get("status") == "ok" and _finite(result.get("fitness"))
         error = None if ok else (result.get("error") or outcome.error or "non-finite fitness")
         fitness = float(result["fitness"]) if ok else None
         metrics = {"tasks": result.get("metrics"), "scores": result.get("scores")} if task_ran else None
-        with self._unit(runner):
-            recorded = self.store.finish_evaluation(
-                flight.evaluation_id, status="ok" if ok else "failed", fitness=fitness, metrics=metrics,
-                error=error, worker=outcome.worker, wall_time=outcome.wall_time, attempts=outcome.attempts)
-            if not recorded:
-                return
-            self.runs += 1
-            self.failed += not ok
-            if self.cache is not None and task_ran:  # executor failures (timeouts, crashes) are not cached
-                self.cache.record(flight.hash, fitness if ok else CACHE_FAILURE)
-            self.strategy.tell(flight.proposal_id, fitness)
+        recorded = self.store.finish_evaluation(
+            flight.evaluation_id, status="ok" if ok else "failed", fitness=fitness, metrics=metrics,
+            error=error, worker=outcome.worker, wall_time=outcome.wall_time, attempts=outcome.attempts)
+        if not recorded:
+            return
+        self.runs += 1
+        self.failed += not ok
+        if self.cache is not None and task_ran:  # executor failures (timeouts, crashes) are not cached
+            self.cache.record(flight.hash, fitness if ok else CACHE_FAILURE)
+        self.strategy.tell(flight.proposal_id, fitness)
 
     def _measure_baselines(self, runner: Runner, executor: Executor, baseline: Any) -> None:
         """The baseline's raw fitness on each task (optimizers: AdamW's): the denominators of the normalised fitness."""
@@ -324,14 +345,18 @@ class SearchJob(Job):
         """The strategy, the cache's counters and RNG (its entries live in ``cache_entries``), the baselines, the
         elapsed time."""
         return {
-            "strategy": self.strategy.state_dict(),
+            # candidates by proposal id (= birth: their texts are rows of the candidates table), logbook by length
+            "strategy": self.strategy.state_dict(texts=False, logbook=False),
             "cache": None if self.cache is None else self.cache.to_dict(entries=False),
             "context": self.context_values,
             "elapsed_s": self.elapsed(),
         }
 
-    def _load_state(self, state: dict[str, Any]) -> None:
-        self.strategy.load_state_dict(state["strategy"])
+    def _load_state(self, state: dict[str, Any], texts: Mapping[int, str]) -> None:
+        strategy = state["strategy"]
+        logbook = self.store.load_logbook(self.record.id) if "logbook" not in strategy else None
+        self.strategy.load_state_dict(strategy, texts=texts, logbook=logbook)
+        self.logged = len(self.strategy.logbook) if logbook is not None else 0
         if self.cache is not None and state.get("cache") is not None:
             self.cache = FECache.from_dict(state["cache"], entries=self.store.load_cache_entries(self.record.id))
         self.context_values = dict(state["context"])

@@ -145,6 +145,14 @@ checkpoints = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
+logbook = sa.Table(
+    "logbook",
+    metadata,
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),  # 0, 1, 2, ...: the strategy's logbook, append-only
+    sa.Column("entry", JSONText, nullable=False),
+)
+
 TABLE_NAMES = frozenset(metadata.tables)
 
 # Optuna's RDB storage may share the database (lr tuning studies); its tables are not foreign to us.

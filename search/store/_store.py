@@ -18,7 +18,7 @@ from search.store._records import (
 )
 from search.store._schema import (
     EVALUATION_STATUSES, FINISHED_STATUSES, JOB_KINDS, JOB_STATUSES, cache_entries, candidates, checkpoints,
-    evaluations, jobs, now,
+    evaluations, jobs, logbook, now,
 )
 
 RESULTS_FILE = "results.db"
@@ -291,6 +291,19 @@ class Store:
         query = sa.select(cache_entries.c.hash, cache_entries.c.payload).where(cache_entries.c.job_id == job_id)
         with self._connection() as conn:
             return {digest: payload for digest, payload in conn.execute(query)}
+
+    def append_logbook(self, job_id: int, first_seq: int, entries: Iterable[Mapping[str, Any]]) -> None:
+        """Append the job's strategy logbook records ``first_seq``, ``first_seq + 1``, ... (written once each)."""
+        rows = [{"job_id": job_id, "seq": first_seq + i, "entry": dict(e)} for i, e in enumerate(entries)]
+        if rows:
+            with self._connection() as conn:
+                conn.execute(sa.insert(logbook), rows)
+
+    def load_logbook(self, job_id: int) -> list[Any]:
+        """The job's strategy logbook records in order."""
+        query = sa.select(logbook.c.entry).where(logbook.c.job_id == job_id).order_by(logbook.c.seq)
+        with self._connection() as conn:
+            return [entry for (entry,) in conn.execute(query)]
 
     # -- reports --------------------------------------------------------------------------------------------------
 
