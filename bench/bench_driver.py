@@ -59,7 +59,7 @@ def child(args: argparse.Namespace) -> None:
                 if self.submitted - args.workers in boundaries:  # results recorded ~ submitted - in flight
                     seen[self.submitted - args.workers] = time.process_time()
             text = str(request.payload.get("program", ""))
-            fitness = (xxhash.xxh64_intdigest(text) % 10_000) / 5_000
+            fitness = (xxhash.xxh64_intdigest(text.encode()) % 10_000) / 5_000
             future: Future[EvalOutcome] = Future()
             future.set_result(EvalOutcome(request.key, "ok", {"status": "ok", "fitness": fitness, "metrics": {},
                                                                "scores": {}}, None, "instant", 0.0, 1))

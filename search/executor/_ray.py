@@ -87,6 +87,7 @@ class _Slot:
     generation: int = 0
     ready: bool = False
     name: str = "ray:starting"
+    node: str | None = None
     task: _Task | None = None
     since: float = 0.0
     done: int = 0
@@ -148,6 +149,11 @@ class RayExecutor(Executor):
     def worker_names(self) -> tuple[str, ...]:
         """``host:pid:device`` of each actor that has started."""
         return tuple(s.name for s in list(self._slots) if s.ready)
+
+    @property
+    def worker_nodes(self) -> tuple[str, ...]:
+        """The Ray node id of each actor that has started."""
+        return tuple(s.node for s in list(self._slots) if s.ready and s.node is not None)
 
     def wait_ready(self, timeout_s: float | None = None) -> None:
         """Block until every actor has started; ``ExecutorError`` if they cannot or ``timeout_s`` passes."""
@@ -255,7 +261,8 @@ class RayExecutor(Executor):
             return
         error = done.exception()
         if error is None:
-            slot.ready, slot.name, self._start_failures = True, done.result(), 0
+            info = json.loads(done.result())
+            slot.ready, slot.name, slot.node, self._start_failures = True, info["name"], info["node"], 0
             with self._ready:
                 self._ready.notify_all()
             return

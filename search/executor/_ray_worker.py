@@ -38,8 +38,10 @@ class EvalActor:
         self.name = f"{socket.gethostname()}:{os.getpid()}:{'gpu' + gpus if spec.get('gpu') else 'cpu'}"
 
     def ready(self) -> str:
-        """This worker's name (``host:pid:device``), once it has started."""
-        return self.name
+        """Once started: JSON ``{"name": "host:pid:device", "node": Ray node id}``."""
+        import ray
+
+        return json.dumps({"name": self.name, "node": ray.get_runtime_context().get_node_id()})
 
     def run(self, message: bytes) -> bytes:
         """One evaluation: the request as ``EvalRequest.encode`` wrote it in, the outcome as JSON out."""
