@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from search.cli._common import UsageError, executor_factory, print_json
+from search.cli._common import UsageError, add_executor_options, executor_factory, print_json
 from search.store import Store
 
 PRELOAD = ("torch", "nas.workers", "nas.groundtruth")
@@ -70,6 +70,7 @@ def _register_groundtruth(commands: argparse._SubParsersAction) -> None:
                                                           "settings is continued")
     gt.add_argument("--workers", default="auto", help="'auto' (one per GPU, else one per core) or a number")
     gt.add_argument("--timeout", type=float, help="seconds per architecture before it is killed (default none)")
+    add_executor_options(gt)
     gt.add_argument("--quiet", action="store_true", help="no progress bar")
     gt.set_defaults(handler=_groundtruth)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import queue
+import socket
 import sys
 import threading
 import time
@@ -30,6 +31,11 @@ RESCAN_S = 1.0  # how often the cluster's size is checked (workers="auto")
 POLL_S = 0.5
 START_FAILURE_LIMIT = 3  # consecutive actors failing in their constructor: the pool is broken
 ACTOR_FN = "search.executor._ray_worker:EvalActor"
+
+
+class RayUnavailableError(ExecutorError, ValueError):
+    """Ray is not installed, or no cluster can be started or joined at the address given (bad user input: the CLI
+    prints it as one line)."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,7 @@ def import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise ExecutorError("the Ray executor needs Ray: pip install 'autodisco[distributed]'") from None
+        raise RayUnavailableError("the Ray executor needs Ray: pip install 'autodisco[distributed]'") from None
     return ray
 
 
@@ -110,12 +116,14 @@ class RayExecutor(Executor):
         ray = self._ray = import_ray()
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
+            _check_reachable(self.config.address)
             try:
                 ray.init(address=self.config.address, include_dashboard=False, configure_logging=False,
                          log_to_driver=True)
             except Exception as error:  # ConnectionError, RuntimeError, ValueError: no cluster there
                 where = self.config.address or "a local instance"
-                raise ExecutorError(f"cannot start or join Ray at {where}: {one_line(error)}") from None
+                raise RayUnavailableError(f"cannot start or join Ray at {where}: {one_line(error)}; start it with "
+                                          "'ray start --head' or check --ray-address") from None
         self._gpu = float(ray.cluster_resources().get("GPU", 0)) >= 1
         self._actor_class = ray.remote(_actor_class())
         self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
@@ -416,6 +424,20 @@ class RayExecutor(Executor):
                 pass
         with self._ready:
             self._ready.notify_all()
+
+
+def _check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
+    """Fail fast, with one line, on a ``HOST:PORT`` nobody listens at (Ray itself would retry for minutes)."""
+    if address is None or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise RayUnavailableError(f"--ray-address {address!r}: give 'auto' or HOST:PORT (e.g. 10.0.0.1:6379)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise RayUnavailableError(f"no Ray cluster at {address} ({error.strerror or error}); start one with "
+                                  "'ray start --head' or check --ray-address") from None
 
 
 def _actor_class() -> type:
