@@ -105,6 +105,20 @@ class _Flight:
 
 
 @dataclass
+class _Asked:
+    """A candidate asked in the current unit; ``hit`` (a cache hit's result) or ``payload`` (to dispatch)."""
+
+    proposal_id: int
+    text: str
+    hash: str
+    parent_ids: tuple[int, ...]
+    mutation: str
+    seed: int
+    hit: dict[str, Any] | None = None
+    payload: dict[str, Any] | None = None
+
+
+@dataclass
 class JobSummary:
     """What a run of the loop achieved (the store has the details)."""
 
@@ -153,6 +167,9 @@ class SearchJob(Job):
         self.failed = 0  # of those, failed
         self.inflight: dict[Future[EvalOutcome], _Flight] = {}
         self.logged = 0  # strategy logbook records already in the store
+        self._asked: list[_Asked] = []  # asked in the current unit, rows not yet written
+        self._unwritten: set[int] = set()  # their proposal ids
+        self._queued: list[tuple[_Flight, dict[str, Any]]] = []  # recorded, to dispatch once the unit commits
 
     @classmethod
     def create(cls, store: Any, name: str, kind: CandidateKind[Any], config: SearchConfig,
@@ -217,16 +234,18 @@ class SearchJob(Job):
 
     def _advance(self, runner: Runner, executor: Executor, done: set[Future[EvalOutcome]]) -> None:
         """Record the results that arrived together and ask for the candidates that refill the workers, all in one
-        unit (one transaction, one checkpoint); then dispatch the new evaluations, once they are recorded."""
+        unit (one transaction, one checkpoint; the new rows written in bulk); then dispatch the new evaluations, once
+        they are recorded."""
         finished = [(self.inflight.pop(future), future.result()) for future in done]
-        if not finished and not self._ask_more(executor, 0):
+        if not finished and not self._ask_more(executor):
             return
-        queued: list[tuple[_Flight, dict[str, Any]]] = []
         with self._unit(runner):
             for flight, outcome in finished:
                 self._record(flight, outcome)
-            while self._ask_more(executor, len(queued)):
-                self._ask(queued)
+            while self._ask_more(executor):
+                self._ask()
+            self._write_asked()
+        queued, self._queued = self._queued, []
         for flight, payload in queued:
             self._submit(executor, flight, payload)
 
@@ -245,47 +264,63 @@ class SearchJob(Job):
                 self.store.append_logbook(self.record.id, self.logged, logbook[self.logged:])
                 self.logged = len(logbook)
 
-    def _ask_more(self, executor: Executor, queued: int) -> bool:
-        return len(self.inflight) + queued < executor.num_workers and self._can_ask(queued)
+    def _ask_more(self, executor: Executor) -> bool:
+        waiting = len(self._queued) + sum(a.payload is not None for a in self._asked)
+        return len(self.inflight) + waiting < executor.num_workers and self._can_ask(waiting)
 
-    def _can_ask(self, queued: int = 0) -> bool:
+    def _can_ask(self, waiting: int = 0) -> bool:
         config = self.config
         if config.hours is not None and self.elapsed() >= config.hours * 3600:
             return False
         if config.evaluations is not None:
-            if self.runs + len(self.inflight) + queued >= config.evaluations:
+            if self.runs + len(self.inflight) + waiting >= config.evaluations:
                 return False
-            if len(self.candidate_by_birth) >= config.evaluations * config.max_candidates_per_evaluation:
+            if len(self.candidate_by_birth) + len(self._asked) >= config.evaluations * config.max_candidates_per_evaluation:
                 return False
         return True
 
-    def _ask(self, queued: list[tuple[_Flight, dict[str, Any]]]) -> None:
-        """Ask for one candidate and record it (inside the caller's unit): a cache hit is finished at once, anything
-        else is queued for dispatch after the unit commits."""
+    def _ask(self) -> None:
+        """Ask for one candidate (inside the caller's unit): a cache hit is told at once, anything else waits for
+        dispatch; its rows are written with the unit's others by ``_write_asked``."""
         proposal = self.strategy.ask()
-        text = self.kind.to_text(proposal.candidate)
+        if any(p in self._unwritten for p in proposal.parent_ids):
+            self._write_asked()  # its parent was asked in this unit: the parent's row (and id) comes first
         digest = self.kind.functional_hash(proposal.candidate)
         decision = self.cache.lookup(digest) if self.cache is not None else None
-        parents = [self.candidate_by_birth[p] for p in proposal.parent_ids if p in self.candidate_by_birth]
         seed = self.config.seed + (decision.count if decision is not None else 0)
-        candidate_id = self.store.add_candidate(
-            self.record.id, kind=self.kind.name, text=text, hash=digest, parent_ids=parents,
-            mutation=proposal.mutation, birth=proposal.id)
-        self.candidate_by_birth[proposal.id] = candidate_id
-        evaluation_id = self.store.add_evaluation(self.record.id, candidate_id, key=f"c{candidate_id}",
-                                                  task=self.search_task, seed=seed)
+        asked = _Asked(proposal.id, self.kind.to_text(proposal.candidate), digest, proposal.parent_ids,
+                       proposal.mutation, seed)
         if decision is not None and decision.action == CacheAction.HIT:
-            self._record_hit(evaluation_id, proposal.id, decision.fitness, decision.metrics)
-            return
-        queued.append((_Flight(evaluation_id, candidate_id, proposal.id, digest),
-                       self.kind.payload(proposal.candidate, seed=seed, context=self.context_values)))
+            failed = decision.fitness is None or not math.isfinite(decision.fitness)
+            asked.hit = {"status": "cached", "fitness": None if failed else decision.fitness,
+                         "metrics": dict(decision.metrics or {}),
+                         "error": "an equivalent candidate failed" if failed else None}
+            self.strategy.tell(proposal.id, None if failed else decision.fitness)
+        else:
+            asked.payload = self.kind.payload(proposal.candidate, seed=seed, context=self.context_values)
+        self._asked.append(asked)
+        self._unwritten.add(proposal.id)
 
-    def _record_hit(self, evaluation_id: int, proposal_id: int, fitness: float | None, metrics: Any) -> None:
-        failed = fitness is None or not math.isfinite(fitness)
-        self.store.finish_evaluation(evaluation_id, status="cached", fitness=None if failed else fitness,
-                                     metrics=dict(metrics or {}),
-                                     error="an equivalent candidate failed" if failed else None)
-        self.strategy.tell(proposal_id, None if failed else fitness)
+    def _write_asked(self) -> None:
+        """Write the candidates asked since the last call, their evaluations and the cache hits' results: three
+        statements however many."""
+        asked, self._asked = self._asked, []
+        self._unwritten.clear()
+        if not asked:
+            return
+        candidate_ids = self.store.add_candidates(self.record.id, [
+            {"kind": self.kind.name, "text": a.text, "hash": a.hash, "mutation": a.mutation, "birth": a.proposal_id,
+             "parent_ids": [self.candidate_by_birth[p] for p in a.parent_ids if p in self.candidate_by_birth]}
+            for a in asked])
+        for a, candidate_id in zip(asked, candidate_ids):
+            self.candidate_by_birth[a.proposal_id] = candidate_id
+        evaluation_ids = self.store.add_evaluations(self.record.id, [
+            {"candidate_id": c, "key": f"c{c}", "task": self.search_task, "seed": a.seed}
+            for a, c in zip(asked, candidate_ids)])
+        self.store.finish_evaluations(self.record.id, [
+            {"evaluation_id": e, **a.hit} for a, e in zip(asked, evaluation_ids) if a.hit is not None])
+        self._queued.extend((_Flight(e, c, a.proposal_id, a.hash), a.payload)
+                            for a, c, e in zip(asked, candidate_ids, evaluation_ids) if a.payload is not None)
 
     def _submit(self, executor: Executor, flight: _Flight, payload: dict[str, Any]) -> None:
         request = EvalRequest(key=f"c{flight.candidate_id}", fn=self.kind.worker_fn, payload=payload)

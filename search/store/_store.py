@@ -6,7 +6,7 @@ import math
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import sqlalchemy as sa
 
@@ -249,6 +249,77 @@ class Store:
         with self._connection() as conn:
             return [evaluation_record(r) for r in conn.execute(query).mappings()]
 
+    # -- bulk writes (one statement for many rows: a driver recording results that arrive together) -------------
+
+    def add_candidates(self, job_id: int, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Record new candidates (each row: ``kind, text, hash, parent_ids, mutation, birth``) in one statement and
+        return their ids in order. Unlike ``add_candidate`` the births must be new (``StoreError`` otherwise)."""
+        if not rows:
+            return []
+        stamp = now()
+        values = []
+        for row in rows:
+            _check(row["kind"], JOB_KINDS, "candidate kind")
+            values.append({"job_id": job_id, "kind": row["kind"], "text": row["text"], "hash": row["hash"],
+                           "parent_ids": [int(p) for p in row["parent_ids"]], "mutation": row.get("mutation"),
+                           "birth": int(row["birth"]), "created_at": stamp})
+        query = sa.insert(candidates).returning(candidates.c.id, sort_by_parameter_order=True)
+        with self._connection() as conn:
+            try:
+                return [int(r.id) for r in conn.execute(query, values)]
+            except sa.exc.IntegrityError:
+                raise StoreError(f"job {job_id}: a birth among {[v['birth'] for v in values][:5]} is taken") from None
+
+    def add_evaluations(self, job_id: int, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Record new "pending" evaluations (each row: ``candidate_id, key, task, seed``) in one statement; their
+        ids in order. Unlike ``add_evaluation`` the keys must be new (``StoreError`` otherwise)."""
+        if not rows:
+            return []
+        stamp = now()
+        values = [{"job_id": job_id, "candidate_id": int(r["candidate_id"]), "key": r["key"], "task": r["task"],
+                   "seed": int(r["seed"]), "status": "pending", "attempts": 0, "cache_hit": False,
+                   "created_at": stamp} for r in rows]
+        query = sa.insert(evaluations).returning(evaluations.c.id, sort_by_parameter_order=True)
+        with self._connection() as conn:
+            try:
+                return [int(r.id) for r in conn.execute(query, values)]
+            except sa.exc.IntegrityError:
+                raise StoreError(f"job {job_id}: an evaluation key among {[v['key'] for v in values][:5]} is "
+                                 "taken") from None
+
+    def finish_evaluations(self, job_id: int, rows: Sequence[Mapping[str, Any]]) -> list[bool]:
+        """``finish_evaluation`` for many evaluations of one job at once, in order (each row: ``evaluation_id`` and
+        the keyword arguments of ``finish_evaluation``); for each, whether it was recorded (False: already
+        finished). ``StoreError`` if one does not exist in the job."""
+        if not rows:
+            return []
+        ids = [int(r["evaluation_id"]) for r in rows]
+        for row in rows:
+            _check(row["status"], FINISHED_STATUSES, "finished status")
+        with self._connection() as conn:
+            found = dict(conn.execute(sa.select(evaluations.c.id, evaluations.c.status).where(
+                evaluations.c.job_id == job_id, evaluations.c.id.in_(set(ids)))).all())
+            missing = [i for i in ids if i not in found]
+            if missing:
+                raise StoreError(f"no evaluation with id {missing[0]} in job {job_id} of {describe(self.url)}")
+            order = _next(conn, evaluations.c.finished_order, evaluations.c.job_id == job_id, start=1)
+            recorded, values, stamp = [], [], now()
+            for evaluation_id, row in zip(ids, rows):
+                fresh = found[evaluation_id] not in FINISHED_STATUSES
+                recorded.append(fresh)
+                if not fresh:
+                    continue
+                found[evaluation_id] = row["status"]  # the same id twice in ``rows``: the second is not recorded
+                values.append({
+                    "b_id": evaluation_id, "status": row["status"], "fitness": _finite_or_none(row.get("fitness")),
+                    "metrics": row.get("metrics"), "error": row.get("error"), "worker": row.get("worker"),
+                    "wall_time": row.get("wall_time"), "attempts": row.get("attempts", 0),
+                    "cache_hit": row["status"] == "cached", "finished_order": order, "finished_at": stamp})
+                order += 1
+            if values:
+                conn.execute(sa.update(evaluations).where(evaluations.c.id == sa.bindparam("b_id")), values)
+            return recorded
+
     # -- checkpoints and the FEC cache ----------------------------------------------------------------------------
 
     def save_checkpoint(self, job_id: int, state: Any) -> int:
@@ -268,14 +339,22 @@ class Store:
         return None if row is None else checkpoint_record(row)
 
     def save_cache_entries(self, job_id: int, entries: Mapping[str, Any]) -> None:
-        """Insert or replace FEC cache entries ``{hash: payload}`` of the job."""
+        """Insert or replace FEC cache entries ``{hash: payload}`` of the job (one statement each for the updated
+        and the new ones)."""
+        if not entries:
+            return
+        stamp = now()
         with self._connection() as conn:
-            for digest, payload in entries.items():
-                match = (cache_entries.c.job_id == job_id) & (cache_entries.c.hash == digest)
-                if conn.execute(sa.update(cache_entries).where(match).values(
-                        payload=payload, updated_at=now())).rowcount == 0:
-                    conn.execute(sa.insert(cache_entries).values(
-                        job_id=job_id, hash=digest, payload=payload, updated_at=now()))
+            existing = set(conn.execute(sa.select(cache_entries.c.hash).where(
+                cache_entries.c.job_id == job_id, cache_entries.c.hash.in_(list(entries)))).scalars())
+            updates = [{"b_hash": h, "payload": p, "updated_at": stamp} for h, p in entries.items() if h in existing]
+            inserts = [{"job_id": job_id, "hash": h, "payload": p, "updated_at": stamp}
+                       for h, p in entries.items() if h not in existing]
+            if updates:
+                conn.execute(sa.update(cache_entries).where(
+                    cache_entries.c.job_id == job_id, cache_entries.c.hash == sa.bindparam("b_hash")), updates)
+            if inserts:
+                conn.execute(sa.insert(cache_entries), inserts)
 
     def delete_cache_entries(self, job_id: int, hashes: Iterable[str]) -> None:
         """Remove FEC cache entries of the job (evicted from the cache)."""
