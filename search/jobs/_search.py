@@ -240,8 +240,7 @@ class SearchJob(Job):
         if not finished and not self._ask_more(executor):
             return
         with self._unit(runner):
-            for flight, outcome in finished:
-                self._record(flight, outcome)
+            self._record(finished)
             while self._ask_more(executor):
                 self._ask()
             self._write_asked()
@@ -334,24 +333,28 @@ class SearchJob(Job):
             payload = self.kind.payload(self.kind.parse(candidate.text), seed=record.seed, context=self.context_values)
             self._submit(executor, flight, payload)
 
-    def _record(self, flight: _Flight, outcome: EvalOutcome) -> None:
-        """Record one finished evaluation (inside the caller's unit) and tell the strategy."""
-        result = outcome.result or {}
-        task_ran = outcome.ok and result.get("status") in ("ok", "failed")
-        ok = task_ran and result.get("status") == "ok" and _finite(result.get("fitness"))
-        error = None if ok else (result.get("error") or outcome.error or "non-finite fitness")
-        fitness = float(result["fitness"]) if ok else None
-        metrics = {"tasks": result.get("metrics"), "scores": result.get("scores")} if task_ran else None
-        recorded = self.store.finish_evaluation(
-            flight.evaluation_id, status="ok" if ok else "failed", fitness=fitness, metrics=metrics,
-            error=error, worker=outcome.worker, wall_time=outcome.wall_time, attempts=outcome.attempts)
-        if not recorded:
-            return
-        self.runs += 1
-        self.failed += not ok
-        if self.cache is not None and task_ran:  # executor failures (timeouts, crashes) are not cached
-            self.cache.record(flight.hash, fitness if ok else CACHE_FAILURE)
-        self.strategy.tell(flight.proposal_id, fitness)
+    def _record(self, finished: list[tuple[_Flight, EvalOutcome]]) -> None:
+        """Record finished evaluations (inside the caller's unit, in one statement) and tell the strategy."""
+        rows, told = [], []
+        for flight, outcome in finished:
+            result = outcome.result or {}
+            task_ran = outcome.ok and result.get("status") in ("ok", "failed")
+            ok = task_ran and result.get("status") == "ok" and _finite(result.get("fitness"))
+            fitness = float(result["fitness"]) if ok else None
+            rows.append({"evaluation_id": flight.evaluation_id, "status": "ok" if ok else "failed", "fitness": fitness,
+                         "metrics": {"tasks": result.get("metrics"), "scores": result.get("scores")} if task_ran
+                         else None, "error": None if ok else (result.get("error") or outcome.error or
+                                                              "non-finite fitness"),
+                         "worker": outcome.worker, "wall_time": outcome.wall_time, "attempts": outcome.attempts})
+            told.append((flight, ok, task_ran, fitness))
+        for (flight, ok, task_ran, fitness), recorded in zip(told, self.store.finish_evaluations(self.record.id, rows)):
+            if not recorded:
+                continue
+            self.runs += 1
+            self.failed += not ok
+            if self.cache is not None and task_ran:  # executor failures (timeouts, crashes) are not cached
+                self.cache.record(flight.hash, fitness if ok else CACHE_FAILURE)
+            self.strategy.tell(flight.proposal_id, fitness)
 
     def _measure_baselines(self, runner: Runner, executor: Executor, baseline: Any) -> None:
         """The baseline's raw fitness on each task (optimizers: AdamW's): the denominators of the normalised fitness."""

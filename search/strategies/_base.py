@@ -144,7 +144,7 @@ class Strategy(abc.ABC, Generic[C]):
             "failed": self._failed,
             "pending": [writer.proposal(p) for p in self.pending],
             "hall_of_fame": [writer.member(m) for m in self.hall_of_fame],
-            "window": [writer.member(m) for m in self._window],
+            "window": writer.members(self._window),
             "extra": self._extra_state(writer),
         }
         if logbook:

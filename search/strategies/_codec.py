@@ -8,7 +8,7 @@ hands them to the reader.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, Mapping
+from typing import Any, Callable, Generic, Iterable, Mapping
 
 from search.strategies._records import C, Fitness, Member, Proposal, StrategyError
 
@@ -38,6 +38,13 @@ class StateWriter(Generic[C]):
     def member(self, member: Member[C]) -> dict[str, Any]:
         fitness = list(member.fitness) if isinstance(member.fitness, tuple) else member.fitness
         return {"id": self.candidate(member.id, member.candidate), "fitness": fitness}
+
+    def members(self, members: Iterable[Member[C]]) -> list[dict[str, Any]]:
+        """``[member(m) for m in members]``; without texts, in one pass (a population of thousands per checkpoint)."""
+        if self.to_text is not None:
+            return [self.member(m) for m in members]
+        return [{"id": m.id, "fitness": list(m.fitness) if isinstance(m.fitness, tuple) else m.fitness}
+                for m in members]
 
     def proposal(self, proposal: Proposal[C]) -> dict[str, Any]:
         return {
