@@ -184,7 +184,7 @@ class Strategy(abc.ABC, Generic[C]):
         self._failed = int(state["failed"])
         self._pending = {p.id: p for p in (reader.proposal(d) for d in state["pending"])}
         _deap.refill(self._hof, [reader.member(d) for d in state["hall_of_fame"]], self.weights)
-        self._window = [reader.member(d) for d in state["window"]]
+        self._window = reader.members(state["window"])
         self.logbook = tools.Logbook()
         for entry in entries:
             self.logbook.record(**copy.deepcopy(dict(entry)))

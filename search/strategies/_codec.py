@@ -39,12 +39,14 @@ class StateWriter(Generic[C]):
         fitness = list(member.fitness) if isinstance(member.fitness, tuple) else member.fitness
         return {"id": self.candidate(member.id, member.candidate), "fitness": fitness}
 
-    def members(self, members: Iterable[Member[C]]) -> list[dict[str, Any]]:
-        """``[member(m) for m in members]``; without texts, in one pass (a population of thousands per checkpoint)."""
+    def members(self, members: Iterable[Member[C]]) -> list[dict[str, Any]] | dict[str, list[Any]]:
+        """``[member(m) for m in members]``; without texts, as two columns ``{"ids": [...], "fitness": [...]}``
+        (a population of thousands goes into every checkpoint: columns are the cheapest JSON)."""
         if self.to_text is not None:
             return [self.member(m) for m in members]
-        return [{"id": m.id, "fitness": list(m.fitness) if isinstance(m.fitness, tuple) else m.fitness}
-                for m in members]
+        listed = list(members)
+        return {"ids": [m.id for m in listed],
+                "fitness": [list(m.fitness) if isinstance(m.fitness, tuple) else m.fitness for m in listed]}
 
     def proposal(self, proposal: Proposal[C]) -> dict[str, Any]:
         return {
@@ -72,6 +74,14 @@ class StateReader(Generic[C]):
 
     def member(self, data: dict[str, Any]) -> Member[C]:
         return Member(int(data["id"]), self.candidate(int(data["id"])), _fitness(data["fitness"]))
+
+    def members(self, data: list[dict[str, Any]] | dict[str, list[Any]]) -> list[Member[C]]:
+        """What ``StateWriter.members`` wrote (either form)."""
+        if isinstance(data, dict):
+            if len(data["ids"]) != len(data["fitness"]):
+                raise StrategyError("checkpoint member columns differ in length")
+            return [Member(int(i), self.candidate(int(i)), _fitness(f)) for i, f in zip(data["ids"], data["fitness"])]
+        return [self.member(d) for d in data]
 
     def proposal(self, data: dict[str, Any]) -> Proposal[C]:
         pid = int(data["id"])

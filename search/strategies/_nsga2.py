@@ -116,4 +116,4 @@ class NSGA2(Strategy[C]):
 
     def _load_extra_state(self, state: dict[str, Any], reader: StateReader[C]) -> None:
         self._warm.load(state["warm_start"], reader.member)
-        self._set_population([Individual(reader.member(d), self.weights) for d in state["population"]])
+        self._set_population([Individual(m, self.weights) for m in reader.members(state["population"])])

@@ -161,7 +161,7 @@ class RegularizedEvolution(Strategy[C]):
     def _load_extra_state(self, state: dict[str, Any], reader: StateReader[C]) -> None:
         self._warm.load(state["warm_start"], reader.member)
         self._population.clear()
-        self._population.extend(reader.member(d) for d in state["population"])
+        self._population.extend(reader.members(state["population"]))
         self._initial_members = {m.id: m for m in (reader.member(d) for d in state["initial_members"])}
         self._epoch = int(state["epoch"])
         self._asked_in = {int(pid): int(epoch) for pid, epoch in state["asked_in"]}
