@@ -34,8 +34,8 @@ from nas import all_nb201
 from search.executor import InlineExecutor
 from search.jobs import run_job
 from search.jobs._search import SearchConfig, SearchJob
-from search.nas_kind import ArchitectureKind, ScratchBudget
-from search.nas_workers import evaluate_architecture
+from search.kinds import ArchitectureKind, ScratchBudget
+from search.kinds.workers import evaluate_architecture
 from search.store import Store
 
 RUNS = (  # (label, strategy, fcm, cache)

@@ -26,7 +26,7 @@ from search.store import Store
 def run_once(root: Path, name: str, args: argparse.Namespace, cache: str) -> dict[str, float | None]:
     config = SearchConfig(tasks=(args.task,), population=args.population, evaluations=args.evaluations, seed=args.seed,
                        warm_start=(library.get(args.warm_start).to_text(),), cache=cache)
-    executor = LocalExecutorConfig(workers=args.workers, timeout_s=300, preload=("torch", "search.workers", "evaluators"))
+    executor = LocalExecutorConfig(workers=args.workers, timeout_s=300, preload=("torch", "search.kinds.workers", "evaluators"))
     store = Store.for_run(root / name)
     job = SearchJob.create(store, name, OptimizerKind(), config, executor_factory=lambda **_: LocalExecutor(executor), show_progress=False)
     started = time.perf_counter()

@@ -4,11 +4,9 @@
 measures it on the test split: SGD with Nesterov momentum and weight decay, learning rate cosine-annealed to 0 by
 epoch (NAS-Bench-201's recipe, shortened), every architecture with the same initial seed and batch order.
 
-``build_table`` sends such trainings to an engine executor (``search.executor``: worker function
-``nas.workers:train_nb201``, JSON in and out) and collects ``{arch text: test accuracy}``. ``GroundTruthTable`` is the
-shipped JSON format: ``{"metadata": {...}, "accuracy": {arch: accuracy}, "failed": {arch: reason}}`` (metadata:
-the command that made it, dataset, seed, budget, date, seconds); ``write_table`` replaces the file atomically, so a
-table written after every result survives Ctrl-C, and ``build_table`` skips architectures already in it.
+``GroundTruthTable`` is the shipped JSON format: ``{"metadata": {...}, "accuracy": {arch: accuracy}, "failed": {arch:
+reason}}`` (metadata: the command that made it, dataset, seed, budget, date, seconds); ``write_table`` replaces the
+file atomically. The engine builds tables on its workers as a job (``autodisco nas groundtruth``).
 """
 
 from __future__ import annotations
@@ -17,11 +15,10 @@ import json
 import os
 import tempfile
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +33,6 @@ from nas.oneshot import genotype_of
 from nas.schedules import cosine_annealing
 from nas.spaces import NB201_PRIMITIVES
 
-WORKER_FN = "nas.workers:train_nb201"
 TABLE_FORMAT = 1
 SPECIAL = tuple(NB201Genotype.from_text(text) for text in (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
@@ -201,54 +197,3 @@ def default_table_path(dataset: str) -> Path | None:
     """The table shipped with the package for ``dataset`` (``nas/data/nb201_<dataset>.json``), if there is one."""
     candidate = Path(str(resources.files("nas") / "data" / f"nb201_{dataset}.json"))
     return candidate if candidate.is_file() else None
-
-
-def worker_payload(genotype: NB201Genotype, dataset: str, budget: TrainBudget,
-                   limit: int | None = None) -> dict[str, Any]:
-    """The JSON payload of ``nas.workers:train_nb201`` for one architecture."""
-    return {"arch": genotype.to_text(), "dataset": dataset, "budget": budget.to_dict(), "limit": limit}
-
-
-def build_table(
-    genotypes: Iterable[NB201Genotype],
-    table: GroundTruthTable,
-    executor: Any,
-    *,
-    dataset: str,
-    budget: TrainBudget,
-    on_result: Callable[[str, Mapping[str, Any]], None] | None = None,
-    limit: int | None = None,
-) -> GroundTruthTable:
-    """Train every genotype not yet in ``table`` on ``executor`` (a ``search.executor.Executor``) and add each
-    result to ``table`` as it arrives, calling ``on_result(arch, result)`` (e.g. to write the table and show
-    progress). Failures go to ``table.failed`` with their reason. ``limit``: only the first examples of each split
-    (tests). Returns ``table``."""
-    from search.executor import EvalRequest  # the engine's executor API (nas may use it; see DESIGN.md)
-
-    pending: dict[Future[Any], str] = {}
-    for genotype in genotypes:
-        arch = genotype.to_text()
-        if arch in table.accuracy or arch in pending.values():
-            continue
-        request = EvalRequest(key=arch, fn=WORKER_FN, payload=worker_payload(genotype, dataset, budget, limit))
-        pending[executor.submit(request)] = arch
-    while pending:
-        done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-        for future in done:
-            arch = pending.pop(future)
-            result = _result(future.result())
-            if result["status"] == "ok":
-                table.accuracy[arch] = float(result["accuracy"])
-                table.failed.pop(arch, None)
-            else:
-                table.failed[arch] = str(result.get("error"))
-            if on_result is not None:
-                on_result(arch, result)
-    return table
-
-
-def _result(outcome: Any) -> dict[str, Any]:
-    """An ``EvalOutcome`` as the worker's result dict (a crash or timeout becomes a failed result)."""
-    if outcome.ok and isinstance(outcome.result, dict):
-        return outcome.result
-    return {"status": "failed", "error": outcome.error or "no result"}

@@ -7,6 +7,11 @@ modification never changes any type. Edits that abstract execution rejects are d
 ``programs.analysis.check``. With ``fcm=True`` (functionally-equivalent-mutation avoidance) the parent is re-mutated
 until the child's functional hash differs from the parent's.
 
+The driver's work per child is bounded: no edit grows a program past ``MAX_STATEMENTS``; every edit and check is
+linear in the program's length; FCM hashes only children whose live statements (those the update depends on) differ
+from the parent's — an edit of dead code keeps the behaviour, hence the hash — and hashes at most ``fcm_budget``
+statements per mutation.
+
 All randomness comes from the ``numpy.random.Generator`` passed in: the same generator state gives the same child.
 """
 
@@ -20,7 +25,8 @@ import numpy as np
 from programs.analysis import input_types
 from programs.errors import ProgramError
 from programs.primitives import ALIASES, CONSTANT_LIMIT, PRIMITIVES, result_kind
-from programs.program import STATE, Arg, Program, Statement
+from programs.program import MAX_STATEMENTS, STATE, Arg, Program, Statement
+from programs.simplify import live_indices
 
 INSERT, DELETE, MODIFY = "insert", "delete", "modify"
 KINDS = (INSERT, DELETE, MODIFY)
@@ -31,8 +37,10 @@ class MutationConfig:
     """How children and random programs are drawn.
 
     ``insertion=False`` turns insertion off (simplification by evolution: only deletions and modifications).
-    ``fcm=True`` re-mutates up to ``fcm_tries`` times until the functional hash differs from the parent's.
+    ``fcm=True`` re-mutates up to ``fcm_tries`` times until the functional hash differs from the parent's, hashing
+    at most ``fcm_budget`` statements in all (parent and children; children that only edit dead code cost none).
     ``edit_tries`` bounds the redraws of invalid edits before ``ProgramError`` is raised.
+    ``max_statements``: insertion is off for a program this long (at most ``MAX_STATEMENTS``).
     """
 
     insert_weight: float = 1.0
@@ -41,7 +49,9 @@ class MutationConfig:
     insertion: bool = True
     fcm: bool = False
     fcm_tries: int = 1000
+    fcm_budget: int = 50_000
     edit_tries: int = 1000
+    max_statements: int = MAX_STATEMENTS
     constant_probability: float = 0.2  # an inserted argument is a constant ~ N(0, 1) rather than a variable
     new_variable_probability: float = 0.5  # an inserted statement writes a fresh variable rather than an existing one
     state_probability: float = 0.3  # random_program: a statement writes m or v
@@ -54,8 +64,10 @@ class MutationConfig:
         unknown = [name for name in self.functions if name not in PRIMITIVES]
         if unknown or not self.functions:
             raise ValueError(f"unknown or no functions in MutationConfig.functions: {unknown}")
-        if self.fcm_tries < 1 or self.edit_tries < 1:
-            raise ValueError("fcm_tries and edit_tries must be >= 1")
+        if self.fcm_tries < 1 or self.edit_tries < 1 or self.fcm_budget < 1:
+            raise ValueError("fcm_tries, fcm_budget and edit_tries must be >= 1")
+        if not 1 <= self.max_statements <= MAX_STATEMENTS:
+            raise ValueError(f"MutationConfig.max_statements must be in 1..{MAX_STATEMENTS}, got {self.max_statements}")
 
 
 @dataclass(frozen=True)
@@ -83,19 +95,36 @@ def mutate_with_info(
 
     Raises ``ProgramError`` when no valid edit is found in ``config.edit_tries`` draws (e.g. an empty program with
     insertion turned off). With ``config.fcm`` the child differs functionally from the parent when one of
-    ``config.fcm_tries`` children does; otherwise the last child is returned.
+    ``config.fcm_tries`` children does (within ``config.fcm_budget`` hashed statements); otherwise the last child is
+    returned.
     """
     config = config or _DEFAULT
     if not config.fcm:
         return _edit(program, rng, config)
     from hashing import functional_hash  # lazy: hashing sits beside programs and registers a program runner
 
-    parent_hash = functional_hash(program)
+    parent_live = _live_code(program)
+    parent_hash: str | None = None  # hashed on the first child whose live code differs
+    budget = config.fcm_budget
     for _ in range(config.fcm_tries):
         child, mutation = _edit(program, rng, config)
+        if _live_code(child) == parent_live:
+            continue  # only dead code changed: the same behaviour, so the same hash (simplify keeps the hash)
+        cost = len(child) + (len(program) if parent_hash is None else 0)
+        if cost > budget:
+            break
+        budget -= cost
+        if parent_hash is None:
+            parent_hash = functional_hash(program)
         if functional_hash(child) != parent_hash:
             break
     return child, mutation
+
+
+def _live_code(program: Program) -> tuple[tuple[Statement, ...], tuple[str, ...], tuple[str, str, str]]:
+    """What a program's behaviour depends on: its live statements (in order), signature and outputs."""
+    statements = program.statements
+    return tuple(statements[i] for i in live_indices(program)), program.inputs, program.outputs
 
 
 def _edit(program: Program, rng: np.random.Generator, config: MutationConfig) -> tuple[Program, Mutation]:
@@ -107,11 +136,11 @@ def _edit(program: Program, rng: np.random.Generator, config: MutationConfig) ->
         result = _EDITS[kind](program, rng, config)
         if result is not None and (kind == MODIFY or is_valid_fast(result[0])):
             return result  # a modification keeps every type and definition, so its child is valid by construction
-    raise ProgramError(f"no valid mutation found in {config.edit_tries} tries for:\n{program.to_text()}")
+    raise ProgramError(f"no valid mutation found in {config.edit_tries} tries for a program of {len(program)} statements")
 
 
 def _kind_table(program: Program, config: MutationConfig) -> tuple[list[str], np.ndarray]:
-    weights = {INSERT: config.insert_weight if config.insertion else 0.0}
+    weights = {INSERT: config.insert_weight if config.insertion and len(program) < config.max_statements else 0.0}
     if program.statements:
         weights[DELETE] = config.delete_weight
     if any(s.args for s in program.statements):
@@ -239,8 +268,8 @@ def random_program(rng: np.random.Generator, length: int, config: MutationConfig
     fresh variable, or ``m``/``v`` (with probability ``config.state_probability``, always as a tensor) so that state is
     carried across steps. The last statement writes ``update`` as a tensor. The signature is ``(w, g, m, v, lr)``.
     """
-    if length < 1:
-        raise ValueError(f"a program needs at least 1 statement (the update), got length={length}")
+    if not 1 <= length <= MAX_STATEMENTS:
+        raise ValueError(f"a random program has 1..{MAX_STATEMENTS} statements (the last is the update), got {length}")
     config = config or _DEFAULT
     env = input_types(Program(()))
     statements: list[Statement] = []

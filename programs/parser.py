@@ -3,21 +3,32 @@
 The text is read with ``ast.parse`` and walked against a whitelist: one ``def train(...)`` whose body is assignments
 of calls/operators on names and numeric constants, then ``return update, m, v``. Nothing is ever evaluated; nested
 expressions are flattened into fresh temporaries (``_1``, ``_2``, ...) so that each statement calls one function.
+
+Every rejection is a ``ProgramError`` whose message is one line, ``line N: <what is wrong>``. Limits bound the time
+and memory one text can cost (all checks are linear in the text): ``MAX_TEXT`` characters, ``MAX_STATEMENTS``
+statements after flattening, expressions nested at most ``MAX_DEPTH`` deep, variable names of at most ``MAX_NAME``
+characters. Together they guarantee that the canonical text of every accepted program is within ``MAX_TEXT`` again.
 """
 
 from __future__ import annotations
 
 import ast
+import difflib
+import io
 import math
+import tokenize
 from typing import Any, Callable, TypeVar
 
 from programs.analysis import check
 from programs.errors import ProgramError
 from programs.primitives import ALIASES, CONSTANT_LIMIT, PRIMITIVES
-from programs.program import SIGNATURE, SIGNATURE_WITH_STEP, Arg, Program, Statement
+from programs.program import MAX_STATEMENTS, SIGNATURE, SIGNATURE_WITH_STEP, Arg, Program, Statement
 
 _BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "power"}
-MAX_TEXT = 1_000_000
+MAX_TEXT = 300_000  # characters of program text (a 1,000-statement program needs well under half of it)
+MAX_NAME = 64  # characters of a variable name
+MAX_DEPTH = 100  # nesting of one expression (operators and calls inside each other)
+_SHOWN = 40  # characters of user text quoted in a message
 _T = TypeVar("_T")
 
 
@@ -25,14 +36,16 @@ def parse(text: str) -> Program:
     """Parse and validate program text; raise ``ProgramError`` naming the line and the problem."""
     if not isinstance(text, str):
         raise ProgramError(f"program text must be a string, got {type(text).__name__}")
-    if len(text) > MAX_TEXT:
-        raise ProgramError(f"program text is {len(text)} characters; the limit is {MAX_TEXT}")
+    _check_characters(text)
     try:
         module = ast.parse(text)
     except SyntaxError as err:
-        raise ProgramError(f"line {err.lineno}: syntax error: {err.msg}") from None
-    except (ValueError, RecursionError, MemoryError) as err:
-        raise ProgramError(f"cannot parse program text: {err}") from None
+        raise ProgramError(f"line {err.lineno or 1}: syntax error: {_syntax_reason(err)}") from None
+    except (RecursionError, MemoryError):  # CPython's own parser gives up on very deep nesting, with no line
+        line = _busiest_line(text)
+        raise ProgramError(f"line {line}: expression nested too deeply; split it into several statements") from None
+    except ValueError as err:  # the checks above leave none known; keep the one-line promise for any other
+        raise ProgramError(f"line 1: cannot parse program text: {_show(str(err)) or type(err).__name__}") from None
     if len(module.body) != 1 or not isinstance(module.body[0], ast.FunctionDef):
         line = _first_extra(module).lineno if module.body else 1
         raise ProgramError(f"line {line}: a program is exactly one 'def train(w, g, m, v, lr[, t]):' and nothing else")
@@ -45,6 +58,58 @@ def parse(text: str) -> Program:
     return program
 
 
+def _check_characters(text: str) -> None:
+    """Reject text over ``MAX_TEXT`` characters, NUL characters and characters UTF-8 cannot encode (surrogates),
+    naming the line, before Python's parser sees them (it reports those without a line)."""
+    if len(text) > MAX_TEXT:
+        line = _line_of(text, MAX_TEXT)
+        raise ProgramError(
+            f"line {line}: program text is {len(text):,} characters, over the limit of {MAX_TEXT:,} (reached on this line)"
+        )
+    nul = text.find("\0")
+    if nul >= 0:
+        raise ProgramError(f"line {_line_of(text, nul)}: NUL character (\\x00) in program text; remove it")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        code = ord(text[err.start])
+        raise ProgramError(
+            f"line {_line_of(text, err.start)}: character U+{code:04X} cannot be encoded as UTF-8 "
+            "(a lone surrogate); remove it"
+        ) from None
+
+
+def _line_of(text: str, position: int) -> int:
+    """The 1-based line of character ``position`` (lines end at '\\n', '\\r\\n' or '\\r', as Python reads them)."""
+    head = text[:position]
+    return head.count("\n") + head.count("\r") - head.count("\r\n") + 1
+
+
+def _syntax_reason(err: SyntaxError) -> str:
+    message = err.msg or "invalid syntax"
+    if "integer string conversion" in message:  # CPython's advice (sys.set_int_max_str_digits) does not apply here
+        return f"integer literal too long; constants must be in [-{CONSTANT_LIMIT:g}, {CONSTANT_LIMIT:g}]"
+    return _show(message, 200)
+
+
+def _busiest_line(text: str) -> int:
+    """The first line of the logical line with the most operator tokens: where an expression too deep for CPython's
+    parser is. Only called after the parser has failed; 1 if the text does not tokenize."""
+    best, best_line, count, start = -1, 1, 0, 0
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type in (tokenize.NEWLINE, tokenize.ENDMARKER):
+                if count > best:
+                    best, best_line = count, start or token.start[0]
+                count, start = 0, 0
+            elif token.type == tokenize.OP:
+                count += 1
+                start = start or token.start[0]
+    except (tokenize.TokenError, SyntaxError, RecursionError, MemoryError):
+        pass
+    return best_line
+
+
 def _first_extra(module: ast.Module) -> ast.stmt:
     """The first top-level statement that is not the one ``def train``."""
     if not isinstance(module.body[0], ast.FunctionDef):
@@ -53,7 +118,42 @@ def _first_extra(module: ast.Module) -> ast.stmt:
 
 
 def _fail(node: ast.AST, message: str) -> ProgramError:
-    return ProgramError(f"line {getattr(node, 'lineno', '?')}: {message}")
+    return ProgramError(f"line {getattr(node, 'lineno', None) or 1}: {message}")
+
+
+_RANGE = f"[-{CONSTANT_LIMIT:g}, {CONSTANT_LIMIT:g}]"
+
+
+def _show(text: str, limit: int = _SHOWN) -> str:
+    """``text`` on one line, cut to about ``limit`` characters, for quoting user input in a message."""
+    text = " ".join(text.split()) if ("\n" in text or "\r" in text) else text
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _quote(name: str) -> str:
+    """A user-written name quoted for a message (cut when long)."""
+    return repr(_show(name))
+
+
+def _suggestion(name: str) -> str:
+    """'; did you mean 'x'?' for the nearest function name, else where the functions are listed."""
+    known = sorted(PRIMITIVES) + sorted(ALIASES)
+    close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6) if len(name) <= MAX_NAME else []
+    if close:
+        return f"; did you mean {close[0]!r}? (the function table is in the README)"
+    return "; see the function table in the README"
+
+
+def _depth(root: ast.AST) -> int:
+    """How deeply expressions nest inside ``root`` (1 for a name or constant), without recursion."""
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node) if isinstance(child, ast.expr))
+    return deepest
 
 
 class _Builder:
@@ -72,12 +172,19 @@ class _Builder:
             raise _fail(self.fn, "the program must end with 'return update, m, v'")
         for node in body[:-1]:
             self._guarded(self._statement, node)
+            if len(self.statements) > MAX_STATEMENTS:
+                raise _fail(node, f"the program has more than {MAX_STATEMENTS:,} statements (nested expressions count "
+                                  "one per operator or call); split it or simplify it")
         outputs = self._guarded(self._return, body[-1])
         return Program(tuple(self.statements), outputs, inputs)
 
     @staticmethod
     def _guarded(method: Callable[[Any], _T], node: ast.stmt) -> _T:
-        """``method(node)``, with an expression too deep for Python's recursion reported as a ProgramError."""
+        """``method(node)`` after checking the nesting depth of ``node``'s value (so that the recursive walk below
+        stays far from Python's recursion limit; a RecursionError is still reported as a ProgramError)."""
+        value = getattr(node, "value", None)
+        if isinstance(value, ast.AST) and _depth(value) > MAX_DEPTH:
+            raise _fail(node, f"expression nested too deeply (over {MAX_DEPTH} levels); split it into several statements")
         try:
             return method(node)
         except RecursionError:
@@ -86,9 +193,11 @@ class _Builder:
     def _signature(self) -> tuple[str, ...]:
         fn = self.fn
         if fn.name != "train":
-            raise _fail(fn, f"the function must be named 'train', not {fn.name!r}")
+            raise _fail(fn, f"the function must be named 'train', not {_quote(fn.name)}")
         if fn.decorator_list:
             raise _fail(fn, "decorators are not allowed")
+        if getattr(fn, "type_params", None):  # def train[T](...), Python 3.12+
+            raise _fail(fn, "type parameters are not allowed")
         if fn.returns is not None:
             raise _fail(fn, "return annotations are not allowed")
         a = fn.args
@@ -98,7 +207,8 @@ class _Builder:
             raise _fail(fn, "argument annotations are not allowed")
         names = tuple(arg.arg for arg in a.args)
         if names not in (SIGNATURE, SIGNATURE_WITH_STEP):
-            raise _fail(fn, f"signature ({', '.join(names)}) must be (w, g, m, v, lr) or (w, g, m, v, lr, t)")
+            shown = _show(", ".join(names), 80)
+            raise _fail(fn, f"signature ({shown}) must be (w, g, m, v, lr) or (w, g, m, v, lr, t)")
         return names
 
     def _statement(self, node: ast.stmt) -> None:
@@ -149,7 +259,7 @@ class _Builder:
                 raise _fail(node, "keyword arguments are not allowed")
             name = ALIASES.get(node.func.id, node.func.id)
             if name not in PRIMITIVES:
-                raise _fail(node, f"unknown function {node.func.id!r}; see the function table in the README")
+                raise _fail(node, f"unknown function {_quote(node.func.id)}{_suggestion(node.func.id)}")
             arity = PRIMITIVES[name].arity
             if len(node.args) != arity:
                 raise _fail(node, f"{node.func.id}() takes {arity} argument(s), got {len(node.args)}")
@@ -160,11 +270,11 @@ class _Builder:
         value = _constant(node)
         if value is not None:
             if not math.isfinite(value) or abs(value) > CONSTANT_LIMIT:
-                raise _fail(node, f"constant {value!r} is outside [-{CONSTANT_LIMIT:g}, {CONSTANT_LIMIT:g}]")
+                raise _fail(node, f"constant {value!r} is outside {_RANGE}")
             return value
         if isinstance(node, ast.Name):
             if node.id not in self.defined:
-                raise _fail(node, f"variable {node.id!r} is used before it is assigned")
+                raise _fail(node, f"variable {_quote(node.id)} is used before it is assigned")
             return node.id
         if isinstance(node, (ast.Call, ast.BinOp, ast.UnaryOp)):
             fn, args = self._call(node)
@@ -182,6 +292,8 @@ class _Builder:
                 return name
 
     def _check_name(self, node: ast.AST, name: str) -> None:
+        if len(name) > MAX_NAME:
+            raise _fail(node, f"variable name {_quote(name)} is {len(name):,} characters; the limit is {MAX_NAME}")
         if name in PRIMITIVES or name in ALIASES:
             raise _fail(node, f"{name!r} is a function name and cannot be a variable")
         if name.startswith("__"):
@@ -196,7 +308,10 @@ def _constant(node: ast.expr) -> float | None:
     if isinstance(node, ast.Constant):
         value = node.value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _fail(node, f"only numeric constants are allowed, not {type(value).__name__} {value!r}")
+            raise _fail(node, f"only numeric constants are allowed, not {type(value).__name__} {_show(repr(value))}")
+        if isinstance(value, int) and abs(value) > CONSTANT_LIMIT:  # float() of a huge int raises OverflowError
+            shown = repr(value) if value.bit_length() <= 128 else f"of {value.bit_length():,} bits"
+            raise _fail(node, f"integer constant {shown} is outside {_RANGE}")
         return float(value)
     return None
 
@@ -219,5 +334,5 @@ def _describe(node: ast.AST) -> str:
         ast.ClassDef: "a class", ast.Raise: "raise", ast.Assert: "assert", ast.Pass: "pass",
     }
     if isinstance(node, ast.Constant):
-        return f"constant {node.value!r}"
+        return f"constant {_show(repr(node.value))}"
     return kinds.get(type(node), type(node).__name__)

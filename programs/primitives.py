@@ -63,11 +63,16 @@ def _cosine_sim(ops, x, y):
     return ops.sum_tensor(x * y) / denominator
 
 
-def _clip_by_global_norm(ops, x, clip_norm):
-    norm = _global_norm(ops, x)
+def clip_with_norm(ops, x, norm, clip_norm):
+    """``x`` scaled so that its global norm ``norm`` is at most ``|clip_norm|`` (the second half of
+    ``clip_by_global_norm``, for callers that sum the norm over parameter tensors themselves)."""
     limit = ops.xp.abs(clip_norm)
     scale = limit / (ops.xp.maximum(norm, limit) + EPS)
     return x * scale
+
+
+def _clip_by_global_norm(ops, x, clip_norm):
+    return clip_with_norm(ops, x, _global_norm(ops, x), clip_norm)
 
 
 def _cbrt(ops, x):

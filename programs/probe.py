@@ -59,6 +59,9 @@ def _draw(seed: int, config: HashConfig) -> tuple[np.ndarray, np.ndarray]:
     return values[0], values[1:]
 
 
+_CACHED_STATEMENTS = 64  # longer programs are planned afresh: 4096 cached plans of 1,000 statements would hold ~1 GB
+
+
 @lru_cache(maxsize=4096)
 def plan_for(program: Program) -> Plan:
     """The execution plan of ``program``, cached (a program hashed twice is resolved once)."""
@@ -71,7 +74,7 @@ def run_program_probe(program: Program, config: HashConfig) -> np.ndarray:
     Raises ``ProgramError`` for an invalid program. A step whose arithmetic raises (a Python-float division by an
     exact zero among scalar values) and every later step are NaN.
     """
-    plan = plan_for(program)
+    plan = plan_for(program) if len(program) <= _CACHED_STATEMENTS else Plan(program)
     probe = program_probe(config)
     updates = np.full((config.steps,) + probe.w0.shape, np.nan)
     w, m, v = probe.w0, np.zeros_like(probe.w0), np.zeros_like(probe.w0)

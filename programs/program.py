@@ -16,6 +16,9 @@ TENSOR_INPUTS = ("w", "g", "m", "v")
 STATE = ("m", "v")
 SIGNATURE = ("w", "g", "m", "v", "lr")
 SIGNATURE_WITH_STEP = ("w", "g", "m", "v", "lr", "t")
+# The most statements a program may have where programs enter (parsing, mutation, random programs): it bounds the
+# driver's own work per candidate (abstract execution, hashing, mutation, simplification are linear in it).
+MAX_STATEMENTS = 1_000
 
 
 @dataclass(frozen=True)

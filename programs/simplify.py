@@ -137,13 +137,43 @@ def _preferred_names(
         position = finals[state]
         if position is None or position in preferred:
             continue
-        if not any(_reads_input(statements, later, state) for later in range(position + 1, len(statements))):
+        if _last_input_read(statements, state) <= position:
             preferred[position] = state
     return preferred
 
 
-def _reads_input(statements: list[Statement], position: int, name: str) -> bool:
-    """Whether statement ``position`` reads the *input* ``name`` (no earlier statement rewrote it)."""
-    if name not in statements[position].variables():
-        return False
-    return not any(s.target == name for s in statements[:position])
+def _last_input_read(statements: list[Statement], name: str) -> int:
+    """The position of the last statement that reads the *input* ``name`` (before any statement rewrites it), or -1."""
+    last = -1
+    for position, statement in enumerate(statements):
+        if name in statement.variables():
+            last = position
+        if statement.target == name:
+            break  # later reads see the rewritten value
+    return last
+
+
+def live_indices(program: Program) -> tuple[int, ...]:
+    """The 0-based indices of the statements the returned update depends on, across steps (the statements
+    ``simplify`` keeps), in one backward pass per live output: linear, no graph.
+
+    The same set as the ancestors of the update in ``dataflow_graph``; mutation calls it on every FCM child.
+    """
+    statements = program.statements
+    live: set[int] = set()
+    roots = [0]  # output positions to trace: the update, then each state whose input a live statement reads
+    traced: set[int] = set()
+    while roots:
+        role = roots.pop()
+        traced.add(role)
+        needed = {program.outputs[role]}
+        for index in range(len(statements) - 1, -1, -1):
+            statement = statements[index]
+            if statement.target in needed:
+                needed.discard(statement.target)
+                needed.update(statement.variables())
+                live.add(index)
+        for role_of_state, state in enumerate(STATE, start=1):
+            if state in needed and role_of_state not in traced and role_of_state not in roots:
+                roots.append(role_of_state)
+    return tuple(sorted(live))

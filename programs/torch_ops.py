@@ -57,12 +57,12 @@ _UNARY_NAMES = (
     "sqrt sign"
 ).split()
 
-# torch's name where it differs from numpy's.
-_TORCH_NAMES = {"arcsin": "asin", "arccos": "acos", "arctan": "atan", "arcsinh": "asinh", "arccosh": "acosh",
+# torch's name where it differs from numpy's (exported optimizers print torch calls with these names).
+TORCH_NAMES = {"arcsin": "asin", "arccos": "acos", "arctan": "atan", "arcsinh": "asinh", "arccosh": "acosh",
                 "arctanh": "atanh"}
 
 TORCH_XP = SimpleNamespace(
-    **{name: _unary(getattr(torch, _TORCH_NAMES.get(name, name)), getattr(np, name)) for name in _UNARY_NAMES},
+    **{name: _unary(getattr(torch, TORCH_NAMES.get(name, name)), getattr(np, name)) for name in _UNARY_NAMES},
     maximum=_extremum(torch.maximum, np.maximum, "min"),
     minimum=_extremum(torch.minimum, np.minimum, "max"),
 )

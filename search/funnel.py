@@ -21,7 +21,7 @@ from concurrent.futures import Future, as_completed
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Sequence
 
 import sqlalchemy as sa
 
@@ -29,7 +29,7 @@ from search.executor import EvalOutcome, EvalRequest, Executor
 from search.store import CandidateRecord, EvaluationRecord, JobRecord, Ranked, Store
 
 STAGES = ("10x", "100x")  # the task scales evaluators.TASKS defines for every proxy task
-WORKER_FN = "search.funnel_workers:tune_lr_sweep"
+WORKER_FN = "search.kinds.workers:tune_lr_sweep"
 BASELINE = "adamw"  # programs.library name of the baseline
 BASELINE_BIRTH = -1  # birth given to AdamW when the run never proposed it (search proposals count from 0)
 SQLITE_TIMEOUT_S = 60.0  # how long a worker's Optuna connection waits for the SQLite write lock
@@ -124,11 +124,14 @@ class Funnel:
     """Runs the funnel of one optimizer job; the only writer of its validation evaluations.
 
     ``executor_factory`` is called at most once, and only if some sweep is not recorded yet. ``on_sweep`` is called
-    with every sweep as it finishes (or is read back). Ctrl-C stops the workers; what finished stays recorded.
+    with every sweep as it finishes (or is read back). ``unit``: the transaction each sweep's rows are written in
+    (default ``store.transaction``; the validate job passes its runner's ``unit``, which adds its checkpoint). Ctrl-C
+    stops the workers; what finished stays recorded.
     """
 
     def __init__(self, store: Store, job: JobRecord, config: FunnelConfig,
-                 executor_factory: Callable[[], Executor], *, on_sweep: Callable[[Sweep], None] | None = None) -> None:
+                 executor_factory: Callable[[], Executor], *, on_sweep: Callable[[Sweep], None] | None = None,
+                 unit: Callable[[], ContextManager[Any]] | None = None) -> None:
         if job.kind != "optimizer":
             raise FunnelError(f"job {job.name!r} searched {job.kind}s; the funnel validates optimizers")
         tasks = (job.config or {}).get("tasks")
@@ -140,6 +143,7 @@ class Funnel:
         self.storage = optuna_storage_url(store)
         self.executor_factory = executor_factory
         self.on_sweep = on_sweep
+        self.unit = unit or store.transaction  # the validate job's runner.unit: the sweep's rows and its checkpoint
         self._stack: ExitStack | None = None
         self._executor: Executor | None = None
 
@@ -244,7 +248,7 @@ class Funnel:
 
         def write() -> None:
             key = evaluation_key(candidate_id, task)
-            with self.store.transaction():
+            with self.unit():
                 evaluation_id = self.store.add_evaluation(self.job.id, candidate_id, key=key, task=task, seed=self.seed)
                 self.store.finish_evaluation(evaluation_id, status="ok" if ok else "failed", fitness=fitness,
                                              metrics=metrics, error=error, worker=outcome.worker,

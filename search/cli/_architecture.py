@@ -1,6 +1,6 @@
 """``autodisco search architecture``: evolutionary NAS through the same search job as optimizer search.
 
-Genotypes are the candidates (``search.nas_kind.ArchitectureKind``); the job, its FEC cache, checkpoints, ``resume``
+Genotypes are the candidates (``search.kinds.ArchitectureKind``); the job, its FEC cache, checkpoints, ``resume``
 and the ``runs`` commands are the engine's. Registered by ``search.cli._search`` next to ``search optimizer``.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 from search.cli._common import UsageError
 from search.cli._search import _add_execution_options, start_search
 from search.jobs._search import SearchConfig
-from search.nas_kind import SCRATCH, SPACES, SUPERNET_PREFIX, TASKS, ArchitectureKind, ScratchBudget
+from search.kinds import SCRATCH, SPACES, SUPERNET_PREFIX, TASKS, ArchitectureKind, ScratchBudget
 
 PUBLISHED = ("DARTS_V1", "DARTS_V2")  # nas.genotypes names accepted by --warm-start (DARTS space)
 RANDOM = "random"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -16,10 +17,11 @@ class UsageError(ValueError):
     """Bad input on the command line; printed as one line, exit status 2."""
 
 
-def open_run(run: str, db: str | None = None) -> tuple[Store, JobRecord]:
+def open_run(run: str, db: str | None = None, *, read_only: bool = False) -> tuple[Store, JobRecord]:
     """The store and job of the run folder ``run`` (or of ``db``, a database URL, with the job named by ``run``).
 
-    The job's name is the run folder's name. A missing folder or job is a ``UsageError`` naming what to do.
+    The job's name is the run folder's name. A missing folder or job is a ``UsageError`` naming what to do. Commands
+    that only read open with ``read_only``: the database is left byte-identical and may be on read-only media.
     """
     path = Path(run)
     name = path.name
@@ -28,14 +30,17 @@ def open_run(run: str, db: str | None = None) -> tuple[Store, JobRecord]:
             raise UsageError(f"no run folder {run!r}; start one with 'autodisco search optimizer --run {run}'")
         if not (path / RESULTS_FILE).is_file():
             raise UsageError(f"{run!r} has no {RESULTS_FILE}; is it a run folder made by autodisco?")
-        store = Store.for_run(path, create=False)
+        store = Store.for_run(path, create=False, read_only=read_only)
     else:
-        store = Store(db, create=False)
-    job = store.get_job(name)
-    if job is None:
-        known = ", ".join(j.name for j in store.list_jobs()) or "none"
+        store = Store(db, create=False, read_only=read_only)
+    try:
+        job = store.get_job(name)
+        if job is None:
+            known = ", ".join(j.name for j in store.list_jobs()) or "none"
+            raise UsageError(f"no job {name!r} in the results database of {run!r} (jobs there: {known})")
+    except BaseException:
         store.close()
-        raise UsageError(f"no job {name!r} in the results database of {run!r} (jobs there: {known})")
+        raise
     return store, job
 
 
@@ -88,19 +93,34 @@ def search_task(job: JobRecord) -> str | None:
 
 
 def print_json(value: Any) -> None:
-    json.dump(value, sys.stdout, indent=2, default=str)
+    """Strict JSON on stdout: NaN and infinities (which JSON has not) become null; times and the like, text."""
+    json.dump(_strict(value), sys.stdout, indent=2, default=str, allow_nan=False)
     sys.stdout.write("\n")
 
 
-def new_run(run: str, hint: str = "") -> Path:
-    """The folder of a run that does not exist yet (``UsageError`` if it is a file or already holds that job)."""
+def _strict(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(item) for item in value]
+    return value
+
+
+def new_run(run: str) -> Path:
+    """The folder of a run that does not exist yet (``UsageError`` if it is a file or already holds that job), checked
+    before a job loads its data; ``search.jobs.create_job`` checks again when it records the job."""
+    from search.jobs._registry import exists_message
+
     path = Path(run)
     if path.exists() and not path.is_dir():
         raise UsageError(f"--run {run!r} is a file; give a folder")
     if (path / RESULTS_FILE).is_file():
-        with Store.for_run(path, create=False) as store:
-            if store.get_job(path.name) is not None:
-                raise UsageError(f"run {run!r} exists already; choose another --run {hint}".rstrip())
+        with Store.for_run(path, create=False, read_only=True) as store:
+            record = store.get_job(path.name)
+            if record is not None:
+                raise UsageError(exists_message(record, run))
     return path
 
 

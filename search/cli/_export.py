@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import keyword
 import math
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 
@@ -40,7 +42,7 @@ def _export(args: argparse.Namespace) -> int:
         raise UsageError(f"--lr must be a positive number, got {args.lr}")
     if args.output is None and args.db is not None:
         raise UsageError("with --db there is no run folder to export into; give -o FILE.py")
-    store, job = open_run(args.run, args.db)
+    store, job = open_run(args.run, args.db, read_only=True)
     with store:
         candidate = resolve_candidate(store, job, args.candidate)
     name = args.name or f"Discovered{candidate.id}"
@@ -81,10 +83,16 @@ def export_source(job: JobRecord, candidate: CandidateRecord, name: str, *, simp
 
 
 def check_class_name(name: str) -> None:
-    """``UsageError`` unless ``name`` can be a Python class name."""
+    """``UsageError`` unless ``name`` can be a Python class name that leaves the exported module working."""
     if not name.isidentifier() or keyword.iskeyword(name) or not name.isascii():
         raise UsageError(f"--name {name!r} is not a valid Python class name; use letters, digits and _, "
                          "not starting with a digit, e.g. MyOptimizer")
+    from programs.export import check_name
+
+    try:
+        check_name(name)
+    except ValueError as error:
+        raise UsageError(str(error).replace(f"optimizer name {name!r}", f"--name {name!r}")) from None
 
 
 def module_name(class_name: str) -> str:
@@ -98,6 +106,10 @@ def _check_output(output: Path, *, force: bool, default: bool) -> None:
     if not output.stem.isidentifier() or keyword.iskeyword(output.stem):
         raise UsageError(f"-o {str(output)!r}: {output.stem!r} cannot be imported as a module; use letters, digits "
                          "and _, e.g. my_optimizer.py")
+    if _shadows(output):
+        raise UsageError(f"-o {str(output)!r}: a module named {output.stem!r} would hide Python's or an installed "
+                         f"{output.stem!r} from code that imports it (the exported module imports torch and math); "
+                         "choose another name, e.g. my_optimizer.py")
     if output.is_dir():
         raise UsageError(f"-o {str(output)!r} is a folder; give a file name such as my_optimizer.py")
     if output.exists() and not force:
@@ -105,6 +117,19 @@ def _check_output(output: Path, *, force: bool, default: bool) -> None:
     folder = output.parent.parent if default else output.parent  # the default exports/ folder is made on demand
     if not folder.is_dir():
         raise UsageError(f"no folder {str(folder)!r} to write {output.name!r} into; create it first")
+
+
+def _shadows(output: Path) -> bool:
+    """Whether a module ``output`` would hide a module of the standard library or an installed package."""
+    stem = output.stem
+    if stem in sys.stdlib_module_names or stem in sys.builtin_module_names or stem == "torch":
+        return True
+    try:
+        spec = importlib.util.find_spec(stem)
+    except (ImportError, ValueError):
+        return False
+    origin = getattr(spec, "origin", None) if spec is not None else None
+    return spec is not None and (origin is None or Path(origin).resolve() != output.resolve())
 
 
 def _write_atomically(output: Path, text: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from search.cli._common import UsageError, executor_factory
 from search.jobs import Job, Runner
@@ -34,18 +34,21 @@ def executors(args: argparse.Namespace) -> Any:
     return build
 
 
-def run_to_end(job: Job, run: str) -> int:
-    """Run ``job``; on Ctrl-C/SIGTERM say how to continue (exit 130); at the end print its report (exit 0)."""
+def run_to_end(job: Job, run: str, report: Callable[[Any], None] | None = None) -> int:
+    """Run ``job``; on Ctrl-C/SIGTERM say how to continue (exit 130); at the end print its report (``report``
+    instead, e.g. JSON, when given) and return the job's exit status."""
     try:
         result = Runner(job).run()
     except KeyboardInterrupt:
         print(f"autodisco: interrupted; everything finished is recorded. Continue with: autodisco resume {run}",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    if job.context.show_progress:
+    if report is not None:
+        report(result)
+    else:  # the result goes to stdout even with --quiet, which silences only progress and messages (stderr)
         for line in job.report(result):
             print(line)
-    return 0
+    return job.exit_status(result)
 
 
 def say(line: str) -> None:

@@ -1,5 +1,6 @@
-"""``autodisco nas darts`` and ``autodisco nas train``: a DARTS / sharpDARTS search as a resumable job, and training a
-genotype (text, a published name, or a search run's result) from scratch; ``resume_nas_job`` continues a search."""
+"""``autodisco nas darts`` and ``autodisco nas train``: a DARTS / sharpDARTS search, and training a genotype (text, a
+published name, or a search run's result) from scratch — both jobs (``search.jobs``), continued by ``autodisco
+resume``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from search.cli._common import UsageError, device_option, new_run, open_run
-from search.store import RESULTS_FILE, JobRecord, Store
+from search.cli._jobs import context_options, run_to_end
+from search.jobs import create_job, job_type_of
+from search.store import RESULTS_FILE, Store
 
 SPACES = ("darts", "sharpdarts")
 SHARPDARTS_WARMUP = 5  # sharpDARTS's warm-up epochs, capped at epochs - 1 for short searches
@@ -67,52 +70,17 @@ def _data_arguments(parser: argparse.ArgumentParser, run_required: bool) -> None
 
 
 def _darts(args: argparse.Namespace) -> int:
-    from nas.darts_job import DartsJobConfig, create_darts_job, load_data
+    from search.jobs._darts import DartsJob, DartsJobConfig, load_data
 
     config = DartsJobConfig(args.dataset, _darts_config(args), limit=args.limit, device=device_option(args.device))
-    run = new_run(args.run, "or continue it with: autodisco resume " + args.run)
+    run = new_run(args.run)
     data = load_data(config)
+    options = context_options(args, run)
     with Store.for_run(run) as store:
-        job = create_darts_job(store, run.name, config)
-        _say(args, f"job {job.name!r}: DARTS ({args.space}, order {args.order}) on {config.dataset}, "
-                   f"{config.search.epochs} epochs, {config.device}; results in {run}")  # fmt: skip
-        return _search(store, job, run, args, data)
-
-
-def resume_nas_job(args: argparse.Namespace, store: Store, job: JobRecord) -> int:
-    """``autodisco resume runs/NAME`` for a job made by ``nas darts`` (continue after its last finished epoch) or
-    ``nas train`` (refused: training runs do not resume)."""
-    from nas.darts_job import CHECKPOINT_FILE, DartsJobConfig, is_darts_job, load_state
-
-    if not is_darts_job(job):
-        raise UsageError(f"{args.run!r} is a 'nas train' run; training runs do not resume: start it again with "
-                         "another --run")  # fmt: skip
-    if args.db is not None:
-        raise UsageError("a DARTS search keeps its state in its run folder; resume it without --db")
-    run = Path(args.run)
-    config = DartsJobConfig.from_dict(job.config)
-    device_option(config.device)
-    state = load_state(run / CHECKPOINT_FILE)
-    done = 0 if state is None else int(state["epoch"])
-    _say(args, f"resuming DARTS job {job.name!r} after epoch {done} of {config.search.epochs}")
-    return _search(store, job, run, args, None)
-
-
-def _search(store: Store, job: JobRecord, run: Path, args: argparse.Namespace, data: Any) -> int:
-    from nas.darts_job import DartsJobConfig, run_darts_job
-
-    epochs = DartsJobConfig.from_dict(job.config).search.epochs
-    try:
-        result = run_darts_job(store, job, run, on_epoch=_epoch_printer(args, epochs), data=data)
-    except KeyboardInterrupt:
-        print(f"autodisco: interrupted; finished epochs are recorded. Continue with: autodisco resume {args.run}",
-              file=sys.stderr)
-        return 130
-    _say(args, f"finished {epochs} epochs; final validation accuracy of the supernet "
-               f"{result.history[-1].val_accuracy:.4f}. Genotype (train it: autodisco nas train {args.run} "
-               f"--dataset {job.config['dataset']} --epochs N):")  # fmt: skip
-    print(result.genotype.to_text())
-    return 0
+        job = create_job(store, run.name, DartsJob, config,
+                         factory=lambda c, context: DartsJob(c, context, data), **options)
+        options["say"](job.describe() + f"; results in {run}")
+        return run_to_end(job, args.run)
 
 
 def _darts_config(args: argparse.Namespace) -> Any:
@@ -137,30 +105,20 @@ def _darts_config(args: argparse.Namespace) -> Any:
 
 def _train(args: argparse.Namespace) -> int:
     from nas.train import load_dataset
-    from nas.train_job import TrainJobConfig, create_train_job, run_train_job
+    from search.jobs._train import TrainJob, TrainJobConfig
 
     genotype, source = _genotype(args.genotype)
     device = device_option(args.device)
     data = load_dataset(args.dataset, args.limit)
     config = TrainJobConfig(genotype.to_text(), args.dataset, _train_config(args, data.num_classes), source, device,
                             args.limit)  # fmt: skip
-    run = new_run(args.run or f"runs/train-{_hash(genotype)[:HASH_SHOWN]}-{args.dataset.split(':')[0]}", "")
+    run = new_run(args.run or f"runs/train-{_hash(genotype)[:HASH_SHOWN]}-{args.dataset.split(':')[0]}")
+    options = context_options(args, run)
     with Store.for_run(run) as store:
-        job = create_train_job(store, run.name, config)
-        _say(args, f"job {job.name!r}: training {source} on {args.dataset} for {args.epochs} epochs, "
-                   f"{config.device}; results in {run}")  # fmt: skip
-        try:
-            result = run_train_job(store, job, _epoch_printer(args, args.epochs), data)
-        except KeyboardInterrupt:
-            print("autodisco: interrupted; finished epochs are recorded (training runs do not resume)",
-                  file=sys.stderr)
-            return 130
-    if result.status != "ok":
-        print(f"training failed: {result.reason}")
-        return 1
-    print(f"final validation accuracy {result.val_accuracy:.4f} after {args.epochs} epochs; "
-          f"{result.params:,} parameters (auxiliary head not counted); {result.seconds:.0f} s")
-    return 0
+        job = create_job(store, run.name, TrainJob, config,
+                         factory=lambda c, context: TrainJob(c, context, data), **options)
+        options["say"](job.describe() + f"; results in {run}")
+        return run_to_end(job, str(run))
 
 
 def _train_config(args: argparse.Namespace, num_classes: int) -> Any:
@@ -192,13 +150,13 @@ def _genotype(value: str) -> tuple[Any, str]:
 
 
 def _run_genotype(run: str) -> Any:
-    from nas.darts_job import is_darts_job, recorded_epochs
+    from search.jobs._darts import DartsJob, recorded_epochs
 
     if not (Path(run) / RESULTS_FILE).is_file():
         raise UsageError(f"{run!r} is a folder without {RESULTS_FILE}; give the run folder of 'autodisco nas darts'")
     store, job = open_run(run)
     with store:
-        if not is_darts_job(job):
+        if job_type_of(job) is not DartsJob:
             raise UsageError(f"{run!r} is not a 'nas darts' run (its job is a {job.config.get('method', job.kind)} "
                              "job)")  # fmt: skip
         epochs = recorded_epochs(store, job)
@@ -218,28 +176,3 @@ def _hash(genotype: Any) -> str:
     import hashing
 
     return hashing.functional_hash(genotype)
-
-
-def _epoch_printer(args: argparse.Namespace, epochs: int) -> Any:
-    """Prints one line per finished epoch to stderr (nothing with --quiet)."""
-    last: list[str] = []
-
-    def show(record: Any) -> None:
-        if args.quiet:
-            return
-        line = (f"epoch {record.epoch}/{epochs} | lr {record.lr:.5f} | train loss {record.train_loss:.4f} "
-                f"acc {record.train_accuracy:.4f} | val loss {record.val_loss:.4f} acc {record.val_accuracy:.4f} | "
-                f"{record.seconds:.1f} s")  # fmt: skip
-        genotype = getattr(record, "genotype", None)
-        if genotype is not None:
-            digest = _hash(genotype)[:HASH_SHOWN]
-            line += f" | genotype {digest}{' (changed)' if last and last[-1] != digest else ''}"
-            last.append(digest)
-        print(line, file=sys.stderr, flush=True)
-
-    return show
-
-
-def _say(args: argparse.Namespace, message: str) -> None:
-    if not args.quiet:
-        print(message, file=sys.stderr)

@@ -1,14 +1,15 @@
 """``autodisco nas fewshot``: few-shot NAS by gradient matching (GM-NAS) over the DARTS or the one-shot NB201
-supernet, recorded as a job of the run's results database (``nas.fewshot_job``)."""
+supernet, a job (``search.jobs``) that ``autodisco resume`` continues."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from search.cli._common import UsageError, device_option, new_run
+from search.cli._jobs import context_options, run_to_end
+from search.jobs import create_job
 from search.store import Store
 
 DATASETS = ("mnist1d", "digits")
@@ -53,29 +54,22 @@ def register(nas_commands: argparse._SubParsersAction) -> None:
 
 
 def _fewshot(args: argparse.Namespace) -> int:
-    from nas.fewshot_job import create_fewshot_job, make_backend, run_fewshot_job
+    from search.jobs._fewshot import FewShotJob, make_backend
 
     config = _job_config(args)
     run = new_run(args.run)
     backend = make_backend(config)  # loads the data (and the table): bad input fails before the job exists
+    options = context_options(args, run)
     with Store.for_run(run) as store:
-        job = create_fewshot_job(store, run.name, config)
-        _say(args, f"job {job.name!r}: few-shot {config.base} on {config.dataset}, {config.fewshot.splits} splits "
-                   f"every {config.fewshot.split_every} epochs, {config.epochs} epochs, {config.device}; "
-                   f"results in {run}")  # fmt: skip
-        try:
-            result = run_fewshot_job(store, job, _printer(args, config.epochs), backend)
-        except KeyboardInterrupt:
-            print("autodisco: interrupted; everything finished is recorded (few-shot runs do not resume)",
-                  file=sys.stderr)
-            return 130
-    _report(args, result)
-    return 0
+        job = create_job(store, run.name, FewShotJob, config,
+                         factory=lambda c, context: FewShotJob(c, context, backend), **options)
+        options["say"](job.describe() + f"; results in {run}")
+        return run_to_end(job, args.run)
 
 
 def _job_config(args: argparse.Namespace) -> Any:
     from nas.fewshot import FewShotConfig
-    from nas.fewshot_job import FewShotJobConfig
+    from search.jobs._fewshot import FewShotJobConfig
     from nas.oneshot import InheritConfig
 
     if args.dataset not in DATASETS:
@@ -127,50 +121,3 @@ def _table(args: argparse.Namespace) -> str | None:
         return args.table
     shipped = default_table_path(args.dataset)
     return None if shipped is None else str(shipped)
-
-
-def _printer(args: argparse.Namespace, epochs: int) -> Any:
-    """One line per epoch, split and selection round on stderr (nothing with --quiet)."""
-    from nas.fewshot import HalvingRound, SplitRecord, SubnetEpoch
-
-    def show(event: Any) -> None:
-        if args.quiet:
-            return
-        if isinstance(event, SubnetEpoch):
-            m = event.metrics
-            line = (f"subnet {event.subnet} epoch {event.epoch}/{epochs} | train loss {m['train_loss']:.4f} "
-                    f"acc {m['train_accuracy']:.4f}")  # fmt: skip
-            if "val_accuracy" in m:
-                line += f" | val loss {m['val_loss']:.4f} acc {m['val_accuracy']:.4f}"
-            print(f"{line} | {event.seconds:.1f} s", file=sys.stderr, flush=True)
-        elif isinstance(event, SplitRecord):
-            best = max(event.scores, key=lambda s: s.decisiveness)
-            print(f"split subnet {event.subnet} after epoch {event.epoch} on {event.edge}: "
-                  f"{{{', '.join(event.groups[0])}}} | {{{', '.join(event.groups[1])}}} (decisiveness "
-                  f"{best.decisiveness:.4f}, {len(event.scores)} edges scored) -> subnets "
-                  f"{event.children[0]}, {event.children[1]} | {event.seconds:.1f} s", file=sys.stderr, flush=True)
-        elif isinstance(event, HalvingRound):
-            ranking = ", ".join(f"{s} ({acc:.4f})" for s, acc, _ in event.ranking)
-            print(f"selection round {event.round} after epoch {event.epoch}: {ranking}; kept "
-                  f"{', '.join(map(str, event.kept))}", file=sys.stderr, flush=True)  # fmt: skip
-
-    return show
-
-
-def _report(args: argparse.Namespace, result: Any) -> None:
-    metrics = result.metrics
-    if "val_accuracy" in metrics:
-        _say(args, f"winner: subnet {result.winner} (validation accuracy {metrics['val_accuracy']:.4f}); genotype:")
-        print(result.text)
-        return
-    _say(args, f"winner: subnet {result.winner}; its best of {len(metrics['scores'])} sampled architectures "
-               f"(inherited accuracy {metrics['inherited_accuracy']:.4f}):")  # fmt: skip
-    print(result.text)
-    if "kendall_tau" in metrics:
-        print(f"Kendall tau {metrics['kendall_tau']:.4f} (Spearman {metrics['spearman']:.4f}) over "
-              f"{metrics['n']} table architectures")  # fmt: skip
-
-
-def _say(args: argparse.Namespace, message: str) -> None:
-    if not args.quiet:
-        print(message, file=sys.stderr)

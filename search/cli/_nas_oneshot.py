@@ -6,15 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from search.cli._common import UsageError, add_executor_options, executor_factory, print_json
+from search.cli._common import UsageError, add_executor_options, new_run, print_json
+from search.cli._jobs import context_options, run_to_end
+from search.jobs import create_job
 from search.store import Store
 
-PRELOAD = ("torch", "nas.workers", "nas.groundtruth")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -29,8 +28,8 @@ def _register_oneshot(commands: argparse._SubParsersAction) -> None:
 
     oneshot = commands.add_parser("oneshot", help="train a one-shot NB201 supernet (uniform or PA&DA sampling) and "
                                                   "rank the ground-truth table's architectures with it (Kendall tau)")
-    oneshot.add_argument("--run", required=True, help="run folder, e.g. runs/pada-s0 (its name names the job); "
-                                                      "the same --run again continues an interrupted run")
+    oneshot.add_argument("--run", required=True, help="run folder, e.g. runs/pada-s0 (its name names the job; "
+                                                      "'autodisco resume RUN' continues it)")
     oneshot.add_argument("--sampler", choices=SAMPLERS, default="uniform", help="path/data sampling (default uniform)")
     oneshot.add_argument("--dataset", default="mnist1d", help=f"one of {', '.join(DATASETS)} (default mnist1d)")
     oneshot.add_argument("--epochs", type=int, default=30, help="supernet training epochs (default 30)")
@@ -66,8 +65,10 @@ def _register_groundtruth(commands: argparse._SubParsersAction) -> None:
     gt.add_argument("--seed", type=int, default=0, help="which architectures are sampled; training seed (default 0)")
     gt.add_argument("--epochs", type=int, default=4, help="training epochs per architecture (default 4)")
     gt.add_argument("--C", type=int, default=8, help="channels of the first stage (default 8)")
-    gt.add_argument("-o", "--output", required=True, help="table JSON; an existing table made with the same "
-                                                          "settings is continued")
+    gt.add_argument("-o", "--output", required=True, help="table JSON to write (rewritten after every result)")
+    gt.add_argument("--run", help="run folder recording the job (default runs/groundtruth-<dataset>-<archs>-s<seed>); "
+                                  "'autodisco resume RUN' continues it")
+    gt.add_argument("--limit", type=int, help="train and test on only the first N examples of each split (quick trials)")
     gt.add_argument("--workers", default="auto", help="'auto' (one per GPU, else one per core) or a number")
     gt.add_argument("--timeout", type=float, help="seconds per architecture before it is killed (default none)")
     add_executor_options(gt)
@@ -92,52 +93,34 @@ def _set_threads(threads: int) -> None:
 # -- oneshot ----------------------------------------------------------------------------------------------------------
 
 def _oneshot(args: argparse.Namespace) -> int:
-    from nas.oneshot_job import OneShotJobConfig, create_oneshot_job, is_oneshot_job, open_table, run_oneshot_job
+    from search.jobs._oneshot import OneShotJob, open_table
 
     config = _oneshot_config(args)
     _set_threads(args.threads)
-    table = open_table(config)  # a bad or foreign table fails before anything is written
-    run = Path(args.run)
-    if run.exists() and not run.is_dir():
-        raise UsageError(f"--run {run} is a file, not a run folder")
-    store = Store.for_run(run)
-    with store:
-        job = store.get_job(run.name)
-        if job is None:
-            job = create_oneshot_job(store, run.name, config)
-        elif not is_oneshot_job(job):
-            raise UsageError(f"{args.run} holds another job named {run.name!r}; choose another --run")
-        elif OneShotJobConfig.from_dict(job.config).to_dict() != config.to_dict():
-            raise UsageError(f"{args.run} was started with other options; continue it with the same options or "
-                             "choose another --run")
-        _say(args, f"one-shot supernet {run.name!r}: {config.train.sampler} sampling, {config.train.epochs} epochs on "
-                   f"{config.dataset}, seed {config.train.seed}; "
-                   f"{f'{len(table.accuracy)} table architectures' if table else 'no table'}; results in {store!r}")
-        try:
-            result = run_oneshot_job(store, job, run, on_epoch=None if args.quiet else _say_epoch)
-        except KeyboardInterrupt:
-            print(f"autodisco: interrupted; finished epochs are kept. Continue with the same command "
-                  f"(--run {args.run}).", file=sys.stderr)
-            return 130
-    summary = {"run": str(run), "sampler": config.train.sampler, "epochs": config.train.epochs,
-               "seed": config.train.seed, "table": config.table,
-               "seconds_per_epoch": sum(r.seconds for r in result.history) / max(len(result.history), 1),
-               "ranking": result.ranking.to_dict() if result.ranking else None}
-    if args.json:
-        print_json(summary)
-    elif result.ranking is None:
-        print(f"trained {run / 'supernet.pt'}; no ground-truth table, so no ranking")
-    else:
-        r = result.ranking
-        print(f"Kendall tau {r.kendall_tau:.4f}, Spearman rho {r.spearman:.4f} over {r.n} architectures "
-              f"(inherited accuracy vs {config.table}); supernet in {run / 'supernet.pt'}")
-    return 0
+    open_table(config)  # a bad or foreign table fails before anything is written
+    run = new_run(args.run)
+    options = context_options(args, run)
+    with Store.for_run(run) as store:
+        job = create_job(store, run.name, OneShotJob, config, **options)
+        options["say"](job.describe() + f"; results in {run}")
+        return run_to_end(job, args.run, report=_json_summary(run, config) if args.json else None)
+
+
+def _json_summary(run: Path, config: Any) -> Any:
+    def report(result: Any) -> None:
+        history = result.history
+        print_json({"run": str(run), "sampler": config.train.sampler, "epochs": config.train.epochs,
+                    "seed": config.train.seed, "table": config.table,
+                    "seconds_per_epoch": sum(r.seconds for r in history) / max(len(history), 1),
+                    "ranking": result.ranking.to_dict() if result.ranking else None})
+
+    return report
 
 
 def _oneshot_config(args: argparse.Namespace) -> Any:
     from nas.groundtruth import default_table_path, load_table
     from nas.nb201_network import NB201NetConfig
-    from nas.oneshot_job import OneShotJobConfig
+    from search.jobs._oneshot import OneShotJobConfig
     from nas.oneshot_train import DATASETS, OneShotConfig
 
     if args.dataset not in DATASETS:
@@ -165,18 +148,6 @@ def _table_path(option: str | None, dataset: str, default: Any) -> str | None:
         return str(Path(option).resolve())
     shipped = default(dataset)
     return str(shipped) if shipped is not None else None
-
-
-def _say_epoch(record: Any) -> None:
-    extra = record.sampler.get("tau")
-    tau = f" | PA&DA tau {extra:.2f}" if extra is not None else ""
-    print(f"[autodisco] epoch {record.epoch} | lr {record.lr:.4f} | train loss {record.train_loss:.4f} | "
-          f"train acc {record.train_accuracy:.4f} | {record.seconds:.1f}s{tau}", file=sys.stderr, flush=True)
-
-
-def _say(args: argparse.Namespace, text: str) -> None:
-    if not args.quiet:
-        print(text, file=sys.stderr, flush=True)
 
 
 # -- score ------------------------------------------------------------------------------------------------------------
@@ -242,62 +213,25 @@ def _write_json(path: Path, value: Any) -> None:
 # -- groundtruth ------------------------------------------------------------------------------------------------------
 
 def _groundtruth(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from nas.groundtruth import (
-        GroundTruthTable, TrainBudget, build_table, load_table, sample_architectures, write_table,
-    )
+    from nas.groundtruth import TrainBudget
     from nas.oneshot_train import DATASETS
+    from search.jobs._groundtruth import GroundTruthConfig, GroundTruthJob, output_path
 
     if args.dataset not in DATASETS:
         raise UsageError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}")
     if args.archs < 1 or args.epochs < 1 or args.C < 1:
         raise UsageError("--archs, --epochs and --C must be at least 1")
-    budget = TrainBudget(C=args.C, epochs=args.epochs, seed=args.seed)
-    genotypes = sample_architectures(args.archs, args.seed)
-    metadata = {"command": _groundtruth_command(args), "dataset": args.dataset, "seed": args.seed,
-                "archs": args.archs, "budget": budget.to_dict(), "metric": "test accuracy after training from scratch",
-                "date": time.strftime("%Y-%m-%d", time.gmtime()), "seconds": 0.0}
     output = Path(args.output)
-    table = GroundTruthTable(metadata)
     if output.exists():
-        table = _continue_table(load_table(output), metadata, output)
-    todo = sum(g.to_text() not in table.accuracy for g in genotypes)
-    started, already = time.monotonic(), float(table.metadata.get("seconds", 0.0))
-    bar = tqdm(total=len(genotypes), initial=len(genotypes) - todo, unit="arch", disable=args.quiet,
-               file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 10.0)
-
-    def finished(arch: str, result: Mapping[str, Any]) -> None:
-        table.metadata["seconds"] = round(already + time.monotonic() - started, 1)
-        write_table(table, output)
-        bar.update(1)
-        best = max(table.accuracy.values(), default=float("nan"))
-        bar.set_postfix_str(f"failed {len(table.failed)} | best {best:.4f}", refresh=False)
-
-    try:
-        with executor_factory(args, preload=PRELOAD)() as executor:
-            build_table(genotypes, table, executor, dataset=args.dataset, budget=budget, on_result=finished)
-    except KeyboardInterrupt:
-        bar.close()
-        print(f"autodisco: interrupted; {len(table.accuracy)} architectures are in {output}. The same command "
-              "continues.", file=sys.stderr)
-        return 130
-    bar.close()
-    write_table(table, output)
-    print(f"wrote {output}: {len(table.accuracy)} architectures, {len(table.failed)} failed, "
-          f"{table.metadata['seconds']:.0f}s of training")
-    return 0
-
-
-def _groundtruth_command(args: argparse.Namespace) -> str:
-    return (f"autodisco nas groundtruth --dataset {args.dataset} --archs {args.archs} --seed {args.seed} "
-            f"--epochs {args.epochs} --C {args.C} -o {args.output}")
-
-
-def _continue_table(table: Any, metadata: dict[str, Any], output: Path) -> Any:
-    """An existing table made with the same settings, to be continued; ``UsageError`` otherwise."""
-    same = ("dataset", "seed", "budget")
-    if any(table.metadata.get(key) != metadata[key] for key in same):
-        raise UsageError(f"{output} was made with other settings ({', '.join(same)}); choose another -o")
-    table.metadata.update({k: v for k, v in metadata.items() if k not in ("seconds",)})
-    return table
+        raise UsageError(f"{args.output} exists; choose another -o (an interrupted table continues with "
+                         "'autodisco resume RUN')")
+    if args.limit is not None and args.limit < 2:
+        raise UsageError(f"--limit must be at least 2, got {args.limit}")
+    config = GroundTruthConfig(args.dataset, args.archs, output_path(args.output), args.seed,
+                               TrainBudget(C=args.C, epochs=args.epochs, seed=args.seed), args.limit)
+    run = new_run(args.run or f"runs/groundtruth-{args.dataset}-{args.archs}-s{args.seed}")
+    options = context_options(args, run)
+    with Store.for_run(run) as store:
+        job = create_job(store, run.name, GroundTruthJob, config, **options)
+        options["say"](job.describe() + f"; results in {run}")
+        return run_to_end(job, str(run))

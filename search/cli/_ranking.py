@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _top(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise UsageError(f"-k must be at least 1, got {args.k}")
-    store, job = open_run(args.run, args.db)
+    store, job = open_run(args.run, args.db, read_only=True)
     with store:
         ranked = store.top_k(job.id, args.k, task=args.task or search_task(job))
     rows = [_ranked_row(rank, entry) for rank, entry in enumerate(ranked, start=1)]
@@ -76,7 +76,7 @@ def _top_text(rows: list[dict[str, Any]]) -> str:
 
 
 def _lineage(args: argparse.Namespace) -> int:
-    store, job = open_run(args.run, args.db)
+    store, job = open_run(args.run, args.db, read_only=True)
     with store:
         target = resolve_candidate(store, job, args.candidate)
         ancestors = store.lineage(target.id)
@@ -119,7 +119,7 @@ def _plot(args: argparse.Namespace) -> int:
         raise UsageError(f"--window must be at least 1, got {args.window}")
     output = Path(args.output)
     check_figure_path(output)
-    store, job = open_run(args.run, args.db)
+    store, job = open_run(args.run, args.db, read_only=True)
     with store:
         points = store.best_so_far(job.id, task=args.task or search_task(job))
     if not points:

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Sequence
 
 from search.cli._common import UsageError, search_task
-from search.store import CandidateRecord, JobRecord, Store, StoreError
+from search.store import CandidateRecord, DamagedError, JobRecord, Store, StoreError
 
 HASH_SHOWN = 10  # hex digits of a functional hash shown in tables
 MUTATION_SHOWN = 48  # characters of a mutation description shown in tables
@@ -41,17 +41,31 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, json_output: bool = Tr
 
 def job_summary(store: Store, job: JobRecord) -> dict[str, Any]:
     """Name, kind, status, counts, cache hit rate and best fitness of ``job`` (JSON-ready)."""
+    from search.jobs._registry import job_progress
+
     counts = store.counts(job.id, task=search_task(job))
     best = store.top_k(job.id, 1, task=search_task(job))
     looked_up = counts.evaluations + counts.cache_hits
+    progress = job_progress(store, job)
+    if progress["done"] is None and progress["method"] == "search":
+        progress["done"] = counts.evaluations
     return {
-        "name": job.name, "kind": job.kind, "status": job.status, "seed": job.seed,
+        "name": job.name, "kind": job.kind, "method": progress["method"], "status": job.status, "seed": job.seed,
+        "progress": progress,
         "created": job.created.isoformat(), "updated": job.updated.isoformat(),
         "candidates": counts.candidates, "evaluations": counts.evaluations, "ok": counts.ok, "failed": counts.failed,
         "cache_hits": counts.cache_hits, "pending": counts.pending,
         "cache_hit_rate": counts.cache_hits / looked_up if looked_up else None,
         "best_fitness": best[0].evaluation.fitness if best else None,
     }
+
+
+def progress_text(progress: dict[str, Any]) -> str:
+    """``"3/50:epochs"``, ``"12:sweeps"`` or ``"-"`` (one word: listings split on spaces)."""
+    done, total, unit = progress.get("done"), progress.get("total"), progress.get("unit") or "unit"
+    if done is None:
+        return "-"
+    return f"{done}/{total}:{unit}s" if total else f"{done}:{unit}s"
 
 
 def candidate_results(store: Store, candidate_ids: Sequence[int]) -> dict[int, CandidateResult]:
@@ -83,6 +97,8 @@ def resolve_candidate(store: Store, job: JobRecord, ident: str) -> CandidateReco
     if text.isdigit():
         try:
             found = store.get_candidate(int(text))
+        except DamagedError:
+            raise
         except StoreError:
             found = None
         if found is not None and found.job_id == job.id:

@@ -16,9 +16,10 @@ from typing import Any
 from search.cli import _ranking
 from search.cli._common import UsageError, open_run, print_json, search_task
 from search.cli._report import (
-    HASH_SHOWN, add_run_arguments, clip, fitness_text, indented, job_summary, percent_text, table, time_text,
+    HASH_SHOWN, add_run_arguments, clip, fitness_text, indented, job_summary, percent_text, progress_text, table,
+    time_text,
 )
-from search.store import RESULTS_FILE, Store
+from search.store import RESULTS_FILE, JobRecord, Store
 
 FAILURE_REASONS_SHOWN = 5
 _NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.])")  # not in names
@@ -57,8 +58,16 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _jobs_of_database(url: str) -> list[dict[str, Any]]:
-    with Store(url, create=False) as store:
-        return [{"path": None, **job_summary(store, job), "error": None} for job in store.list_jobs()]
+    with Store(url, create=False, read_only=True) as store:
+        return [_summary_row(store, job, None) for job in store.list_jobs()]
+
+
+def _summary_row(store: Store, job: JobRecord, path: str | None) -> dict[str, Any]:
+    """The job's summary, or its name with the one-line reason it cannot be read (a damaged row, say)."""
+    try:
+        return {"path": path, **job_summary(store, job), "error": None}
+    except ValueError as error:
+        return {"path": path, "name": job.name, "error": " ".join(str(error).split())}
 
 
 def _jobs_under(root: Path) -> list[dict[str, Any]]:
@@ -71,20 +80,22 @@ def _jobs_under(root: Path) -> list[dict[str, Any]]:
 def _folder_row(folder: Path) -> dict[str, Any]:
     """The summary of the run in ``folder``, or its name with the one-line reason it cannot be read."""
     try:
-        store, job = open_run(str(folder))
+        store, job = open_run(str(folder), read_only=True)
     except (ValueError, OSError) as error:  # a corrupt, foreign or unreadable database: list it, go on
         return {"path": str(folder), "name": folder.name, "error": " ".join(str(error).split())}
     with store:
-        return {"path": str(folder), **job_summary(store, job), "error": None}
+        return _summary_row(store, job, str(folder))
 
 
 def _list_table(rows: list[dict[str, Any]]) -> str:
     good = [r for r in rows if r["error"] is None]
     lines = []
     if good:
-        headers = ("NAME", "KIND", "STATUS", "CANDIDATES", "EVALUATIONS", "FAILED", "CACHE HITS", "BEST", "CREATED")
+        headers = ("NAME", "KIND", "JOB", "STATUS", "PROGRESS", "CANDIDATES", "EVALUATIONS", "FAILED", "CACHE HITS",
+                   "BEST", "CREATED")
         lines.append(table(headers, [
-            (r["name"], r["kind"], r["status"], r["candidates"], r["evaluations"], r["failed"],
+            (r["name"], r["kind"], r["method"], r["status"], progress_text(r["progress"]), r["candidates"],
+             r["evaluations"], r["failed"],
              f"{r['cache_hits']} ({percent_text(r['cache_hit_rate'])})", fitness_text(r["best_fitness"]),
              time_text(r["created"])) for r in good]))
     lines += [f"{r['name']}: unreadable: {r['error']}" for r in rows if r["error"] is not None]
@@ -95,17 +106,19 @@ def _list_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _show(args: argparse.Namespace) -> int:
-    store, job = open_run(args.run, args.db)
+    store, job = open_run(args.run, args.db, read_only=True)
     with store:
         summary = job_summary(store, job)
         top = store.top_k(job.id, 1, task=search_task(job))
         failures = failure_reasons([e.error for e in store.list_evaluations(job.id, status="failed")])
+        others = [job_summary(store, other) for other in store.list_jobs()
+                  if other.name.startswith(job.name + "/")]  # e.g. its validation
     best = None
     if top:
         candidate, evaluation = top[0].candidate, top[0].evaluation
         best = {"id": candidate.id, "hash": candidate.hash, "fitness": evaluation.fitness, "program": candidate.text,
                 "birth": candidate.birth, "mutation": candidate.mutation, "status": evaluation.status}
-    report = {**summary, "config": job.config, "failures": failures, "best": best}
+    report = {**summary, "config": job.config, "failures": failures, "best": best, "other_jobs": others}
     if args.json:
         print_json(report)
     else:
@@ -116,7 +129,7 @@ def _show(args: argparse.Namespace) -> int:
 def _show_text(run: str, report: dict[str, Any]) -> str:
     lines = [
         f"run          {report['name']} ({run})",
-        f"kind         {report['kind']}",
+        f"job          {report['method']} ({report['kind']}), {progress_text(report['progress'])}",
         f"status       {report['status']}",
         f"seed         {report['seed']}",
         f"created      {time_text(report['created'])}   updated {time_text(report['updated'])}",
@@ -131,6 +144,8 @@ def _show_text(run: str, report: dict[str, Any]) -> str:
               for i, r in enumerate(reasons)]
     if len(report["failures"]) > FAILURE_REASONS_SHOWN:
         lines.append(f"{'':<12} ... {len(report['failures']) - FAILURE_REASONS_SHOWN} more reasons (--json lists all)")
+    lines += [f"{'also' if i == 0 else '':<12} {o['name']}: a {o['method']} job, {o['status']}, "
+              f"{progress_text(o['progress'])}" for i, o in enumerate(report["other_jobs"])]
     best = report["best"]
     if best is None:
         lines.append("best         none yet (no successful evaluation)")

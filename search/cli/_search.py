@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -93,12 +92,24 @@ def start_search(args: argparse.Namespace, config: SearchConfig, kind: Candidate
 def _resume(args: argparse.Namespace) -> int:
     store, record = open_run(args.run, args.db)
     with store:
+        record = _unfinished(store, record)
         refuse_finished(record, args.run)
         run = Path(args.run) if args.db is None else None
         job = open_job(store, record, **context_options(args, run))
         if not args.quiet:
             say("resuming " + job.describe())
         return run_to_end(job, args.run)
+
+
+def _unfinished(store: Store, record: Any) -> Any:
+    """The job of the run to continue: its own job, or once that finished, its unfinished validation."""
+    from search.jobs._validate import validation_name
+
+    if record.status == "finished":
+        validation = store.get_job(validation_name(record.name))
+        if validation is not None and validation.status != "finished":
+            return validation
+    return record
 
 
 def _warm_start_text(value: str) -> str:

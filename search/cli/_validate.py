@@ -1,17 +1,17 @@
-"""``autodisco validate``: the meta-validation funnel over a run's best candidates (``search.funnel``)."""
+"""``autodisco validate``: the meta-validation funnel over a run's best candidates, as a job (``search.jobs._validate``)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 
-from search.cli._common import UsageError, add_executor_options, executor_factory, open_run, print_json
+from search.cli._common import UsageError, add_executor_options, open_run, print_json
+from search.cli._jobs import context_options, run_to_end
 from search.cli._report import HASH_SHOWN, fitness_text, table
-from search.executor import Executor
-from search.funnel import STAGES, CandidateOutcome, Funnel, FunnelConfig, FunnelError, FunnelResult, Sweep
-
-PRELOAD = ("torch", "optuna", "evaluators", "search.funnel_workers")
+from search.funnel import STAGES, CandidateOutcome, FunnelConfig, FunnelError, FunnelResult
+from search.jobs import create_job, open_job
+from search.jobs._registry import exists_message
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -33,22 +33,33 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    config = _config(args)
-    executor_factory = _executor_factory(args)
-    store, job = open_run(args.run, args.db)
+    from search.jobs._validate import ValidateConfig, ValidateJob, validation_name
+
+    funnel = _config(args)
+    store, record = open_run(args.run, args.db)
     with store:
-        try:
-            funnel = Funnel(store, job, config, executor_factory, on_sweep=None if args.quiet else _say_sweep)
-            result = funnel.run()
-        except KeyboardInterrupt:
-            print(f"autodisco: interrupted; finished sweeps are recorded. Continue with the same options: "
-                  f"autodisco validate {args.run} ...", file=sys.stderr)
-            return 130
-    if args.json:
-        print_json(result.to_json())
-    else:
-        print(report(result))
-    return 0
+        config = ValidateConfig(record.name, funnel.k, funnel.trials, funnel.stages, funnel.seed)
+        options = context_options(args, Path(args.run) if args.db is None else None)
+        existing = store.get_job(validation_name(record.name))
+        if existing is None:
+            job = create_job(store, validation_name(record.name), ValidateJob, config, **options)
+        else:
+            job = open_job(store, existing, **options)
+            if job.config != config:
+                raise UsageError(f"{args.run} was validated with other settings ({_settings(job.config)}); sweeps "
+                                 "are recorded once per candidate, stage and task: validate with those settings")
+            if existing.status != "finished":
+                raise UsageError(exists_message(existing, args.run))
+            result = job.read_back()  # finished: show it again
+            print_json(result.to_json()) if args.json else print(report(result))
+            return 0
+        options["say"](job.describe())
+        return run_to_end(job, args.run, report=(lambda result: print_json(result.to_json())) if args.json else None)
+
+
+def _settings(config: Any) -> str:
+    seed = "" if config.seed is None else f" --seed {config.seed}"
+    return f"-k {config.k} --trials {config.trials} --stages {','.join(config.stages)}{seed}"
 
 
 def _config(args: argparse.Namespace) -> FunnelConfig:
@@ -57,19 +68,6 @@ def _config(args: argparse.Namespace) -> FunnelConfig:
         return FunnelConfig(k=args.k, trials=args.trials, stages=stages, seed=args.seed)
     except FunnelError as error:
         raise UsageError(str(error)) from None
-
-
-def _executor_factory(args: argparse.Namespace) -> Callable[[], Executor]:
-    return executor_factory(args, preload=PRELOAD, recycle_every=None)
-
-
-def _say_sweep(sweep: Sweep) -> None:
-    where = f"validate {sweep.stage}: #{sweep.candidate_id} on {sweep.task}"
-    if sweep.status == "ok":
-        what = f"fitness {sweep.fitness:.6g} at lr {sweep.lr:.3g}"
-    else:
-        what = f"failed ({sweep.error})"
-    print(f"{where}: {what}{' (recorded earlier)' if sweep.resumed else ''}", file=sys.stderr, flush=True)
 
 
 def report(result: FunnelResult) -> str:

@@ -59,6 +59,7 @@ class Job(abc.ABC):
     """
 
     method: ClassVar[str]
+    config_type: ClassVar[type]  # the config dataclass; ``from_dict``/``to_dict`` where it has them
     kind: ClassVar[str] = "architecture"
     unit: ClassVar[str] = "epoch"  # what progress counts
     own_progress_lines: ClassVar[bool] = False  # True: the job says a line per unit itself (no periodic status line)
@@ -70,13 +71,16 @@ class Job(abc.ABC):
     # -- configuration ----------------------------------------------------------------------------------------------
 
     @classmethod
-    @abc.abstractmethod
     def config_from_dict(cls, data: Mapping[str, Any]) -> Any:
-        """The job's config from its stored form (untrusted)."""
+        """The job's config from its stored form (untrusted; default: ``config_type.from_dict``)."""
+        return cls.config_type.from_dict(data)  # type: ignore[attr-defined]
 
     @classmethod
     def config_to_dict(cls, config: Any) -> dict[str, Any]:
-        """The stored form of ``config``: its fields, with ``method`` (and ``tasks`` where the config has a task)."""
+        """The stored form of ``config``: its own ``to_dict()`` if it has one, else its fields with ``method`` (and
+        ``tasks`` where the config has a task)."""
+        if hasattr(config, "to_dict"):
+            return dict(config.to_dict())
         values = asdict(config) if is_dataclass(config) else dict(config)
         task = getattr(config, "task", None)
         extra = {"tasks": [task]} if isinstance(task, str) else {}
@@ -109,12 +113,23 @@ class Job(abc.ABC):
         """Units done, the total (None if unknown), and the status line's fields."""
         return 0, None, {}
 
+    @classmethod
+    def progress_of(cls, config: Mapping[str, Any], state: Mapping[str, Any]) -> tuple[int | None, int | None]:
+        """Units done and the total (None where unknown) read from a stored config and checkpoint alone, without
+        building the job (``runs list/show``); both untrusted. Default: unknown."""
+        return None, None
+
     def describe(self) -> str:
         return f"{self.method} job {self.context.record.name!r}"
 
     def report(self, result: Any) -> list[str]:
         """Lines for stdout once the job finished (default: none)."""
         return []
+
+    def exit_status(self, result: Any) -> int:
+        """The command's exit status once the job finished: 0, or 1 when the work itself failed (e.g. training that
+        diverged)."""
+        return 0
 
     @property
     def store(self) -> Store:

@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from search.jobs import _search  # noqa: F401
+from search.jobs import _darts, _fewshot, _groundtruth, _oneshot, _search, _train, _validate  # noqa: F401

@@ -95,6 +95,7 @@ class DartsJob(Job):
     """A DARTS search; one unit per epoch (its genotype, metrics and α), the search state in a file beside."""
 
     method = METHOD
+    config_type = DartsJobConfig
     own_progress_lines = True
 
     def __init__(self, config: DartsJobConfig, context: JobContext, data: DataSplits | None = None) -> None:
@@ -102,14 +103,6 @@ class DartsJob(Job):
         self.data = data
         self.epochs_done = 0
         self.last: EpochRecord | None = None
-
-    @classmethod
-    def config_from_dict(cls, data: Mapping[str, Any]) -> DartsJobConfig:
-        return DartsJobConfig.from_dict(data)
-
-    @classmethod
-    def config_to_dict(cls, config: DartsJobConfig) -> dict[str, Any]:
-        return config.to_dict()
 
     @classmethod
     def seed_of(cls, config: DartsJobConfig) -> int:
@@ -142,6 +135,10 @@ class DartsJob(Job):
 
     def progress(self) -> tuple[int, int | None, dict[str, Any]]:
         return self.epochs_done, self.config.search.epochs, {}
+
+    @classmethod
+    def progress_of(cls, config: Mapping[str, Any], state: Mapping[str, Any]) -> tuple[int | None, int | None]:
+        return int(state.get("epoch", 0)), int(config["search"]["epochs"])
 
     def describe(self) -> str:
         search_config = self.config.search

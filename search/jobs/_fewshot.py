@@ -34,7 +34,9 @@ from nas import datasets
 from nas.architect import ArchitectConfig
 from nas.darts import DartsConfig
 from nas.errors import NasError
-from nas.fewshot import Event, FewShotBackend, FewShotConfig, FewShotResult, Subnet, SubnetEpoch, search
+from nas.fewshot import (
+    Event, FewShotBackend, FewShotConfig, FewShotResult, HalvingRound, SplitRecord, Subnet, SubnetEpoch, search,
+)
 from nas.fewshot_backends import DartsBackend, OneShotBackend
 from nas.genotypes import Genotype
 from nas.groundtruth import load_table
@@ -154,6 +156,7 @@ class FewShotJob(Job):
     """A few-shot search: one unit per event (sub-supernet, epoch, split, halving round), then the result."""
 
     method = METHOD
+    config_type = FewShotJobConfig
     unit = "event"
     own_progress_lines = True
 
@@ -166,14 +169,6 @@ class FewShotJob(Job):
         self.parents: dict[int, int | None] = {}
         self.latest: dict[int, int] = {}  # sub-supernet -> its newest candidate
         self.restrictions: dict[int, Any] = {}
-
-    @classmethod
-    def config_from_dict(cls, data: Mapping[str, Any]) -> FewShotJobConfig:
-        return FewShotJobConfig.from_dict(data)
-
-    @classmethod
-    def config_to_dict(cls, config: FewShotJobConfig) -> dict[str, Any]:
-        return config.to_dict()
 
     @classmethod
     def seed_of(cls, config: FewShotJobConfig) -> int:
@@ -205,14 +200,28 @@ class FewShotJob(Job):
     def progress(self) -> tuple[int, int | None, dict[str, Any]]:
         return sum(len(v) for v in self.state.values() if isinstance(v, list)), None, {}
 
+    @classmethod
+    def progress_of(cls, config: Mapping[str, Any], state: Mapping[str, Any]) -> tuple[int | None, int | None]:
+        return sum(len(state.get(name) or []) for name in _EVENT_LISTS.values()), None
+
     def describe(self) -> str:
         config = self.config
         return (f"few-shot job {self.record.name!r}: {config.base} base, {config.fewshot.splits} splits, "
                 f"{config.epochs} epochs per lineage on {config.dataset}, {config.device}")
 
     def report(self, result: FewShotResult) -> list[str]:
-        metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if isinstance(v, float))
-        return [f"winner: sub-supernet {result.winner} ({metrics})", result.text]
+        metrics = result.metrics
+        if "val_accuracy" in metrics:
+            self.context.say(f"winner: subnet {result.winner} (validation accuracy {metrics['val_accuracy']:.4f}); "
+                             "genotype:")
+            return [result.text]
+        self.context.say(f"winner: subnet {result.winner}; its best of {len(metrics['scores'])} sampled "
+                         f"architectures (inherited accuracy {metrics['inherited_accuracy']:.4f}):")
+        lines = [result.text]
+        if "kendall_tau" in metrics:
+            lines.append(f"Kendall tau {metrics['kendall_tau']:.4f} (Spearman {metrics['spearman']:.4f}) over "
+                         f"{metrics['n']} table architectures")
+        return lines
 
     # -- events -------------------------------------------------------------------------------------------------
 
@@ -230,7 +239,9 @@ class FewShotJob(Job):
         with runner.unit():
             self.state[name].append(value)
             self._remember(event, replayed=False)
-        self.context.say(_event_line(event))
+        line = _event_line(event, self.config.epochs)
+        if line:
+            self.context.say(line)
 
     def _remember(self, event: Event, *, replayed: bool) -> None:
         if isinstance(event, SubnetEpoch) and event.architecture:
@@ -295,9 +306,23 @@ def _comparable(value: Any) -> Any:
     return value
 
 
-def _event_line(event: Event) -> str:
+def _event_line(event: Event, epochs: int) -> str | None:
+    """The line shown for a new event (an epoch, a split, a selection round; none for a new sub-supernet)."""
     if isinstance(event, SubnetEpoch):
-        accuracy = event.metrics.get("val_accuracy", event.metrics.get("train_accuracy"))
-        shown = f" | accuracy {accuracy:.4f}" if isinstance(accuracy, float) else ""
-        return f"[autodisco] sub-supernet {event.subnet} epoch {event.epoch}{shown} | {event.seconds:.1f}s"
-    return f"[autodisco] {type(event).__name__}"
+        m = event.metrics
+        line = (f"subnet {event.subnet} epoch {event.epoch}/{epochs} | train loss {m['train_loss']:.4f} "
+                f"acc {m['train_accuracy']:.4f}")  # fmt: skip
+        if "val_accuracy" in m:
+            line += f" | val loss {m['val_loss']:.4f} acc {m['val_accuracy']:.4f}"
+        return f"{line} | {event.seconds:.1f} s"
+    if isinstance(event, SplitRecord):
+        best = max(event.scores, key=lambda s: s.decisiveness)
+        return (f"split subnet {event.subnet} after epoch {event.epoch} on {event.edge}: "
+                f"{{{', '.join(event.groups[0])}}} | {{{', '.join(event.groups[1])}}} (decisiveness "
+                f"{best.decisiveness:.4f}, {len(event.scores)} edges scored) -> subnets "
+                f"{event.children[0]}, {event.children[1]} | {event.seconds:.1f} s")
+    if isinstance(event, HalvingRound):
+        ranking = ", ".join(f"{s} ({acc:.4f})" for s, acc, _ in event.ranking)
+        return (f"selection round {event.round} after epoch {event.epoch}: {ranking}; kept "
+                f"{', '.join(map(str, event.kept))}")
+    return None

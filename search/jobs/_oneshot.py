@@ -121,6 +121,7 @@ class OneShotJob(Job):
     architectures with the rank correlation."""
 
     method = METHOD
+    config_type = OneShotJobConfig
     own_progress_lines = True
 
     def __init__(self, config: OneShotJobConfig, context: JobContext) -> None:
@@ -128,10 +129,6 @@ class OneShotJob(Job):
         self.history: list[OneShotEpoch] = []
         self.ranking: dict[str, Any] | None = None
         self.table: GroundTruthTable | None = None
-
-    @classmethod
-    def config_from_dict(cls, data: Mapping[str, Any]) -> OneShotJobConfig:
-        return OneShotJobConfig.from_dict(data)
 
     @classmethod
     def config_to_dict(cls, config: OneShotJobConfig) -> dict[str, Any]:
@@ -204,6 +201,10 @@ class OneShotJob(Job):
     def progress(self) -> tuple[int, int | None, dict[str, Any]]:
         return len(self.history), self.config.train.epochs, {}
 
+    @classmethod
+    def progress_of(cls, config: Mapping[str, Any], state: Mapping[str, Any]) -> tuple[int | None, int | None]:
+        return int(state.get("epoch", 0)), int(config["train"]["epochs"])
+
     def describe(self) -> str:
         config, table = self.config, self.table
         return (f"one-shot supernet {self.record.name!r}: {config.train.sampler} sampling, {config.train.epochs} "
@@ -211,9 +212,9 @@ class OneShotJob(Job):
                 f"{f'{len(table.accuracy)} table architectures' if table else 'no table'}")
 
     def report(self, result: OneShotJobResult) -> list[str]:
-        where = runner_file = self.context.run_dir / SUPERNET_FILE if self.context.run_dir else SUPERNET_FILE
+        where = self.context.run_dir / SUPERNET_FILE if self.context.run_dir else SUPERNET_FILE
         if result.ranking is None:
-            return [f"trained {runner_file}; no ground-truth table, so no ranking"]
+            return [f"trained {where}; no ground-truth table, so no ranking"]
         r = result.ranking
         return [f"Kendall tau {r.kendall_tau:.4f}, Spearman rho {r.spearman:.4f} over {r.n} architectures "
                 f"(inherited accuracy vs {self.config.table}); supernet in {where}"]

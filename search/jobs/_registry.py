@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, TypeVar
 
 from search.jobs._base import Job, JobContext, JobError
-from search.store import JobRecord, Store
+from search.store import JobRecord, Store, StoreError
 
 JOBS: dict[str, type[Job]] = {}
 LEGACY_METHOD = "search"  # search jobs made before jobs stored their method had none
@@ -45,7 +45,7 @@ def create_job(store: Store, name: str, job_type: type[Job], config: Any, *, kin
     taken. ``context``: the other ``JobContext`` fields; ``factory`` builds the job (default ``job_type``)."""
     existing = store.get_job(name)
     if existing is not None:
-        raise JobExistsError(_exists_message(existing, context.get("run_dir")))
+        raise JobExistsError(exists_message(existing, context.get("run_dir")))
     build = factory or job_type
     with store.transaction():
         record = store.create_job(name, kind=kind or job_type.kind, config=job_type.config_to_dict(config),
@@ -67,17 +67,42 @@ def open_job(store: Store, record: JobRecord, **context: Any) -> Job:
     job = job_type(config, JobContext(store, record, **context))
     job.prepare()
     checkpoint = store.latest_checkpoint(record.id)
-    job.load_state_dict(None if checkpoint is None else checkpoint.state)
+    try:
+        job.load_state_dict(None if checkpoint is None else checkpoint.state)
+    except (JobError, StoreError):
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:  # an edited or damaged checkpoint
+        seq = checkpoint.seq if checkpoint else "?"
+        raise JobError(f"job {record.name!r}: its saved state (checkpoint {seq}, cache entries) is malformed "
+                       f"({type(error).__name__}: {error}); the database was edited or damaged") from None
     return job
 
 
-def _exists_message(record: JobRecord, run_dir: Any) -> str:
+def exists_message(record: JobRecord, run_dir: Any) -> str:
     where = str(run_dir) if run_dir is not None else record.name
     method = record.config.get("method", LEGACY_METHOD) if isinstance(record.config, Mapping) else "?"
     if record.status == "finished":
         return f"run {where!r} already exists (a finished {method} job); choose another --run"
     return (f"run {where!r} already exists (a {method} job, {record.status}); continue it with: autodisco resume "
             f"{where}, or choose another --run")
+
+
+def job_progress(store: Store, record: JobRecord) -> dict[str, Any]:
+    """``{"method", "unit", "done", "total"}`` of a stored job from its config and latest checkpoint, for listings;
+    ``done``/``total`` are None where unknown or unreadable (a listing never fails on one damaged job)."""
+    try:
+        job_type = job_type_of(record)
+    except JobError:
+        method = record.config.get("method") if isinstance(record.config, Mapping) else None
+        return {"method": method, "unit": None, "done": None, "total": None}
+    done = total = None
+    try:
+        checkpoint = store.latest_checkpoint(record.id)
+        state = checkpoint.state if checkpoint is not None and isinstance(checkpoint.state, Mapping) else {}
+        done, total = job_type.progress_of(record.config, state)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        pass
+    return {"method": job_type.method, "unit": job_type.unit, "done": done, "total": total}
 
 
 def _load_builtin_jobs() -> None:

@@ -24,7 +24,6 @@ from search.jobs._base import Job, JobContext, JobError
 from search.jobs._registry import register_job
 from search.jobs._runner import Runner
 from search.kinds import KINDS, CandidateKind
-from search.store import JobRecord
 from search.store._open import describe
 from search.strategies import RandomSearch, RegularizedEvolution, RegularizedEvolutionConfig, Strategy
 
@@ -54,6 +53,7 @@ class SearchConfig:
     kind_options: dict[str, Any] = field(default_factory=dict)  # the kind's settings: CandidateKind.from_job_config
 
     def __post_init__(self) -> None:
+        _check_types(self)  # a stored config (resume) may have been edited: check what argparse checks for search
         object.__setattr__(self, "tasks", tuple(self.tasks))
         object.__setattr__(self, "warm_start", tuple(self.warm_start))
         if not self.tasks or not all(isinstance(t, str) for t in self.tasks):
@@ -74,6 +74,13 @@ class SearchConfig:
             raise JobError(f"unknown cache policy {self.cache!r}; choose plain, aggregating, forgetful or off")
         if self.strategy == "evolution" and not self.warm_start:
             raise JobError("evolution needs a warm start (e.g. --warm-start adamw)")
+
+        if self.cache_samples < 1 or not 0.0 <= self.cache_forget <= 1.0 or self.max_candidates_per_evaluation < 1:
+            raise JobError("cache_samples and max_candidates_per_evaluation must be >= 1, cache_forget in [0, 1]")
+        if self.seed < 0 or (self.plateau_restart is not None and self.plateau_restart < 1):
+            raise JobError(f"--seed must be >= 0 and --plateau-restart >= 1, got {self.seed}, {self.plateau_restart}")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise JobError(f"--lr must be a positive number, got {self.lr!r}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -415,6 +422,11 @@ class SearchJob(Job):
     def progress(self) -> tuple[int, int | None, dict[str, Any]]:
         return self.runs, self.config.evaluations, self._status_fields()
 
+    @classmethod
+    def progress_of(cls, config: Mapping[str, Any], state: Mapping[str, Any]) -> tuple[int | None, int | None]:
+        evaluations = config.get("evaluations")
+        return None, None if evaluations is None else int(evaluations)  # done: the evaluations the store counts
+
     def report(self, result: JobSummary) -> list[str]:
         lines = [f"finished: {result.evaluations} evaluations, {result.cache_hits} cache hits, {result.failed} failed, "
                  f"{result.candidates} candidates in {result.elapsed_s:.0f} s"]
@@ -454,6 +466,41 @@ class SearchJob(Job):
             best_candidate_id=None if best is None else self.candidate_by_birth.get(best.id),
             best_text=None if best is None else self.kind.to_text(self.kind.simplify(best.candidate)),
             elapsed_s=self.elapsed(), extra={"baselines": self.context_values.get("baselines")})
+
+
+_INTS = ("population", "tournament", "seed", "cache_samples", "max_candidates_per_evaluation")
+_OPTIONAL_INTS = ("evaluations", "plateau_restart")
+_OPTIONAL_NUMBERS = ("hours", "lr")
+
+
+def _check_types(config: SearchConfig) -> None:
+    """``JobError`` naming the first field whose value has the wrong type (bools are not numbers here)."""
+    def bad(name: str, wanted: str) -> JobError:
+        return JobError(f"search configuration: {name} must be {wanted}, got {getattr(config, name)!r:.60}")
+
+    def is_int(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    for name in _INTS + _OPTIONAL_INTS:
+        value = getattr(config, name)
+        if not is_int(value) and not (value is None and name in _OPTIONAL_INTS):
+            raise bad(name, "an integer")
+    for name in _OPTIONAL_NUMBERS + ("cache_forget",):
+        value = getattr(config, name)
+        if not (is_int(value) or isinstance(value, float)) and not (value is None and name != "cache_forget"):
+            raise bad(name, "a number")
+    for name in ("strategy", "cache"):
+        if not isinstance(getattr(config, name), str):
+            raise bad(name, "a string")
+    if not isinstance(config.fcm, bool):
+        raise bad("fcm", "true or false")
+    for name in ("tasks", "warm_start"):
+        value = getattr(config, name)
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or \
+                not all(isinstance(item, str) for item in value):
+            raise bad(name, "a list of strings")
+    if not isinstance(config.kind_options, Mapping):
+        raise bad("kind_options", "an object")
 
 
 def _finite(value: Any) -> bool:

@@ -69,20 +69,13 @@ class TrainJob(Job):
     """Training one genotype; one unit per epoch."""
 
     method = METHOD
+    config_type = TrainJobConfig
     own_progress_lines = True
 
     def __init__(self, config: TrainJobConfig, context: JobContext, data: DataSplits | None = None) -> None:
         super().__init__(config, context)
         self.data = data
         self.epochs_done = 0
-
-    @classmethod
-    def config_from_dict(cls, data: Mapping[str, Any]) -> TrainJobConfig:
-        return TrainJobConfig.from_dict(data)
-
-    @classmethod
-    def config_to_dict(cls, config: TrainJobConfig) -> dict[str, Any]:
-        return config.to_dict()
 
     @classmethod
     def seed_of(cls, config: TrainJobConfig) -> int:
@@ -102,9 +95,13 @@ class TrainJob(Job):
         config, store, job = self.config, self.store, self.record
         assert self.data is not None
         genotype = Genotype.from_text(config.genotype)
-        with runner.unit():
-            candidate = store.add_candidate(job.id, kind="architecture", text=genotype.to_text(),
-                                            hash=hashing.functional_hash(genotype), mutation=config.source, birth=0)
+        recorded = store.list_candidates(job.id)
+        if recorded:  # resumed: the one candidate is there already
+            candidate = recorded[0].id
+        else:
+            with runner.unit():
+                candidate = store.add_candidate(job.id, kind="architecture", text=genotype.to_text(),
+                                                hash=hashing.functional_hash(genotype), mutation=config.source, birth=0)
         shape = self.data.input_shape
         params = count_parameters(Network(genotype, config.train.net, in_channels=shape[0], dim=len(shape) - 1))
         replayed = self.epochs_done
@@ -130,10 +127,17 @@ class TrainJob(Job):
     def progress(self) -> tuple[int, int | None, dict[str, Any]]:
         return self.epochs_done, self.config.train.epochs, {}
 
+    @classmethod
+    def progress_of(cls, config: Mapping[str, Any], state: Mapping[str, Any]) -> tuple[int | None, int | None]:
+        return int(state.get("epoch", 0)), int(config["train"]["epochs"])
+
     def describe(self) -> str:
         config = self.config
         return (f"training job {self.record.name!r}: {config.source} on {config.dataset} for {config.train.epochs} "
                 f"epochs, {config.device}; {self.epochs_done} done")
+
+    def exit_status(self, result: TrainResult) -> int:
+        return 0 if result.status == "ok" else 1
 
     def report(self, result: TrainResult) -> list[str]:
         if result.status != "ok":

@@ -1,7 +1,8 @@
 """The results store: jobs, candidates, evaluations, FEC cache entries and checkpoints in one SQL database.
 
 ``Store.for_run(run_dir)`` opens ``<run_dir>/results.db`` (SQLite, WAL mode); ``Store(url)`` takes any SQLAlchemy URL,
-e.g. ``postgresql://user@host/db``. Only the driver writes; the CLI and plain SQL may read while a job runs.
+e.g. ``postgresql://user@host/db``. Only the driver writes, holding the job's lease; the CLI (``read_only=True``) and
+plain SQL may read while a job runs.
 """
 
 from __future__ import annotations
@@ -10,10 +11,14 @@ from search.store._records import (
     CandidateRecord,
     CheckpointRecord,
     CurvePoint,
+    DamagedError,
     EvaluationRecord,
     JobCounts,
     JobRecord,
+    LeaseHeldError,
+    LeaseLostError,
     Ranked,
+    StorageError,
     StoreError,
 )
 from search.store._schema import SCHEMA_VERSION
@@ -25,10 +30,14 @@ __all__ = [
     "CandidateRecord",
     "CheckpointRecord",
     "CurvePoint",
+    "DamagedError",
     "EvaluationRecord",
     "JobCounts",
     "JobRecord",
+    "LeaseHeldError",
+    "LeaseLostError",
     "Ranked",
+    "StorageError",
     "Store",
     "StoreError",
 ]

@@ -7,7 +7,7 @@ from collections import deque
 import sqlalchemy as sa
 
 from search.store._records import (
-    CandidateRecord, CurvePoint, EvaluationRecord, JobCounts, Ranked, StoreError, candidate_record,
+    CandidateRecord, CurvePoint, EvaluationRecord, JobCounts, Ranked, StoreError, _Row, candidate_record,
     evaluation_record,
 )
 from search.store._schema import candidates, evaluations
@@ -75,7 +75,9 @@ def best_so_far(conn: sa.Connection, job_id: int, *, task: str | None) -> list[C
         query = query.where(evaluations.c.task == task)
     points, best = [], None
     for row in conn.execute(query):
-        fitness = row.fitness if row.status in ("ok", "cached") else None
+        check = _Row(row._mapping, "evaluations")
+        fitness = check.float("fitness", null=True) if check.str("status") in ("ok", "cached") else None
+        check.int("finished_order"), check.int("candidate_id")
         if fitness is not None and (best is None or fitness > best):
             best = fitness
         points.append(CurvePoint(order=row.finished_order, evaluation_id=row.id, candidate_id=row.candidate_id,

@@ -1,4 +1,5 @@
-"""Immutable records read back from the results store, and the store's exception."""
+"""Immutable records read back from the results store, checked as they are read (a database is untrusted input), and
+the store's exceptions."""
 
 from __future__ import annotations
 
@@ -12,6 +13,27 @@ class StoreError(ValueError):
 
     The message is one line: what is wrong, where, and how to fix it. Nothing was modified when it is raised.
     """
+
+
+class DamagedError(StoreError):
+    """A value read from the database is not what the schema says (bad JSON, a wrong type, NULL, unreadable pages)."""
+
+
+class StorageError(StoreError):
+    """Writing failed for a reason of the storage (disk full, a lock held past the busy timeout, I/O error, lost
+    connection). The transaction was rolled back: everything committed before is kept, and ``resume`` continues."""
+
+
+class LeaseHeldError(StoreError):
+    """Another driver holds the job's lease (it is running the job now)."""
+
+
+class LeaseLostError(StoreError):
+    """This driver's lease was taken over (its heartbeat stopped for longer than the lease's TTL): it must stop."""
+
+
+class DamagedValue(ValueError):
+    """Internal: one value of one row is damaged; the store turns it into a ``DamagedError`` naming the database."""
 
 
 @dataclass(frozen=True)
@@ -109,27 +131,97 @@ class CurvePoint:
 
 
 def job_record(row: Mapping[str, Any]) -> JobRecord:
+    check = _Row(row, "jobs")
     return JobRecord(
-        id=row["id"], name=row["name"], kind=row["kind"], status=row["status"], config=row["config"],
-        seed=row["seed"], created=row["created_at"], updated=row["updated_at"],
+        id=check.int("id"), name=check.str("name"), kind=check.str("kind"), status=check.str("status"),
+        config=row["config"], seed=check.int("seed"), created=check.time("created_at"),
+        updated=check.time("updated_at"),
     )
 
 
 def candidate_record(row: Mapping[str, Any]) -> CandidateRecord:
+    check = _Row(row, "candidates")
     return CandidateRecord(
-        id=row["id"], job_id=row["job_id"], kind=row["kind"], text=row["text"], hash=row["hash"],
-        parent_ids=tuple(row["parent_ids"]), mutation=row["mutation"], birth=row["birth"], created=row["created_at"],
+        id=check.int("id"), job_id=check.int("job_id"), kind=check.str("kind"), text=check.str("text"),
+        hash=check.str("hash"), parent_ids=check.ids("parent_ids"), mutation=check.str("mutation", null=True),
+        birth=check.int("birth"), created=check.time("created_at"),
     )
 
 
 def evaluation_record(row: Mapping[str, Any]) -> EvaluationRecord:
+    check = _Row(row, "evaluations")
     return EvaluationRecord(
-        id=row["id"], job_id=row["job_id"], candidate_id=row["candidate_id"], key=row["key"], task=row["task"],
-        seed=row["seed"], status=row["status"], fitness=row["fitness"], metrics=row["metrics"], error=row["error"],
-        worker=row["worker"], wall_time=row["wall_time"], attempts=row["attempts"], cache_hit=bool(row["cache_hit"]),
-        finished_order=row["finished_order"], created=row["created_at"], finished=row["finished_at"],
+        id=check.int("id"), job_id=check.int("job_id"), candidate_id=check.int("candidate_id"), key=check.str("key"),
+        task=check.str("task"), seed=check.int("seed"), status=check.str("status"),
+        fitness=check.float("fitness", null=True), metrics=row["metrics"], error=check.str("error", null=True),
+        worker=check.str("worker", null=True), wall_time=check.float("wall_time", null=True),
+        attempts=check.int("attempts"), cache_hit=check.bool("cache_hit"),
+        finished_order=check.int("finished_order", null=True), created=check.time("created_at"),
+        finished=check.time("finished_at", null=True),
     )
 
 
 def checkpoint_record(row: Mapping[str, Any]) -> CheckpointRecord:
-    return CheckpointRecord(job_id=row["job_id"], seq=row["seq"], state=row["state"], created=row["created_at"])
+    check = _Row(row, "checkpoints")
+    return CheckpointRecord(job_id=check.int("job_id"), seq=check.int("seq"), state=row["state"],
+                            created=check.time("created_at"))
+
+
+class _Row:
+    """Type checks of one row's values: ``DamagedValue`` naming the table, the column and the row's id."""
+
+    def __init__(self, row: Mapping[str, Any], table: str) -> None:
+        self.row, self.table = row, table
+
+    def _value(self, column: str, null: bool) -> Any:
+        value = self.row[column]
+        if value is None and not null:
+            raise self.damaged(column, "is NULL")
+        return value
+
+    def damaged(self, column: str, what: str) -> DamagedValue:
+        ident = self.row.get("id", self.row.get("job_id"))
+        return DamagedValue(f"{self.table}.{column} of row {ident!r} {what}")
+
+    def int(self, column: str, *, null: bool = False) -> Any:
+        value = self._value(column, null)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise self.damaged(column, f"is {_shown(value)}, not an integer")
+        return value
+
+    def bool(self, column: str) -> bool:
+        value = self._value(column, False)
+        if value not in (0, 1):  # True/False from the driver, or SQLite's 0/1
+            raise self.damaged(column, f"is {_shown(value)}, not a boolean")
+        return bool(value)
+
+    def str(self, column: str, *, null: bool = False) -> Any:
+        value = self._value(column, null)
+        if value is not None and not isinstance(value, str):
+            raise self.damaged(column, f"is {_shown(value)}, not text")
+        return value
+
+    def float(self, column: str, *, null: bool = False) -> Any:
+        value = self._value(column, null)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.damaged(column, f"is {_shown(value)}, not a number")
+        return float(value)
+
+    def time(self, column: str, *, null: bool = False) -> Any:
+        value = self._value(column, null)
+        if value is not None and not isinstance(value, datetime):
+            raise self.damaged(column, f"is {_shown(value)}, not a time")
+        return value
+
+    def ids(self, column: str) -> tuple[int, ...]:
+        value = self._value(column, False)
+        if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+            raise self.damaged(column, f"is {_shown(value)}, not a list of candidate ids")
+        return tuple(value)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

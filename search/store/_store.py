@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import sqlalchemy as sa
 
-from search.store import _queries
-from search.store._open import describe, open_engine
+from search.store import _lease, _queries
+from search.store._lease import DEFAULT_TTL_S, Heartbeat, Lease
+from search.store._open import checkpoint_wal, describe, first_line, is_memory, is_sqlite, open_engine
 from search.store._records import (
-    CandidateRecord, CheckpointRecord, CurvePoint, EvaluationRecord, JobCounts, JobRecord, Ranked, StoreError,
-    candidate_record, checkpoint_record, evaluation_record, job_record,
+    CandidateRecord, CheckpointRecord, CurvePoint, DamagedError, DamagedValue, EvaluationRecord, JobCounts, JobRecord,
+    LeaseLostError, Ranked, StorageError, StoreError, candidate_record, checkpoint_record, evaluation_record,
+    job_record,
 )
 from search.store._schema import (
     EVALUATION_STATUSES, FINISHED_STATUSES, JOB_KINDS, JOB_STATUSES, cache_entries, candidates, checkpoints,
@@ -22,6 +27,35 @@ from search.store._schema import (
 )
 
 RESULTS_FILE = "results.db"
+_DAMAGE_MARKS = ("malformed", "not a database", "decode", "no such column", "no such table", "corrupt", "invalid")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _reads(table: str) -> Callable[[F], F]:
+    """A read method: a damaged value or an unreadable page becomes one ``StoreError`` line naming the database and
+    ``table`` (values are untrusted: a database may have been edited, truncated or damaged)."""
+
+    def decorate(method: F) -> F:
+        @functools.wraps(method)
+        def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except StoreError:
+                raise
+            except DamagedValue as error:
+                raise DamagedError(f"{describe(self.url)}: damaged value: {error}; the database was edited or "
+                                   "damaged — restore it from a copy or start a new run") from None
+            except sa.exc.DBAPIError as error:
+                raise self._database_error(error, f"reading {table}: ") from None
+            except (ValueError, TypeError, KeyError, OverflowError, UnicodeDecodeError) as error:
+                raise DamagedError(f"{describe(self.url)}: damaged value in table {table} ({type(error).__name__}: "
+                                   f"{' '.join(str(error).split())[:120]}); restore it from a copy or start a new "
+                                   "run") from None
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 class Store:
@@ -34,39 +68,61 @@ class Store:
         any moment leaves the database consistent.
       * Thread-safe: calls from several threads of the writing process are serialised by a re-entrant lock; a
         ``transaction()`` block belongs to the thread that opened it.
+      * One driver per job: ``job_running`` holds the job's lease (a row of ``leases``, renewed by a heartbeat
+        thread) for the whole run; a second driver gets ``LeaseHeldError``. While a lease is held, every checkpoint
+        is fenced by it: a driver whose lease was taken over commits nothing more (``LeaseLostError``).
       * Evaluations are keyed by ``(job_id, key)``: adding one twice returns the first; finishing one twice
         records nothing the second time.
       * JSON values (config, metrics, states, cache payloads) must be ``json``-serialisable; non-finite floats
         round-trip.
+      * Values read back are checked: a damaged database gives ``DamagedError`` (one line naming the database and
+        the table), a failing disk, lock or server ``StorageError``; both are ``StoreError`` (a ``ValueError``).
+      * ``read_only=True`` writes nothing, ever: the SQLite file stays byte-identical and may be on read-only media.
     """
 
-    def __init__(self, url: str, *, create: bool = True, keep_checkpoints: int = 3, busy_timeout_s: float = 30.0):
-        """Open (with ``create``, create if absent) the database at SQLAlchemy ``url``; ``StoreError`` if unusable."""
+    def __init__(self, url: str, *, create: bool = True, read_only: bool = False, keep_checkpoints: int = 3,
+                 busy_timeout_s: float = 30.0, lease_ttl_s: float = DEFAULT_TTL_S, lock_retries: int = 2):
+        """Open (with ``create``, create if absent) the database at SQLAlchemy ``url``; ``StoreError`` if unusable.
+
+        ``busy_timeout_s``: how long SQLite waits for another process's write lock, ``lock_retries`` times over
+        before a write fails. ``lease_ttl_s``: how long a job's lease outlives its driver's last heartbeat."""
         if keep_checkpoints < 1:
             raise ValueError(f"keep_checkpoints must be at least 1, got {keep_checkpoints}")
+        if not lease_ttl_s > 0:
+            raise ValueError(f"lease_ttl_s must be positive, got {lease_ttl_s}")
         try:
             self.url = sa.make_url(url)
         except sa.exc.ArgumentError:
             raise StoreError(f"{url!r} is not a database URL; use e.g. sqlite:///runs/job/results.db or "
                              "postgresql://user@host/db") from None
         self.keep_checkpoints = keep_checkpoints
-        self._engine = open_engine(self.url, create=create, busy_timeout_s=busy_timeout_s)
+        self.read_only = read_only
+        self.lease_ttl_s = lease_ttl_s
+        self._busy_timeout_s, self._lock_retries = busy_timeout_s, lock_retries
+        opened = open_engine(self.url, create=create, read_only=read_only, busy_timeout_s=busy_timeout_s)
+        self._engine, self._has_leases = opened.engine, opened.has_leases
         self._lock = threading.RLock()
         self._local = threading.local()
+        self._leases: dict[int, Lease] = {}
+        self._seen_checkpoint: dict[int, int] = {}  # job id -> seq of the checkpoint this store read or wrote last
 
     @classmethod
-    def for_run(cls, run_dir: str | Path, *, create: bool = True, keep_checkpoints: int = 3) -> Store:
+    def for_run(cls, run_dir: str | Path, *, create: bool = True, read_only: bool = False,
+                keep_checkpoints: int = 3) -> Store:
         """The SQLite store ``<run_dir>/results.db`` (the folder is created with ``create``)."""
         path = Path(run_dir)
-        if create:
+        if create and not read_only:
             path.mkdir(parents=True, exist_ok=True)
-        return cls(f"sqlite:///{path / RESULTS_FILE}", create=create, keep_checkpoints=keep_checkpoints)
+        return cls(f"sqlite:///{path / RESULTS_FILE}", create=create, read_only=read_only,
+                   keep_checkpoints=keep_checkpoints)
 
     def __repr__(self) -> str:
-        return f"Store({describe(self.url)!r})"
+        return f"Store({describe(self.url)!r}{', read_only=True' if self.read_only else ''})"
 
     def close(self) -> None:
-        """Release all connections (the database stays as it is)."""
+        """Release all connections (the database stays as it is; a writer folds SQLite's WAL into the file)."""
+        if not self.read_only and is_sqlite(self.url) and not is_memory(self.url):
+            checkpoint_wal(self._engine)
         self._engine.dispose()
 
     def __enter__(self) -> Store:
@@ -89,59 +145,209 @@ class Store:
         if current is not None:
             yield current
             return
-        with self._lock, self._engine.begin() as conn:
-            self._local.conn = conn
+        with self._lock:
             try:
-                yield conn
-            finally:
-                self._local.conn = None
+                with self._begin() as conn:
+                    self._local.conn = conn
+                    try:
+                        yield conn
+                    finally:
+                        self._local.conn = None
+            except sa.exc.DBAPIError as error:
+                raise self._database_error(error) from None
+
+    @contextmanager
+    def _begin(self) -> Iterator[sa.Connection]:
+        """A connection in a new transaction. Starting one is retried while the database is locked or unreachable:
+        nothing has happened yet, so that is always safe (SQLite already waited ``busy_timeout_s`` each time)."""
+        attempt = 0
+        while True:
+            conn = self._engine.connect()
+            try:
+                transaction = conn.begin()
+                break
+            except sa.exc.OperationalError:
+                conn.close()
+                if attempt >= self._lock_retries:
+                    raise
+                time.sleep(min(0.25 * 2 ** attempt, 2.0))
+                attempt += 1
+        try:
+            yield conn
+        except BaseException:
+            if transaction.is_active:
+                transaction.rollback()
+            raise
+        else:
+            transaction.commit()
+        finally:
+            conn.close()
+
+    def _database_error(self, error: sa.exc.DBAPIError, doing: str = "") -> StoreError:
+        """One line for an error of the database itself: damage, or a failure of the storage (then: how to go on)."""
+        where, first = describe(self.url), first_line(error)
+        lowered = first.lower()
+        if any(mark in lowered for mark in _DAMAGE_MARKS) or isinstance(error, sa.exc.IntegrityError):
+            return DamagedError(f"{where}: damaged or foreign database ({doing}{first}); restore it from a copy "
+                                "or start a new run")
+        if self.read_only:
+            return StorageError(f"{where}: cannot be read ({first}); check the disk or the server and try again")
+        if "locked" in lowered or "busy" in lowered:
+            fix = (f"another process held the database's write lock for over {self._busy_timeout_s:g} s (a VACUUM "
+                   "or an open transaction in a sqlite3 shell?); end it")
+        elif "full" in lowered:
+            fix = "free disk space"
+        elif "readonly" in lowered or "read-only" in lowered:
+            fix = "make the database writable"
+        else:
+            fix = "check the disk or the database server"
+        if is_sqlite(self.url) and not is_memory(self.url):
+            resume = f"autodisco resume {Path(where).parent}"
+        else:
+            resume = f"autodisco resume RUN --db {where}"
+        return StorageError(f"{where}: storage error ({doing}{first}); the last write was rolled back and "
+                            f"everything recorded before it is kept — {fix}, then continue with: {resume}")
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise StoreError(f"{describe(self.url)}: opened read-only; this command cannot write to it")
 
     # -- jobs -----------------------------------------------------------------------------------------------------
 
     def create_job(self, name: str, *, kind: str, config: Any, seed: int) -> JobRecord:
-        """A new job in status "running"; ``StoreError`` if ``name`` is taken."""
+        """A new job, stored as "running" (it reads as "interrupted" until a driver holds its lease in
+        ``job_running``); ``StoreError`` if ``name`` is taken."""
         _check(kind, JOB_KINDS, "job kind")
+        self._writable()
+        taken = f"job {name!r} already exists in {describe(self.url)}; resume it or choose another name"
         with self._connection() as conn:
             if conn.execute(sa.select(jobs.c.id).where(jobs.c.name == name)).first() is not None:
-                raise StoreError(f"job {name!r} already exists in {describe(self.url)}; resume it or choose another name")
+                raise StoreError(taken)
             stamp = now()
-            conn.execute(sa.insert(jobs).values(name=name, kind=kind, status="running", config=config, seed=seed,
-                                                created_at=stamp, updated_at=stamp))
-            return job_record(conn.execute(sa.select(jobs).where(jobs.c.name == name)).mappings().one())
+            try:
+                with conn.begin_nested():  # PostgreSQL: two drivers may pass the check at once; one insert fails
+                    conn.execute(sa.insert(jobs).values(name=name, kind=kind, status="running", config=config,
+                                                        seed=seed, created_at=stamp, updated_at=stamp))
+            except sa.exc.IntegrityError:
+                raise StoreError(taken) from None
+            created = job_record(conn.execute(sa.select(jobs).where(jobs.c.name == name)).mappings().one())
+            return self._with_liveness(conn, [created])[0]
 
+    @_reads("jobs")
     def get_job(self, name: str) -> JobRecord | None:
-        """The job called ``name``, or None."""
+        """The job called ``name``, or None. A "running" job whose driver is gone (no live lease) reads as
+        "interrupted"."""
         with self._connection() as conn:
             row = conn.execute(sa.select(jobs).where(jobs.c.name == name)).mappings().first()
-        return None if row is None else job_record(row)
+            return None if row is None else self._with_liveness(conn, [job_record(row)])[0]
 
+    @_reads("jobs")
     def list_jobs(self) -> list[JobRecord]:
-        """All jobs, oldest first."""
+        """All jobs, oldest first (statuses as ``get_job`` gives them)."""
         with self._connection() as conn:
-            return [job_record(r) for r in conn.execute(sa.select(jobs).order_by(jobs.c.id)).mappings()]
+            records = [job_record(r) for r in conn.execute(sa.select(jobs).order_by(jobs.c.id)).mappings()]
+            return self._with_liveness(conn, records)
+
+    def _with_liveness(self, conn: sa.Connection, records: list[JobRecord]) -> list[JobRecord]:
+        if not self._has_leases or not any(r.status == "running" for r in records):
+            return records
+        live = _lease.live_jobs(conn)
+        return [dataclasses.replace(r, status="interrupted") if r.status == "running" and r.id not in live else r
+                for r in records]
 
     def set_job_status(self, job_id: int, status: str) -> None:
         """Set a job's status (running/finished/interrupted/failed) and its ``updated_at``."""
         _check(status, JOB_STATUSES, "job status")
+        self._writable()
         with self._connection() as conn:
+            self._fence(conn, job_id)
             done = conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(status=status, updated_at=now()))
             if done.rowcount == 0:
                 raise StoreError(f"no job with id {job_id} in {describe(self.url)}")
 
     @contextmanager
     def job_running(self, job_id: int) -> Iterator[None]:
-        """Mark the job "running" for the block, then "finished"; "interrupted" on Ctrl-C and "failed" on any other
-        exception, which is re-raised. Every long-running job (search, DARTS, training, one-shot, few-shot) uses it."""
-        self.set_job_status(job_id, "running")
+        """Run the block as the job's only driver: take its lease (``LeaseHeldError`` if another driver holds it),
+        renew it from a heartbeat thread, and mark the job "running"; then "finished", "interrupted" on Ctrl-C or a
+        storage error (resumable), "failed" on any other exception (re-raised). If the lease is lost (taken over
+        after the heartbeat stalled past the TTL) the next checkpoint raises ``LeaseLostError`` and the job's row is
+        left to the new driver. Every long-running job uses it, through the job runner."""
+        lease = self.acquire_lease(job_id)
+        heartbeat = Heartbeat(lambda: self.renew_lease(lease), lease.ttl_s).start()
+        outcome: str | None = "failed"
         try:
+            self.set_job_status(job_id, "running")
             yield
+            outcome = "finished"
         except KeyboardInterrupt:
-            self.set_job_status(job_id, "interrupted")
+            outcome = "interrupted"
             raise
-        except BaseException:
-            self.set_job_status(job_id, "failed")
+        except LeaseLostError:
+            outcome = None
             raise
-        self.set_job_status(job_id, "finished")
+        except StorageError:
+            outcome = "interrupted"
+            raise
+        finally:
+            heartbeat.stop()
+            self._end_run(job_id, lease, outcome, quiet=outcome != "finished")
+
+    def _end_run(self, job_id: int, lease: Lease, outcome: str | None, *, quiet: bool) -> None:
+        """Record the outcome (while the lease is still ours) and release the lease. ``quiet``: an exception is on
+        its way already; a failure here must not replace it (the lease then dies with this process)."""
+        try:
+            with self._connection() as conn:
+                if outcome is not None and _lease.holds(conn, lease):
+                    conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(status=outcome, updated_at=now()))
+                _lease.release(conn, lease)
+        except StoreError:
+            if not quiet:
+                raise
+        finally:
+            self._leases.pop(job_id, None)
+
+    # -- the lease ------------------------------------------------------------------------------------------------
+
+    def acquire_lease(self, job_id: int) -> Lease:
+        """Take the job's lease for this process (see ``_lease``); ``LeaseHeldError`` if a live driver holds it.
+        Also refused: a finished job, and one that another driver moved on since this store read its checkpoint
+        (its state here is out of date: open it again)."""
+        self._writable()
+        if not self._has_leases:
+            raise StoreError(f"{describe(self.url)}: schema without leases (opened read-only?)")
+        lease = Lease.mine(job_id, self.lease_ttl_s)
+        with self._connection() as conn:
+            status = conn.execute(sa.select(jobs.c.status, jobs.c.name).where(jobs.c.id == job_id)).first()
+            if status is None:
+                raise StoreError(f"no job with id {job_id} in {describe(self.url)}")
+            _lease.acquire(conn, lease, describe=lambda _: f"job {status.name!r}")
+            if status.status == "finished":
+                raise StoreError(f"job {status.name!r} already finished (another driver ended it); start a new run")
+            seen = self._seen_checkpoint.get(job_id)
+            latest = _latest_seq(conn, job_id)
+            if seen is not None and latest > seen:
+                raise _lease.LeaseHeldError(
+                    f"job {status.name!r} was advanced by another driver since this one read it (checkpoint {seen} "
+                    f"-> {latest}); run the command again to continue from the newest state")
+        self._leases[job_id] = lease
+        return lease
+
+    def renew_lease(self, lease: Lease) -> bool:
+        """The heartbeat: True while ``lease`` is still this driver's."""
+        with self._connection() as conn:
+            return _lease.renew(conn, lease)
+
+    def release_lease(self, lease: Lease) -> None:
+        with self._connection() as conn:
+            _lease.release(conn, lease)
+        self._leases.pop(lease.job_id, None)
+
+    def _fence(self, conn: sa.Connection, job_id: int) -> None:
+        lease = self._leases.get(job_id)
+        if lease is not None and not _lease.holds(conn, lease):
+            raise LeaseLostError(f"{describe(self.url)}: another driver took over job {job_id} (this driver's "
+                                 f"heartbeat stalled for over {lease.ttl_s:g} s); this driver stopped without "
+                                 "recording its last unit")
 
     # -- candidates -----------------------------------------------------------------------------------------------
 
@@ -153,6 +359,7 @@ class Store:
         different text at a taken ``birth`` raises ``StoreError``.
         """
         _check(kind, JOB_KINDS, "candidate kind")
+        self._writable()
         with self._connection() as conn:
             if birth is None:
                 birth = _next(conn, candidates.c.birth, candidates.c.job_id == job_id, start=0)
@@ -168,6 +375,7 @@ class Store:
                 mutation=mutation, birth=birth, created_at=now()))
             return int(result.inserted_primary_key[0])
 
+    @_reads("candidates")
     def get_candidate(self, candidate_id: int) -> CandidateRecord:
         """The candidate with this id; ``StoreError`` if there is none."""
         with self._connection() as conn:
@@ -176,6 +384,7 @@ class Store:
             raise StoreError(f"no candidate with id {candidate_id} in {describe(self.url)}")
         return candidate_record(row)
 
+    @_reads("candidates")
     def list_candidates(self, job_id: int) -> list[CandidateRecord]:
         """The job's candidates in birth order."""
         with self._connection() as conn:
@@ -186,6 +395,7 @@ class Store:
 
     def add_evaluation(self, job_id: int, candidate_id: int, *, key: str, task: str, seed: int) -> int:
         """Record an evaluation as "pending" (dispatched) and return its id; an existing ``key`` returns its id."""
+        self._writable()
         with self._connection() as conn:
             found = conn.execute(sa.select(evaluations.c.id).where(
                 evaluations.c.job_id == job_id, evaluations.c.key == key)).scalar()
@@ -198,6 +408,7 @@ class Store:
 
     def mark_running(self, evaluation_id: int, *, worker: str | None = None) -> None:
         """A pending evaluation has started on ``worker`` (optional: the store works without it)."""
+        self._writable()
         with self._connection() as conn:
             conn.execute(sa.update(evaluations).where(
                 evaluations.c.id == evaluation_id, evaluations.c.status == "pending").values(
@@ -212,6 +423,7 @@ class Store:
         if the evaluation was already finished; ``StoreError`` if there is no such evaluation.
         """
         _check(status, FINISHED_STATUSES, "finished status")
+        self._writable()
         with self._connection() as conn:
             row = conn.execute(sa.select(evaluations.c.job_id, evaluations.c.status).where(
                 evaluations.c.id == evaluation_id)).first()
@@ -226,6 +438,7 @@ class Store:
                 finished_at=now()))
             return True
 
+    @_reads("evaluations")
     def get_evaluation(self, job_id: int, key: str) -> EvaluationRecord | None:
         """The evaluation recorded under ``key``, or None."""
         with self._connection() as conn:
@@ -233,6 +446,7 @@ class Store:
                 evaluations.c.job_id == job_id, evaluations.c.key == key)).mappings().first()
         return None if row is None else evaluation_record(row)
 
+    @_reads("evaluations")
     def list_evaluations(self, job_id: int, *, status: str | None = None) -> list[EvaluationRecord]:
         """The job's evaluations in the order they were added, optionally only those with ``status``."""
         query = sa.select(evaluations).where(evaluations.c.job_id == job_id).order_by(evaluations.c.id)
@@ -242,6 +456,7 @@ class Store:
         with self._connection() as conn:
             return [evaluation_record(r) for r in conn.execute(query).mappings()]
 
+    @_reads("evaluations")
     def unfinished_evaluations(self, job_id: int) -> list[EvaluationRecord]:
         """Evaluations dispatched but without a result ("pending" or "running"): what a resumed job re-dispatches."""
         query = sa.select(evaluations).where(
@@ -254,6 +469,7 @@ class Store:
     def add_candidates(self, job_id: int, rows: Sequence[Mapping[str, Any]]) -> list[int]:
         """Record new candidates (each row: ``kind, text, hash, parent_ids, mutation, birth``) in one statement and
         return their ids in order. Unlike ``add_candidate`` the births must be new (``StoreError`` otherwise)."""
+        self._writable()
         if not rows:
             return []
         stamp = now()
@@ -273,6 +489,7 @@ class Store:
     def add_evaluations(self, job_id: int, rows: Sequence[Mapping[str, Any]]) -> list[int]:
         """Record new "pending" evaluations (each row: ``candidate_id, key, task, seed``) in one statement; their
         ids in order. Unlike ``add_evaluation`` the keys must be new (``StoreError`` otherwise)."""
+        self._writable()
         if not rows:
             return []
         stamp = now()
@@ -291,6 +508,7 @@ class Store:
         """``finish_evaluation`` for many evaluations of one job at once, in order (each row: ``evaluation_id`` and
         the keyword arguments of ``finish_evaluation``); for each, whether it was recorded (False: already
         finished). ``StoreError`` if one does not exist in the job."""
+        self._writable()
         if not rows:
             return []
         ids = [int(r["evaluation_id"]) for r in rows]
@@ -323,20 +541,27 @@ class Store:
     # -- checkpoints and the FEC cache ----------------------------------------------------------------------------
 
     def save_checkpoint(self, job_id: int, state: Any) -> int:
-        """Save ``state`` as the job's newest checkpoint and return its ``seq``; only the newest few are kept."""
+        """Save ``state`` as the job's newest checkpoint and return its ``seq``; only the newest few are kept. While
+        this store holds the job's lease, ``LeaseLostError`` if another driver took it over (nothing is committed)."""
+        self._writable()
         with self._connection() as conn:
-            seq = _next(conn, checkpoints.c.seq, checkpoints.c.job_id == job_id, start=1)
+            self._fence(conn, job_id)
+            seq = _latest_seq(conn, job_id) + 1
             conn.execute(sa.insert(checkpoints).values(job_id=job_id, seq=seq, state=state, created_at=now()))
             conn.execute(sa.delete(checkpoints).where(
                 checkpoints.c.job_id == job_id, checkpoints.c.seq <= seq - self.keep_checkpoints))
-            return seq
+        self._seen_checkpoint[job_id] = seq
+        return seq
 
+    @_reads("checkpoints")
     def latest_checkpoint(self, job_id: int) -> CheckpointRecord | None:
         """The job's newest checkpoint, or None."""
         query = sa.select(checkpoints).where(checkpoints.c.job_id == job_id).order_by(checkpoints.c.seq.desc())
         with self._connection() as conn:
             row = conn.execute(query.limit(1)).mappings().first()
-        return None if row is None else checkpoint_record(row)
+        record = None if row is None else checkpoint_record(row)
+        self._seen_checkpoint[job_id] = 0 if record is None else record.seq
+        return record
 
     def save_cache_entries(self, job_id: int, entries: Mapping[str, Any]) -> None:
         """Insert or replace FEC cache entries ``{hash: payload}`` of the job (one statement each for the updated
@@ -344,6 +569,7 @@ class Store:
         if not entries:
             return
         stamp = now()
+        self._writable()
         with self._connection() as conn:
             existing = set(conn.execute(sa.select(cache_entries.c.hash).where(
                 cache_entries.c.job_id == job_id, cache_entries.c.hash.in_(list(entries)))).scalars())
@@ -361,10 +587,12 @@ class Store:
         hashes = list(hashes)
         if not hashes:
             return
+        self._writable()
         with self._connection() as conn:
             conn.execute(sa.delete(cache_entries).where(cache_entries.c.job_id == job_id,
                                                         cache_entries.c.hash.in_(hashes)))
 
+    @_reads("cache_entries")
     def load_cache_entries(self, job_id: int) -> dict[str, Any]:
         """The job's FEC cache entries ``{hash: payload}``."""
         query = sa.select(cache_entries.c.hash, cache_entries.c.payload).where(cache_entries.c.job_id == job_id)
@@ -373,11 +601,13 @@ class Store:
 
     def append_logbook(self, job_id: int, first_seq: int, entries: Iterable[Mapping[str, Any]]) -> None:
         """Append the job's strategy logbook records ``first_seq``, ``first_seq + 1``, ... (written once each)."""
+        self._writable()
         rows = [{"job_id": job_id, "seq": first_seq + i, "entry": dict(e)} for i, e in enumerate(entries)]
         if rows:
             with self._connection() as conn:
                 conn.execute(sa.insert(logbook), rows)
 
+    @_reads("logbook")
     def load_logbook(self, job_id: int) -> list[Any]:
         """The job's strategy logbook records in order."""
         query = sa.select(logbook.c.entry).where(logbook.c.job_id == job_id).order_by(logbook.c.seq)
@@ -386,26 +616,31 @@ class Store:
 
     # -- reports --------------------------------------------------------------------------------------------------
 
+    @_reads("candidates and evaluations")
     def counts(self, job_id: int, *, task: str | None = None) -> JobCounts:
         """Candidates, evaluations run (ok + failed), ok, failed, cache hits and still pending (only of ``task``)."""
         with self._connection() as conn:
             return _queries.counts(conn, job_id, task=task)
 
+    @_reads("evaluations")
     def top_k(self, job_id: int, k: int = 10, *, task: str | None = None, unique_hash: bool = True) -> list[Ranked]:
         """The ``k`` best ok/cached evaluations by fitness (ties: earliest first); one per functional hash by default."""
         with self._connection() as conn:
             return _queries.top_k(conn, job_id, k, task=task, unique_hash=unique_hash)
 
+    @_reads("candidates")
     def lineage(self, candidate_id: int) -> list[CandidateRecord]:
         """The candidate, then its ancestors breadth-first; each record's ``mutation`` made it from its parents."""
         with self._connection() as conn:
             return _queries.lineage(conn, candidate_id)
 
+    @_reads("evaluations")
     def best_so_far(self, job_id: int, *, task: str | None = None) -> list[CurvePoint]:
         """Every finished evaluation in ``finished_order`` with the best fitness so far: the data of a search curve."""
         with self._connection() as conn:
             return _queries.best_so_far(conn, job_id, task=task)
 
+    @_reads("candidates")
     def first_by_hash(self, job_id: int, hash_prefix: str, *, limit: int = 10) -> list[CandidateRecord]:
         """For each distinct functional hash of the job starting with ``hash_prefix``, its first-born candidate.
 
@@ -414,6 +649,7 @@ class Store:
         with self._connection() as conn:
             return _queries.first_by_hash(conn, job_id, hash_prefix, limit)
 
+    @_reads("evaluations")
     def evaluations_of(self, candidate_ids: Iterable[int]) -> list[EvaluationRecord]:
         """Every evaluation of these candidates, in the order they were added."""
         with self._connection() as conn:
@@ -429,6 +665,11 @@ def _next(conn: sa.Connection, column: sa.Column[Any], where: sa.ColumnElement[b
     """max(column) + 1 over the rows matching ``where`` (``start`` when there is none). Safe: one writer."""
     current = conn.execute(sa.select(sa.func.max(column)).where(where)).scalar()
     return start if current is None else int(current) + 1
+
+
+def _latest_seq(conn: sa.Connection, job_id: int) -> int:
+    """The newest checkpoint's ``seq`` of the job (0: none yet)."""
+    return _next(conn, checkpoints.c.seq, checkpoints.c.job_id == job_id, start=1) - 1
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -8,13 +8,12 @@ import pytest
 import torch
 
 import hashing
-from nas import NasError, darts_job
+from nas import NasError
 from nas.darts import DartsConfig, EpochRecord
-from nas.darts_job import (
-    CHECKPOINT_FILE, DartsJobConfig, create_darts_job, is_darts_job, recorded_epochs, run_darts_job,
-)
 from nas.genotypes import Genotype
 from nas.supernet import SupernetConfig
+from search.jobs import JobError, create_job, job_type_of, open_job, run_job
+from search.jobs._darts import CHECKPOINT_FILE, DartsJob, DartsJobConfig, recorded_epochs
 from search.store import Store
 
 NET = SupernetConfig(layers=2, C=2, steps=2, multiplier=2, primitives=("none", "max_pool_3x3", "skip_connect",
@@ -23,9 +22,13 @@ CONFIG = DartsJobConfig("digits", DartsConfig(net=NET, epochs=3, batch_size=16, 
 
 
 def _run(run: Path, config: DartsJobConfig = CONFIG, on_epoch: Any = None) -> list[EpochRecord]:
+    """Create or resume the job of ``run`` and run it; ``on_epoch(epoch number)`` after each new epoch's rows."""
+    say = (lambda line: on_epoch(int(line.split()[1].split("/")[0]))) if on_epoch else (lambda line: None)
     with Store.for_run(run) as store:
-        job = store.get_job(run.name) or create_darts_job(store, run.name, config)
-        return list(run_darts_job(store, job, run, on_epoch).history)
+        record = store.get_job(run.name)
+        context = {"run_dir": run, "say": say, "show_progress": False}
+        job = open_job(store, record, **context) if record else create_job(store, run.name, DartsJob, config, **context)
+        return list(run_job(job).history)
 
 
 def _comparable(records: list[EpochRecord]) -> list[dict[str, Any]]:
@@ -35,8 +38,8 @@ def _comparable(records: list[EpochRecord]) -> list[dict[str, Any]]:
 
 
 def _stop_at(epoch: int) -> Any:
-    def on_epoch(record: EpochRecord) -> None:
-        if record.epoch == epoch:
+    def on_epoch(number: int) -> None:
+        if number == epoch:
             raise KeyboardInterrupt
 
     return on_epoch
@@ -47,7 +50,7 @@ def test_a_job_records_every_epoch_with_alpha_metrics_and_genotype(tmp_path: Pat
     history = _run(run)
     with Store.for_run(run, create=False) as store:
         job = store.get_job("search")
-        assert job is not None and job.kind == "architecture" and job.status == "finished" and is_darts_job(job)
+        assert job is not None and job.kind == "architecture" and job.status == "finished" and job_type_of(job) is DartsJob
         assert DartsJobConfig.from_dict(job.config) == CONFIG
         candidates = store.list_candidates(job.id)
         evaluations = store.list_evaluations(job.id)
@@ -74,7 +77,7 @@ def test_resume_after_ctrl_c_continues_and_ends_like_an_uninterrupted_run(tmp_pa
         job = store.get_job("stopped")
         assert job.status == "interrupted" and len(recorded_epochs(store, job)) == 2
     resumed: list[int] = []
-    history = _run(run, on_epoch=lambda r: resumed.append(r.epoch))
+    history = _run(run, on_epoch=resumed.append)
     assert resumed == [3]  # epochs 1-2 were not run again
     assert _comparable(history) == _comparable(reference)
     with Store.for_run(run, create=False) as store:
@@ -86,20 +89,20 @@ def test_resume_after_ctrl_c_continues_and_ends_like_an_uninterrupted_run(tmp_pa
 def test_a_kill_between_the_checkpoint_file_and_the_database_loses_nothing(tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     reference = _run(tmp_path / "straight")
-    record = darts_job._record_epoch
+    record = DartsJob._record_epoch
 
-    def killed_at_epoch_2(store: Store, job: Any, config: Any, r: EpochRecord) -> None:
+    def killed_at_epoch_2(self: DartsJob, runner: Any, r: EpochRecord, *, say: bool) -> None:
         if r.epoch == 2:
             raise KeyboardInterrupt  # the file holds epoch 2, the database does not
-        record(store, job, config, r)
+        record(self, runner, r, say=say)
 
-    monkeypatch.setattr(darts_job, "_record_epoch", killed_at_epoch_2)
+    monkeypatch.setattr(DartsJob, "_record_epoch", killed_at_epoch_2)
     run = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
         _run(run)
-    monkeypatch.setattr(darts_job, "_record_epoch", record)
+    monkeypatch.setattr(DartsJob, "_record_epoch", record)
     resumed: list[int] = []
-    history = _run(run, on_epoch=lambda r: resumed.append(r.epoch))
+    history = _run(run, on_epoch=resumed.append)
     assert resumed == [3]
     with Store.for_run(run, create=False) as store:
         recorded = recorded_epochs(store, store.get_job("killed"))
@@ -112,7 +115,7 @@ def test_a_damaged_checkpoint_or_another_configuration_is_refused(tmp_path: Path
         _run(run, on_epoch=_stop_at(1))
     state = torch.load(run / CHECKPOINT_FILE, weights_only=True)
     (run / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
-    with pytest.raises(NasError, match="unreadable search checkpoint"):
+    with pytest.raises(JobError, match="unreadable job state"):
         _run(run)
     wider = DartsJobConfig("digits", DartsConfig(net=SupernetConfig(layers=2, C=4, steps=2, multiplier=2,
                                                                     primitives=NET.primitives), epochs=3), limit=48)

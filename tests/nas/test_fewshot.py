@@ -498,4 +498,4 @@ def test_cli_fewshot_refuses_an_existing_run(tmp_path, capsys) -> None:
     with Store.for_run(run) as store:
         store.create_job("taken", kind="architecture", config={}, seed=0)
     argv = ["nas", "fewshot", "--base", "darts", *TINY_CLI, "--run", str(run)]
-    assert cli_main(argv) == 2 and "exists already" in capsys.readouterr().err
+    assert cli_main(argv) == 2 and "already exists" in capsys.readouterr().err

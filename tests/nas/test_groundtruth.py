@@ -8,11 +8,12 @@ import pytest
 
 from nas import NasError, NB201Genotype
 from nas.groundtruth import (
-    SPECIAL, GroundTruthTable, TrainBudget, build_table, default_table_path, load_table, sample_architectures,
+    SPECIAL, GroundTruthTable, TrainBudget, default_table_path, load_table, sample_architectures,
     write_table,
 )
 from nas.ranking import kendall_tau, rank_correlation, rank_correlation_of
-from nas.workers import train_nb201
+from search.kinds.workers import train_nb201
+from search.store import Store
 from search.cli import main
 from search.executor import InlineExecutor
 
@@ -49,16 +50,41 @@ def test_worker_trains_an_architecture_on_a_tiny_budget() -> None:
     assert "dataset" in train_nb201({**payload, "dataset": "imagenet"})["error"]
 
 
-def test_build_table_through_an_executor_and_round_trip(tmp_path: Path) -> None:
-    table = GroundTruthTable({"dataset": "digits"}, {ARCHS[0]: 0.5})  # already known: not trained again
+def test_a_groundtruth_job_trains_through_an_executor_records_each_result_and_resumes(tmp_path: Path) -> None:
+    from search.jobs import create_job, open_job, run_job
+    from search.jobs._groundtruth import GroundTruthConfig, GroundTruthJob
+
+    output = tmp_path / "t.json"
+    config = GroundTruthConfig("digits", 3, str(output), seed=0, budget=TrainBudget(**TINY_BUDGET), limit=64)
+    context = {"executor_factory": lambda **_: InlineExecutor(), "show_progress": False}
     seen: list[str] = []
-    budget = TrainBudget(**TINY_BUDGET)
-    build_table([NB201Genotype.from_text(a) for a in ARCHS], table, InlineExecutor(), dataset="digits",
-                budget=budget, on_result=lambda arch, result: seen.append(arch), limit=64)
-    assert sorted(seen) == sorted(ARCHS[1:]) and table.accuracy[ARCHS[0]] == 0.5 and set(table.accuracy) == set(ARCHS)
-    write_table(table, tmp_path / "t.json")
-    again = load_table(tmp_path / "t.json")
-    assert again.accuracy == table.accuracy and again.dataset == "digits"
+
+    with Store.for_run(tmp_path / "gt") as store:
+        job = create_job(store, "gt", GroundTruthJob, config, **context)
+        record = GroundTruthJob._record
+
+        def record_then_stop(self: GroundTruthJob, *args: object) -> None:
+            record(self, *args)
+            seen.append(args[1].to_text())
+            if len(seen) == 1:
+                raise KeyboardInterrupt
+
+        GroundTruthJob._record = record_then_stop  # type: ignore[method-assign]
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run_job(job)
+            assert load_table(output).accuracy.keys() == {seen[0]}  # the table holds what is recorded
+            table = run_job(open_job(store, store.get_job("gt"), **context))
+        finally:
+            GroundTruthJob._record = record  # type: ignore[method-assign]
+        record_ = store.get_job("gt")
+        evaluations = store.list_evaluations(record_.id)
+    archs = [g.to_text() for g in sample_architectures(3, 0)]
+    assert sorted(seen) == sorted(archs) and record_.status == "finished"  # each trained exactly once
+    assert sorted(e.key for e in evaluations) == sorted(archs) and all(e.status == "ok" for e in evaluations)
+    again = load_table(output)
+    assert again.accuracy == table.accuracy and set(again.accuracy) == set(archs) and again.dataset == "digits"
+    assert again.metadata["command"].startswith("autodisco nas groundtruth")
     (tmp_path / "bad.json").write_text(json.dumps({"accuracy": {"|nope~0|": 0.1}}))
     with pytest.raises(NasError):
         load_table(tmp_path / "bad.json")

@@ -9,17 +9,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from nas import darts_job
-from nas.darts_job import recorded_epochs
-from nas.genotypes import DARTS_V2, Genotype
-from nas.train import TrainConfig
-from nas.train_job import TrainJobConfig, create_train_job
 from nas.darts import DartsConfig
+from nas.genotypes import Genotype
 from nas.spaces import SHARPDARTS_PRIMITIVES
 from nas.supernet import SupernetConfig
 from search.cli import main
 from search.cli._main import build_parser
 from search.cli._nas_darts import _darts_config
+from search.jobs._darts import DartsJob, recorded_epochs
 from search.store import Store
 
 TINY_SEARCH = ["--dataset", "digits", "--limit", "32", "--epochs", "3", "--layers", "2", "--channels", "2",
@@ -56,21 +53,21 @@ def test_darts_prints_the_genotype_and_resume_ends_like_an_uninterrupted_run(
     with store:
         assert recorded_epochs(store, job)[-1].genotype == genotype and job.status == "finished"
 
-    record = darts_job._record_epoch
+    record = DartsJob._record_epoch
 
-    def stop_at_2(store: Store, job: Any, config: Any, r: Any) -> None:
-        record(store, job, config, r)
+    def stop_at_2(self: DartsJob, runner: Any, r: Any, *, say: bool) -> None:
+        record(self, runner, r, say=say)
         if r.epoch == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(darts_job, "_record_epoch", stop_at_2)
+    monkeypatch.setattr(DartsJob, "_record_epoch", stop_at_2)
     run = str(tmp_path / "stopped")
     assert main(["nas", "darts", *TINY_SEARCH, "--run", run]) == 130
     assert f"autodisco resume {run}" in capsys.readouterr().err
-    monkeypatch.setattr(darts_job, "_record_epoch", record)
+    monkeypatch.setattr(DartsJob, "_record_epoch", record)
     assert _ok(capsys, ["resume", run]) == straight
     assert "already finished" in _usage_error(capsys, ["resume", run])
-    assert "exists already" in _usage_error(capsys, ["nas", "darts", *TINY_SEARCH, "--run", run])
+    assert "already exists" in _usage_error(capsys, ["nas", "darts", *TINY_SEARCH, "--run", run])
 
 
 def test_sharpdarts_search_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -118,13 +115,6 @@ def test_train_a_search_result_and_a_published_cell(
     _ok(capsys, ["nas", "train", "DARTS_V2", *TINY_TRAIN, "--quiet"])
     [default] = [p for p in (tmp_path / "runs").iterdir() if p.name.startswith("train-")]
     assert default.name.endswith("-digits")
-
-
-def test_a_training_run_does_not_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    run = tmp_path / "t"
-    with Store.for_run(run) as store:
-        create_train_job(store, "t", TrainJobConfig(DARTS_V2.to_text(), "digits", TrainConfig(epochs=1)))
-    assert "do not resume" in _usage_error(capsys, ["resume", str(run)])
 
 
 @pytest.mark.parametrize(("argv", "message"), [

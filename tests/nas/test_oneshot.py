@@ -12,7 +12,8 @@ from nas import NasError, NB201Genotype
 from nas.nb201_network import NB201NetConfig, NB201Network, build_network
 from nas.oneshot import InheritConfig, OneShotSupernet, inherited_accuracy, path_grad_norms
 from nas.oneshot_train import OneShotConfig, load_supernet, train_supernet
-from nas.oneshot_job import OneShotJobConfig, create_oneshot_job, run_oneshot_job
+from search.jobs import create_job, open_job, run_job
+from search.jobs._oneshot import OneShotJob, OneShotJobConfig
 from nas.spaces import NB201_PRIMITIVES
 from search.store import Store
 
@@ -140,17 +141,18 @@ def test_an_interrupted_job_continues_to_the_same_supernet(tmp_path: Path) -> No
 
     def run(name: str, stop_after: int | None) -> dict[str, torch.Tensor]:
         store = Store.for_run(tmp_path / name)
-        job = create_oneshot_job(store, name, config)
 
-        def stop(record: object) -> None:
-            if getattr(record, "epoch") == stop_after:
+        def stop(line: str) -> None:
+            if line.startswith(f"[autodisco] epoch {stop_after} "):
                 raise KeyboardInterrupt
 
+        job = create_job(store, name, OneShotJob, config, run_dir=tmp_path / name, say=stop, show_progress=False)
         if stop_after is not None:
             with pytest.raises(KeyboardInterrupt):
-                run_oneshot_job(store, job, tmp_path / name, on_epoch=stop)
+                run_job(job)
             assert store.get_job(name).status == "interrupted"
-        result = run_oneshot_job(store, store.get_job(name), tmp_path / name)
+        result = run_job(open_job(store, store.get_job(name), run_dir=tmp_path / name, show_progress=False))
+        job = store.get_job(name)
         assert len(result.history) == 3 and result.ranking is not None and result.ranking.n == 3
         evaluations = store.list_evaluations(job.id, status="ok")
         assert {e.key for e in evaluations} == {f"inherited:{a}" for a in result.scores}

@@ -135,7 +135,8 @@ def test_dataset_specs(tmp_path: Path) -> None:
 
 def test_a_training_job_records_each_epoch_and_a_divergence(tmp_path: Path) -> None:
     from nas.datasets import DataSplits
-    from nas.train_job import TrainJobConfig, create_train_job, is_train_job, run_train_job
+    from search.jobs import create_job, job_type_of, run_job
+    from search.jobs._train import TrainJob, TrainJobConfig
     from search.store import Store
     from torch.utils.data import TensorDataset
 
@@ -145,10 +146,11 @@ def test_a_training_job_records_each_epoch_and_a_divergence(tmp_path: Path) -> N
     config = TrainJobConfig(DARTS_V2.to_text(), "made-up", TrainConfig(net=NET, epochs=2, batch_size=96), "DARTS_V2")
     assert TrainJobConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     with Store.for_run(tmp_path / "t") as store:
-        job = create_train_job(store, "t", config)
-        result = run_train_job(store, job, data=data)
-        [evaluation] = store.list_evaluations(job.id)
+        job = create_job(store, "t", TrainJob, config, factory=lambda c, context: TrainJob(c, context, data),
+                         show_progress=False)
+        result = run_job(job)
         job = store.get_job("t")
-    assert is_train_job(job) and job.status == "finished" and result.status == "failed"
+        [evaluation] = store.list_evaluations(job.id)
+    assert job_type_of(job) is TrainJob and job.status == "finished" and result.status == "failed"
     assert evaluation.key == "epoch-1" and evaluation.status == "failed" and evaluation.error == result.reason
     assert evaluation.metrics["params"] == result.params and evaluation.task == "train:made-up"

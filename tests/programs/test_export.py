@@ -1,14 +1,12 @@
 """``programs.export``: exported optimizers against torch.optim, the reference semantics, the compiled program, and
-their own generated source; torch.optim conventions."""
+their own module written to a file; torch.optim conventions."""
 
 from __future__ import annotations
 
-import builtins
 import copy
 import importlib.util
 import inspect
 import math
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -186,13 +184,14 @@ def _import(path: Path, module_name: str):
 
 
 @pytest.mark.parametrize("text", ["adamw", "lion", "nesterov", GLOBAL_PROGRAM, HAND_WRITTEN[0], HAND_WRITTEN[3]])
-def test_generated_source_behaves_like_the_class(text: str, tmp_path: Path) -> None:
+def test_module_written_to_a_file_behaves_like_the_class(text: str, tmp_path: Path) -> None:
     program = library.get(text) if text in library.names() else programs.parse(text)
     path = tmp_path / "discovered_optimizer.py"
     path.write_text(optimizer_source(program, "Discovered", default_lr=0.01))
     generated = _import(path, f"discovered_{abs(hash(text))}").Discovered
     built = optimizer_class(program, "Discovered", default_lr=0.01)
     assert inspect.getdoc(generated) == inspect.getdoc(built)
+    assert inspect.signature(generated) == inspect.signature(built)
     for foreach in (True, False):
         models = [_mlp(torch.float64), _mlp(torch.float64)]
         optimizers = [cls(m.parameters(), foreach=foreach) for cls, m in zip((generated, built), models)]
@@ -204,27 +203,11 @@ def test_generated_source_behaves_like_the_class(text: str, tmp_path: Path) -> N
             assert all(torch.equal(states[0][k], states[1][k]) for k in states[0] if k != "step")
 
 
-def test_source_needs_only_torch(tmp_path: Path) -> None:
+def test_source_needs_only_torch() -> None:
     source = optimizer_source(library.get("adamw"), "AdamWDiscovered")
     imports = {line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))}
-    assert imports <= {"__future__", "math", "typing", "torch"}
-    assert library.get("adamw").to_text().splitlines()[1].strip() in source  # pseudocode in the docstrings
-
-
-def test_optimizer_class_never_execs(monkeypatch: pytest.MonkeyPatch) -> None:
-    package = str(Path(programs.__file__).parent)
-    for name in ("exec", "eval", "compile"):
-        original = getattr(builtins, name)
-
-        def guarded(*args, _original=original, _name=name, **kwargs):
-            caller = sys._getframe(1).f_code.co_filename
-            assert not caller.startswith(package), f"{_name} called from {caller}"
-            return _original(*args, **kwargs)
-
-        monkeypatch.setattr(builtins, name, guarded)
-    model = _mlp()
-    optimizer = optimizer_class(programs.parse(GLOBAL_PROGRAM))(model.parameters(), foreach=True)
-    _train(model, optimizer.step, steps=2)
+    assert imports <= {"__future__", "math", "torch"}
+    assert "m = interp(g, m, beta1)" in source and "update = (m_hat / sqrt(v_hat) + w * weight_decay) * lr" in source
 
 
 @pytest.mark.parametrize("lr", [-1e-3, math.nan, math.inf, "0.1", True, None])
@@ -284,7 +267,7 @@ def test_state_dict_round_trip_resumes_identically(foreach: bool) -> None:
     optimizer = cls(model.parameters(), lr=1e-2, foreach=foreach)
     _train(model, optimizer.step, steps=5)
     saved_model, saved_state = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
-    assert {k for s in saved_state["state"].values() for k in s} == {"step", "m", "v"}
+    assert {k for s in saved_state["state"].values() for k in s} == {"step", "exp_avg", "exp_avg_sq"}
     expected = _train(model, optimizer.step, steps=5)
     resumed = _mlp(torch.float64)
     resumed.load_state_dict(saved_model)
@@ -304,7 +287,8 @@ def test_state_is_lazy_and_only_what_the_program_reads() -> None:
     model = _mlp()
     frozen = list(model.parameters())[0]
     frozen.requires_grad_(False)
-    expected = {"adamw": {"step", "m", "v"}, "lion": {"step", "m"}, "sgd": {"step"}, "rmsprop": {"step", "v"}}
+    expected = {"adamw": {"step", "exp_avg", "exp_avg_sq"}, "lion": {"step", "exp_avg"}, "sgd": {"step"},
+                "rmsprop": {"step", "exp_avg_sq"}}
     reference = torch.optim.AdamW(model.parameters(), lr=1e-3)
     assert not optimizer_class(library.get("adamw"))(model.parameters()).state  # nothing before the first step
     _train(model, reference.step, steps=1)
@@ -354,7 +338,7 @@ def test_known_optimizers_lower_to_fused_kernels(name: str, kernels: list[str]) 
     from programs.export_lowering import lower
 
     lowered = lower(library.get(name))
-    assert [ins.op for ins in lowered.instructions if ins.on_path] == kernels
+    assert [ins.op for ins in lowered.instructions if ins.kind == "kernel"] == kernels
 
 
 def test_works_with_lr_schedulers() -> None:

@@ -430,8 +430,7 @@ def test_rejects_non_string_input(value):
 
 def test_rejects_huge_text():
     text = body("update = g * lr") + "# " + "x" * MAX_TEXT + "\n"
-    with pytest.raises(ProgramError, match=f"the limit is {MAX_TEXT}"):
-        parse(text)
+    rejects(text, 4, f"over the limit of {MAX_TEXT:,}")
 
 
 def test_program_error_is_a_value_error():

@@ -58,8 +58,8 @@ def cuda_info(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def slow_optimizer(payload: dict[str, Any]) -> dict[str, Any]:
-    """``search.workers.evaluate_optimizer`` taking at least 0.3 s (so that a node can be lost under it)."""
-    from search.workers import evaluate_optimizer
+    """``search.kinds.workers.evaluate_optimizer`` taking at least 0.3 s (so that a node can be lost under it)."""
+    from search.kinds.workers import evaluate_optimizer
 
     time.sleep(0.3)
     return evaluate_optimizer(payload)

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 def hang_on_sign(payload: Mapping[str, Any]) -> dict[str, Any]:
     """Like ``search.workers.evaluate_optimizer``, but programs that call ``sign`` hang (a stuck evaluation)."""
-    from search.workers import evaluate_optimizer
+    from search.kinds.workers import evaluate_optimizer
 
     if "sign(" in payload["program"]:
         time.sleep(600)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -95,7 +96,7 @@ def test_export_from_a_run_equals_exporting_the_program(run: BuiltRun, tmp_path:
     assert simplified == optimizer_source(simplify(library.get("lion")), "Lion2")  # the dead cosh is gone: Lion
     raw = (tmp_path / "raw.py").read_text()
     assert raw == optimizer_source(parse(LION_WITH_DEAD_CODE), "Lion2", 3e-4) and "cosh" in raw
-    assert _import(tmp_path / "raw.py").Lion2.default_lr == 3e-4
+    assert inspect.signature(_import(tmp_path / "raw.py").Lion2).parameters["lr"].default == 3e-4
 
 
 def test_simplified_and_raw_exports_train_identically(run: BuiltRun, tmp_path: Path,
@@ -123,7 +124,8 @@ def test_existing_file_needs_force(run: BuiltRun, tmp_path: Path, capsys: pytest
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
 
 
-@pytest.mark.parametrize("name", ["9Lives", "class", "my-opt", "Opt!", "ProgramOptimizer", ""])
+@pytest.mark.parametrize("name", ["9Lives", "class", "my-opt", "Opt!", "ProgramOptimizer", "", "torch", "math",
+                                  "check_lr", "EPS", "print", "Tensor", "_check_group", "params"])
 def test_bad_name_is_refused_before_writing(run: BuiltRun, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                             name: str) -> None:
     target = tmp_path / "opt.py"
@@ -131,7 +133,8 @@ def test_bad_name_is_refused_before_writing(run: BuiltRun, tmp_path: Path, capsy
     assert not target.exists()
 
 
-@pytest.mark.parametrize("output", ["opt.txt", "my-opt.py", "class.py", "missing/opt.py"])
+@pytest.mark.parametrize("output", ["opt.txt", "my-opt.py", "class.py", "missing/opt.py", "torch.py", "math.py",
+                                    "typing.py", "numpy.py"])
 def test_bad_output_is_refused(run: BuiltRun, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                output: str) -> None:
     _refused(capsys, [str(run.path), str(run.ids[2]), "-o", str(tmp_path / output)])

@@ -76,9 +76,10 @@ def test_list_shows_every_run_and_names_unreadable_ones(tmp_path: Path, capsys: 
 
     text = _ok(capsys, ["runs", "list", "--root", str(root)])
     header, *lines = text.splitlines()
-    assert header.split()[:3] == ["NAME", "KIND", "STATUS"]
+    assert header.split()[:5] == ["NAME", "KIND", "JOB", "STATUS", "PROGRESS"]
     hunt_line = next(line for line in lines if line.startswith(NAME))
-    assert hunt_line.split()[:6] == [NAME, "optimizer", "finished", "8", "5", "1"] and "1.3000" in hunt_line
+    assert hunt_line.split()[:8] == [NAME, "optimizer", "search", "finished", "5:evals", "8", "5", "1"]
+    assert "1.3000" in hunt_line
     assert any(line.startswith("garbage: unreadable:") for line in lines)
     assert "not-a-run" not in text and "notes.txt" not in text
 

@@ -161,7 +161,7 @@ def test_kill_9_of_driver_and_workers_then_resume_loses_nothing_and_duplicates_n
     with Store.for_run(run, create=False) as store:
         job = store.get_job("k9")
         before = {e.key: (e.status, e.fitness) for e in store.list_evaluations(job.id) if e.finished_order}
-    assert job.status == "running"  # killed: nobody could mark it
+    assert job.status == "interrupted"  # killed: nobody marked it, but its lease died with the driver
 
     result = _cli("resume", str(run), "--workers", "2", "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -224,7 +224,7 @@ def test_a_stuck_evaluation_times_out_is_recorded_and_the_job_goes_on(tmp_path: 
 
     config = _config(warm_start=(library.get("lion").to_text(), library.get("sgd").to_text()), evaluations=4,
                      population=2)
-    executor = LocalExecutorConfig(workers=2, timeout_s=3.0, preload=("torch", "search.workers", "evaluators"))
+    executor = LocalExecutorConfig(workers=2, timeout_s=3.0, preload=("torch", "search.kinds.workers", "evaluators"))
     store = Store.for_run(tmp_path / "stuck")
     job = SearchJob.create(store, "stuck", _HangingKind(), config, executor_factory=lambda **_: LocalExecutor(executor), show_progress=False)
     summary = run_job(job)

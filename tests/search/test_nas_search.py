@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import search.cli._architecture as cli_architecture
-import search.cli._search as cli_search
+import search.cli._jobs as cli_jobs
 from nas import Genotype, NB201Genotype
 from nas.genotypes import DARTS_V2
 from search.cli import main
@@ -19,8 +19,8 @@ from search.executor import InlineExecutor
 from search.jobs import run_job
 from search.jobs._search import SearchConfig, SearchJob
 from search.kinds import KINDS
-from search.nas_kind import ArchitectureKind, ArchitectureKindError, ScratchBudget
-from search.nas_workers import evaluate_architecture
+from search.kinds import ArchitectureKind, ArchitectureKindError, ScratchBudget
+from search.kinds.workers import evaluate_architecture
 from search.store import Store
 
 TINY = ScratchBudget(epochs=1, train_examples=192, valid_examples=96, channels=4)
@@ -31,9 +31,7 @@ SPARSE = "|none~0|+|none~0|none~1|+|nor_conv_3x3~0|none~1|none~2|"  # most mutat
 @pytest.fixture()
 def inline(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI's executor runs evaluations in this process (the same JSON round trip as worker processes)."""
-    factory = lambda args, kind: InlineExecutor  # noqa: E731
-    monkeypatch.setattr(cli_search, "_executor_factory", factory)
-    monkeypatch.setattr(cli_architecture, "_executor_factory", factory)
+    monkeypatch.setattr(cli_jobs, "executors", lambda args: (lambda **options: InlineExecutor()))
 
 
 def _search(tmp_path: Path, name: str, *extra: str) -> int:

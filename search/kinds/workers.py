@@ -1,7 +1,11 @@
-"""The worker function of architecture searches (``"search.nas_workers:evaluate_architecture"``).
+"""Every function that executor workers call by name (``"search.kinds.workers:<fn>"``): a JSON payload in, a JSON
+result out. One module for all kinds of work — optimizer candidates (``evaluate_optimizer``), architecture candidates
+(``evaluate_architecture``), the meta-validation funnel's lr sweeps (``tune_lr_sweep``) and ground-truth training of
+NAS-Bench-201 cells (``train_nb201``).
 
-Runs in executor worker processes: JSON payload in (``ArchitectureKind.payload``), JSON result out. Datasets are
-loaded once per worker process and kept (``functools.lru_cache``); the device is the worker's.
+They run in worker processes: the device is the worker's (``CUDA_VISIBLE_DEVICES`` is set before torch loads);
+datasets are loaded once per worker process and kept. They never raise for a bad candidate or request: they return
+``{"status": "failed", "error": reason, ...}`` (storage errors of a sweep raise; the executor records them).
 """
 
 from __future__ import annotations
@@ -11,6 +15,38 @@ from functools import lru_cache
 from typing import Any, Mapping
 
 import numpy as np
+
+
+def evaluate_optimizer(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Evaluate an optimizer program on every task of ``payload["tasks"]`` with ``evaluators.evaluate``.
+
+    Returns ``{"status", "fitness", "metrics": {task: metrics}, "error"}``. With ``baselines`` (task → AdamW's
+    fitness) the fitness is normalised (AdamW = 1.0, ``evaluators.normalized_fitness``); without, it is the mean raw
+    task fitness. The first failing task fails the evaluation with its reason.
+    """
+    import torch
+
+    from evaluators import evaluate, normalized_fitness
+
+    device = payload.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    scores: dict[str, float] = {}
+    metrics: dict[str, Any] = {}
+    for task in payload["tasks"]:
+        result = evaluate({"program": payload["program"], "task": task, "seed": int(payload.get("seed", 0)),
+                           "lr": payload.get("lr"), "device": device})
+        metrics[task] = result["metrics"]
+        if result["status"] != "ok":
+            return {"status": "failed", "fitness": None, "metrics": metrics, "error": f"{task}: {result['error']}"}
+        scores[task] = float(result["metrics"]["fitness"])
+    baselines = payload.get("baselines") or {}
+    if baselines:
+        fitness = normalized_fitness(scores, baselines)
+    else:
+        fitness = sum(scores.values()) / len(scores)
+    return {"status": "ok", "fitness": fitness, "metrics": metrics, "scores": scores, "error": None}
+
+
+# -- architectures -----------------------------------------------------------------------------------------------
 
 SPLIT_SEED = 0  # the fixed train/validation split of a task's training set, the same for every candidate
 NUM_CLASSES = 10  # MNIST-1D and digits
@@ -29,7 +65,7 @@ def evaluate_architecture(payload: Mapping[str, Any]) -> dict[str, Any]:
     """
     import torch
 
-    from search.nas_kind import ArchitectureKind
+    from search.kinds._architecture import ArchitectureKind
 
     kind = ArchitectureKind(space=payload["space"], fitness=payload.get("fitness", "scratch"),
                             budget=payload.get("budget") or {})
@@ -159,3 +195,81 @@ def task_split(task: str, train_examples: int, valid_examples: int) -> tuple[tup
     order = torch.from_numpy(np.random.default_rng(SPLIT_SEED).permutation(n))
     train, valid = order[:train_examples], order[train_examples:train_examples + valid_examples]
     return (x[train], y[train]), (x[valid], y[valid])
+
+
+# -- the meta-validation funnel ----------------------------------------------------------------------------------
+
+def tune_lr_sweep(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Tune the base lr of ``payload["program"]`` on ``payload["task"]`` with ``evaluators.tune_lr``.
+
+    Payload: ``program`` (text), ``task`` (e.g. ``"quadratic@10x"``), ``n_trials``, ``seed``, ``storage`` (RDB
+    URL), ``study_name``, optional ``device`` (default: CUDA when the worker has it, else CPU).
+    Returns ``{"status": "ok", "fitness", "lr", "metrics", "trials", "error": None}`` with the best trial's raw task
+    fitness, or ``{"status": "failed", "fitness": None, "lr": None, "metrics", "trials", "error": reason}`` when
+    every trial failed (NaN, divergence, ...) or the request is invalid (unknown task, unparsable program).
+    ``trials`` counts the study's trials by state. Storage errors raise (the executor reports them as failures).
+    """
+    import optuna
+    import torch
+
+    from evaluators import EvaluationFailed, TaskError, tune_lr
+    from programs import ProgramError
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials are recorded in the study, not logged
+    device = payload.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    storage, study_name = str(payload["storage"]), str(payload["study_name"])
+    try:
+        lr, metrics = tune_lr(str(payload["program"]), str(payload["task"]), int(payload["n_trials"]),
+                              int(payload["seed"]), storage, study_name, device=device)
+    except (ProgramError, TaskError) as error:
+        return _failed(f"invalid request: {error}", {})
+    except EvaluationFailed as failure:
+        return _failed(failure.reason, _trial_counts(storage, study_name))
+    return {"status": "ok", "fitness": float(metrics["fitness"]), "lr": lr, "metrics": metrics,
+            "trials": _trial_counts(storage, study_name), "error": None}
+
+
+def _failed(reason: str, trials: dict[str, int]) -> dict[str, Any]:
+    return {"status": "failed", "fitness": None, "lr": None, "metrics": {}, "trials": trials, "error": reason}
+
+
+def _trial_counts(storage: str, study_name: str) -> dict[str, int]:
+    """The study's trials by state name, e.g. ``{"COMPLETE": 6, "FAIL": 2}``; {} if the study does not exist."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        return {}
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    return counts
+
+
+# -- ground-truth tables -----------------------------------------------------------------------------------------
+
+def train_nb201(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Train the NAS-Bench-201 architecture ``payload["arch"]`` from scratch (``nas.groundtruth``).
+
+    Payload: ``arch`` (NB201 text), ``dataset`` (``mnist1d`` | ``digits``), ``budget`` (``TrainBudget`` fields),
+    optional ``limit`` (examples per split) and ``device``. Returns ``{"status": "ok", "accuracy", "test_loss",
+    "train_accuracy", "train_loss", "params", "seconds", "error": None}`` or ``{"status": "failed", "error"}``.
+    """
+    import torch
+
+    from nas.groundtruth import TrainBudget, train_from_scratch
+    from nas.nb201 import NB201Genotype
+    from nas.oneshot_train import load_dataset
+
+    try:
+        genotype = NB201Genotype.from_text(payload["arch"])
+        budget = TrainBudget(**payload.get("budget", {}))
+        data = load_dataset(str(payload["dataset"]))  # generated once per worker process
+        device = payload.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+        result = train_from_scratch(genotype, data, budget, device, limit=payload.get("limit"))
+    except (ValueError, KeyError, TypeError) as error:  # NasError is a ValueError
+        return {"status": "failed", "error": f"{type(error).__name__}: {error}"}
+    return {"status": "ok", "accuracy": result.accuracy, "test_loss": result.test_loss,
+            "train_accuracy": result.train_accuracy, "train_loss": result.train_loss, "params": result.params,
+            "seconds": result.seconds, "error": None}

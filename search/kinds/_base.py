@@ -8,7 +8,6 @@ in their own kind (``name = "architecture"``) without touching the job.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
 from typing import Any, Generic, Mapping, TypeVar
 
 import numpy as np
@@ -70,74 +69,4 @@ class CandidateKind(abc.ABC, Generic[C]):
         """The JSON-safe request a worker's ``worker_fn`` evaluates; ``context`` is the job's fixed settings."""
 
 
-@dataclass(frozen=True)
-class OptimizerKind(CandidateKind[Any]):
-    """Optimizer programs (``programs.Program``); evaluated on proxy tasks, fitness normalised by AdamW's."""
-
-    fcm: bool = True  # re-mutate until the child's functional hash differs from the parent's
-
-    name = "optimizer"
-    worker_fn = "search.workers:evaluate_optimizer"
-    fitness_meaning = "AdamW = 1.0"
-    preload = ("torch", "search.workers", "evaluators")
-
-    @classmethod
-    def from_job_config(cls, config: Mapping[str, Any]) -> OptimizerKind:
-        return cls(fcm=bool(config.get("fcm", True)))
-
-    def check_tasks(self, tasks: tuple[str, ...]) -> None:
-        from evaluators import get_task
-
-        for task in tasks:
-            get_task(task)  # TaskError (a ValueError) names the known tasks
-
-    def parse(self, text: str) -> Any:
-        from programs import parse
-
-        return parse(text)
-
-    def to_text(self, candidate: Any) -> str:
-        return candidate.to_text()
-
-    def functional_hash(self, candidate: Any) -> str:
-        from hashing import functional_hash
-
-        return functional_hash(candidate)
-
-    def mutate(self, candidate: Any, rng: np.random.Generator) -> tuple[Any, str]:
-        from programs import MutationConfig, mutate_with_info
-
-        child, mutation = mutate_with_info(candidate, rng, MutationConfig(fcm=self.fcm))
-        return child, mutation.detail
-
-    def next_step(self, run: str, candidate_id: int) -> str | None:
-        return f"export it: autodisco export {run} {candidate_id} -o my_optimizer.py"
-
-    def baseline(self) -> Any:
-        from programs import library
-
-        return library.get("adamw")
-
-    def simplify(self, candidate: Any) -> Any:
-        from programs import simplify
-
-        return simplify(candidate)
-
-    def random_candidate(self, rng: np.random.Generator) -> Any:
-        from programs import random_program
-
-        return random_program(rng, int(rng.integers(3, 13)))
-
-    def payload(self, candidate: Any, *, seed: int, context: Mapping[str, Any]) -> dict[str, Any]:
-        return {
-            "program": candidate.to_text(),
-            "tasks": list(context["tasks"]),
-            "baselines": dict(context.get("baselines") or {}),
-            "seed": int(seed),
-            "lr": context.get("lr"),
-        }
-
-
-KINDS: dict[str, type[CandidateKind[Any]]] = {"optimizer": OptimizerKind}
-
-import search.nas_kind  # noqa: E402,F401  registers KINDS["architecture"] (it subclasses CandidateKind, above)
+KINDS: dict[str, type[CandidateKind[Any]]] = {}  # by ``name``; each kind module registers itself

@@ -3,7 +3,7 @@
 A candidate is a ``nas.Genotype`` (space ``"darts"``: normal and reduction cells) or a ``nas.NB201Genotype`` (space
 ``"nb201"``); its canonical text is the space's published text form, its fingerprint ``hashing.functional_hash`` (the
 canonical cell run on probes: equal for the same architecture however written), its mutations ``nas.mutation``'s.
-Workers run ``search.nas_workers:evaluate_architecture``: the fitness is the validation accuracy after a short
+Workers run ``search.kinds.workers:evaluate_architecture``: the fitness is the validation accuracy after a short
 training from scratch (``ScratchBudget``), or, with ``fitness="supernet:RUN"``, the accuracy with weights inherited
 from the one-shot supernet trained in run folder RUN (NAS-Bench-201 space only).
 """
@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from search.kinds import KINDS, CandidateKind
+from search.kinds._base import KINDS, CandidateKind
 
 SPACES = ("darts", "nb201")
 TASKS = ("mnist1d", "digits")  # nas.datasets loaders: MNIST-1D sequences (1D cells), scikit-learn digits (2D)
@@ -75,9 +75,9 @@ class ArchitectureKind(CandidateKind[Any]):
     fcm: bool = True
 
     name = "architecture"
-    worker_fn = "search.nas_workers:evaluate_architecture"
+    worker_fn = "search.kinds.workers:evaluate_architecture"
     fitness_meaning = "validation accuracy"
-    preload = ("torch", "nas", "search.nas_workers")
+    preload = ("torch", "nas", "search.kinds.workers")
 
     def __post_init__(self) -> None:
         if self.space not in SPACES:
