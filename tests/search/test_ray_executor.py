@@ -132,12 +132,12 @@ def test_kill_9_of_the_driver_then_resume_on_the_same_cluster(cluster: Any, tmp_
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
     ray_options = ["--executor", "ray", "--ray-address", cluster.address, "--quiet"]
     command = [sys.executable, "-m", "search.cli._main", "search", "optimizer", "--run", str(run), "--task",
-               "quadratic", "--evaluations", "24", "--population", "6", *ray_options]
+               "quadratic", "--evaluations", "14", "--population", "4", *ray_options]
     process = subprocess.Popen(command, cwd=tmp_path, env=env, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     recorded = 0
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and process.poll() is None and recorded < 4:
+    while time.monotonic() < deadline and process.poll() is None and recorded < 3:
         time.sleep(0.3)
         try:
             with Store.for_run(run, create=False) as store:
@@ -159,7 +159,7 @@ def test_kill_9_of_the_driver_then_resume_on_the_same_cluster(cluster: Any, tmp_
     with Store.for_run(run, create=False) as store:
         job = store.get_job("rk9")
         counts, evaluations = store.counts(job.id), store.list_evaluations(job.id)
-    assert job.status == "finished" and counts.evaluations == 24 and counts.pending == 0
+    assert job.status == "finished" and counts.evaluations == 14 and counts.pending == 0
     assert max(collections.Counter(e.candidate_id for e in evaluations).values()) == 1
     after = {e.key: (e.status, e.fitness) for e in evaluations}
     assert all(after[key] == value for key, value in before.items())
