@@ -13,18 +13,32 @@ from hashing._quantize import quantize
 from hashing._registry import probe_runner_for
 
 DEFAULT_CONFIG = HashConfig()
+MEMO_SIZE = 8192  # recent (candidate, config) -> digest: a search hashes each parent and child once, not per use
+_memo: dict[tuple[Any, HashConfig], str] = {}
 
 
 def functional_hash(candidate: Any, config: HashConfig | None = None) -> str:
     """The functional hash of ``candidate``: a 32-hex-digit xxh3-128 digest of its quantized probe outputs.
 
     Candidates that behave the same on the probes hash equal however they are written; the hash is deterministic
-    across processes and machines. Dispatches on ``type(candidate)`` to the runner registered with
+    across processes and machines. Candidates are immutable, so recent digests are memoised (by equality). Dispatches on ``type(candidate)`` to the runner registered with
     ``register_probe_runner``; raises ``HashingError`` when there is none.
     """
     config = DEFAULT_CONFIG if config is None else config
+    try:
+        key: tuple[Any, HashConfig] | None = (candidate, config)
+        found = _memo.get(key)  # type: ignore[arg-type]
+    except TypeError:  # an unhashable candidate: computed every time
+        key, found = None, None
+    if found is not None:
+        return found
     outputs = probe_runner_for(candidate)(candidate, config)
-    return fingerprint(outputs, config)
+    digest = fingerprint(outputs, config)
+    if key is not None:
+        if len(_memo) >= MEMO_SIZE:
+            _memo.pop(next(iter(_memo)), None)  # the oldest entry
+        _memo[key] = digest
+    return digest
 
 
 def fingerprint(outputs: np.ndarray, config: HashConfig | None = None) -> str:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from search.executor import Executor, LocalExecutor, LocalExecutorConfig
+from search.executor import Executor, LocalExecutor, LocalExecutorConfig, RayExecutor, RayExecutorConfig
 from search.store import RESULTS_FILE, JobRecord, Store
 
 
@@ -43,14 +44,33 @@ def open_run(run: str, db: str | None = None, *, read_only: bool = False) -> tup
     return store, job
 
 
+def add_executor_options(parser: Any) -> None:
+    """``--executor local|ray`` and ``--ray-address``, for every command that dispatches work to workers."""
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local: worker processes on this machine (default); ray: actors on a Ray cluster")
+    parser.add_argument("--ray-address", metavar="auto|HOST:PORT",
+                        help="with --executor ray: join this cluster (default: start a Ray instance on this machine)")
+
+
 def executor_factory(args: Any, *, preload: tuple[str, ...],
                      recycle_every: int | None = 500) -> Callable[[], Executor]:
-    """A factory of the local worker pool from ``--workers``, ``--timeout`` and ``--threads`` (validated)."""
+    """A factory of the executor from ``--executor``, ``--ray-address``, ``--workers``, ``--timeout`` and
+    ``--threads`` (validated): the local worker pool, or actors on a Ray cluster."""
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout}")
     threads = _count_or_auto(getattr(args, "threads", "auto"), "--threads")
-    config = LocalExecutorConfig(workers=_count_or_auto(args.workers, "--workers"), timeout_s=args.timeout,
-                                 recycle_every=recycle_every, torch_threads=threads, preload=preload)
+    workers = _count_or_auto(args.workers, "--workers")
+    if getattr(args, "executor", "local") == "ray":
+        if importlib.util.find_spec("ray") is None:
+            raise UsageError("--executor ray needs Ray: pip install 'autodisco[distributed]'")
+        ray_config = RayExecutorConfig(address=getattr(args, "ray_address", None), workers=workers,
+                                       timeout_s=args.timeout, recycle_every=recycle_every, torch_threads=threads,
+                                       preload=preload)
+        return lambda: RayExecutor(ray_config)
+    if getattr(args, "ray_address", None) is not None:
+        raise UsageError("--ray-address needs --executor ray")
+    config = LocalExecutorConfig(workers=workers, timeout_s=args.timeout, recycle_every=recycle_every,
+                                 torch_threads=threads, preload=preload)
     return lambda: LocalExecutor(config)
 
 

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from search.cli._common import UsageError, new_run, print_json
+from search.cli._common import UsageError, add_executor_options, new_run, print_json
 from search.cli._jobs import context_options, run_to_end
 from search.jobs import create_job
 from search.store import Store
@@ -69,6 +69,7 @@ def _register_groundtruth(commands: argparse._SubParsersAction) -> None:
     gt.add_argument("--limit", type=int, help="train and test on only the first N examples of each split (quick trials)")
     gt.add_argument("--workers", default="auto", help="'auto' (one per GPU, else one per core) or a number")
     gt.add_argument("--timeout", type=float, help="seconds per architecture before it is killed (default none)")
+    add_executor_options(gt)
     gt.add_argument("--quiet", action="store_true", help="no progress bar")
     gt.set_defaults(handler=_groundtruth)
 

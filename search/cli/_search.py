@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from search.cli._common import UsageError, open_run
+from search.cli._common import UsageError, add_executor_options, open_run
 from search.cli._jobs import context_options, refuse_finished, run_to_end, say
 from search.jobs import open_job
 from search.jobs._search import SearchConfig, SearchJob
@@ -56,6 +56,7 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per evaluation before it is killed")
     parser.add_argument("--threads", default="auto",
                         help="torch threads per worker: 'auto' (cores // workers) or a number")
+    add_executor_options(parser)
     parser.add_argument("--db", help="database URL instead of <run>/results.db (e.g. postgresql://...)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 

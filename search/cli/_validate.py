@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from search.cli._common import UsageError, open_run, print_json
+from search.cli._common import UsageError, add_executor_options, open_run, print_json
 from search.cli._jobs import context_options, run_to_end
 from search.cli._report import HASH_SHOWN, fitness_text, table
 from search.funnel import STAGES, CandidateOutcome, FunnelConfig, FunnelError, FunnelResult
@@ -25,6 +25,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     validate.add_argument("--seed", type=int, help="seed of every sweep (default: the job's seed)")
     validate.add_argument("--workers", default="auto", help="'auto' (one per GPU, else one per core) or a number")
     validate.add_argument("--timeout", type=float, help="seconds per sweep before it is killed (default: no limit)")
+    add_executor_options(validate)
     validate.add_argument("--db", metavar="URL", help="database URL instead of <run>/results.db")
     validate.add_argument("--json", action="store_true", help="print the result as JSON")
     validate.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

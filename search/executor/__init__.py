@@ -1,8 +1,8 @@
 """Executors run evaluations: ``submit(EvalRequest) -> Future[EvalOutcome]``.
 
 ``LocalExecutor`` runs a pool of worker processes on this machine (one per GPU, or N on CPU); ``InlineExecutor``
-runs in the calling thread. A distributed backend (Ray) is another implementation of the same ``Executor`` ABC.
-This package imports only the standard library: worker processes import it at start-up.
+runs in the calling thread; ``RayExecutor`` runs one actor per GPU (or CPU slot) of a Ray cluster. This package imports
+only the standard library (Ray is imported when a ``RayExecutor`` is made): worker processes import it at start-up.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from search.executor._base import EvalOutcome, EvalRequest, Executor, ExecutorEr
 from search.executor._devices import visible_gpus
 from search.executor._inline import InlineExecutor
 from search.executor._local import LocalExecutor, LocalExecutorConfig
+from search.executor._ray import RayExecutor, RayExecutorConfig
 
 __all__ = [
     "EvalOutcome",
@@ -20,5 +21,7 @@ __all__ = [
     "InlineExecutor",
     "LocalExecutor",
     "LocalExecutorConfig",
+    "RayExecutor",
+    "RayExecutorConfig",
     "visible_gpus",
 ]

@@ -26,9 +26,6 @@ class _Job(Protocol):
 
     inflight: dict[Future[EvalOutcome], Any]
 
-    def _can_ask(self) -> bool: ...
-
-    def _ask(self, runner: Any, executor: Executor) -> None: ...
 
 
 def batch_function(worker_fn: str) -> str | None:
@@ -65,23 +62,22 @@ class Batcher:
     def add(self, flight: Any, payload: dict[str, Any], key: str) -> None:
         self.pending.append((flight, payload, key))
 
-    def fill(self, job: _Job, runner: Any, executor: Executor) -> None:
-        """Ask for candidates until every worker has a full batch in flight (or the budget is asked for)."""
-        while len(job.inflight) < executor.num_workers:
-            while len(self.pending) < self.size and job._can_ask():
-                job._ask(runner, executor)
-            if not self.pending:
-                return
-            self.flush(job, executor)
+    def dispatch(self, job: _Job, executor: Executor, *, final: bool) -> None:
+        """Send full batches while a worker is free; a short batch too when ``final`` (nothing more will be asked)."""
+        while self.pending and len(job.inflight) < executor.num_workers and (final or len(self.pending) >= self.size):
+            chunk, self.pending = self.pending[: self.size], self.pending[self.size :]
+            self._send(job, executor, chunk)
 
     def flush(self, job: _Job, executor: Executor) -> None:
         """Send everything pending, in batches of at most ``size`` (in order: a re-dispatched batch stays whole)."""
         pending, self.pending = self.pending, []
         for start in range(0, len(pending), self.size):
-            chunk = pending[start : start + self.size]
-            request = EvalRequest(key=f"batch:{chunk[0][2]}", fn=self.fn,
-                                  payload={"requests": [payload for _, payload, _ in chunk]})
-            job.inflight[executor.submit(request)] = [flight for flight, _, _ in chunk]
+            self._send(job, executor, pending[start : start + self.size])
+
+    def _send(self, job: _Job, executor: Executor, chunk: list[tuple[Any, dict[str, Any], str]]) -> None:
+        request = EvalRequest(key=f"batch:{chunk[0][2]}", fn=self.fn,
+                              payload={"requests": [payload for _, payload, _ in chunk]})
+        job.inflight[executor.submit(request)] = [flight for flight, _, _ in chunk]
 
     @staticmethod
     def split(outcome: EvalOutcome, flights: list[Any], keys: list[str] | None = None) -> list[EvalOutcome]:

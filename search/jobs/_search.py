@@ -19,8 +19,8 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from hashing import CacheAction, CachePolicy, FECache
-from search.jobs._batching import AUTO, Batcher, auto_batch, batch_function, check_batch
 from search.executor import EvalOutcome, EvalRequest, Executor
+from search.jobs._batching import AUTO, Batcher, auto_batch, batch_function, check_batch
 from search.jobs._base import Job, JobContext, JobError
 from search.jobs._registry import register_job
 from search.jobs._runner import Runner
@@ -118,6 +118,20 @@ class _Flight:
 
 
 @dataclass
+class _Asked:
+    """A candidate asked in the current unit; ``hit`` (a cache hit's result) or ``payload`` (to dispatch)."""
+
+    proposal_id: int
+    text: str
+    hash: str
+    parent_ids: tuple[int, ...]
+    mutation: str
+    seed: int
+    hit: dict[str, Any] | None = None
+    payload: dict[str, Any] | None = None
+
+
+@dataclass
 class JobSummary:
     """What a run of the loop achieved (the store has the details)."""
 
@@ -166,6 +180,10 @@ class SearchJob(Job):
         self.failed = 0  # of those, failed
         self.inflight: dict[Future[EvalOutcome], _Flight | list[_Flight]] = {}  # a list: one batch request
         self.batcher: Batcher | None = None  # with --batch, built when the loop starts (auto needs the workers)
+        self.logged = 0  # strategy logbook records already in the store
+        self._asked: list[_Asked] = []  # asked in the current unit, rows not yet written
+        self._unwritten: set[int] = set()  # their proposal ids
+        self._queued: list[tuple[_Flight, dict[str, Any]]] = []  # recorded, to dispatch once the unit commits
 
     @classmethod
     def create(cls, store: Any, name: str, kind: CandidateKind[Any], config: SearchConfig,
@@ -197,8 +215,9 @@ class SearchJob(Job):
     def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
         if state is None:
             raise JobError(f"job {self.record.name!r} has no checkpoint to resume from")
-        self._load_state(state)
-        self.candidate_by_birth = {c.birth: c.id for c in self.store.list_candidates(self.record.id)}
+        candidates = self.store.list_candidates(self.record.id)
+        self._load_state(state, {c.birth: c.text for c in candidates})
+        self.candidate_by_birth = {c.birth: c.id for c in candidates}
         counts = self.store.counts(self.record.id, task=self.search_task)
         self.runs, self.failed = counts.evaluations, counts.failed
 
@@ -221,38 +240,63 @@ class SearchJob(Job):
                 self._measure_baselines(runner, executor, baseline)
             self.batcher = self._new_batcher(executor)
             self._redispatch(executor)
+            done: set[Future[EvalOutcome]] = set()
             while True:
-                self._fill(runner, executor)
+                self._advance(runner, executor, done)
                 if not self.inflight:
                     break
                 done, _ = wait(list(self.inflight), timeout=0.5, return_when=FIRST_COMPLETED)
-                for future in done:
-                    flights = self.inflight.pop(future)
-                    if isinstance(flights, list):  # a batch: its candidates recorded in request order
-                        keys = [f"c{flight.candidate_id}" for flight in flights]
-                        for flight, outcome in zip(flights, Batcher.split(future.result(), flights, keys)):
-                            self._record(runner, flight, outcome)
-                    else:
-                        self._record(runner, flights, future.result())
                 runner.show_progress()
         return self.summary("finished")
 
+    def _advance(self, runner: Runner, executor: Executor, done: set[Future[EvalOutcome]]) -> None:
+        """Record the results that arrived together and ask for the candidates that refill the workers, all in one
+        unit (one transaction, one checkpoint; the new rows written in bulk); then dispatch the new evaluations, once
+        they are recorded."""
+        finished: list[tuple[_Flight, EvalOutcome]] = []
+        for future in done:
+            flights = self.inflight.pop(future)
+            if isinstance(flights, list):  # a batch: one outcome per candidate, in request order
+                keys = [f"c{flight.candidate_id}" for flight in flights]
+                finished.extend(zip(flights, Batcher.split(future.result(), flights, keys)))
+            else:
+                finished.append((flights, future.result()))
+        if not finished and not self._ask_more(executor):
+            if self.batcher is not None:
+                self.batcher.dispatch(self, executor, final=not self._can_ask())
+            return
+        with self._unit(runner):
+            self._record(finished)
+            while self._ask_more(executor):
+                self._ask()
+            self._write_asked()
+        queued, self._queued = self._queued, []
+        for flight, payload in queued:
+            self._submit(executor, flight, payload)
+        if self.batcher is not None:  # full batches go; a short one only once nothing more can be asked
+            self.batcher.dispatch(self, executor, final=not self._can_ask())
+
     @contextmanager
     def _unit(self, runner: Runner) -> Iterator[None]:
-        """A unit of the runner; the FEC cache's changed entries are written in its transaction too."""
+        """A unit of the runner; the FEC cache's changed entries and the strategy's new logbook records are written
+        in its transaction too (the checkpoint keeps neither: it stays small however long the run)."""
         with runner.unit():
             yield
             if self.cache is not None:
                 changes = self.cache.drain_changes()
                 self.store.save_cache_entries(self.record.id, {k: v for k, v in changes.items() if v is not None})
                 self.store.delete_cache_entries(self.record.id, [k for k, v in changes.items() if v is None])
+            logbook = self.strategy.logbook
+            if len(logbook) > self.logged:
+                self.store.append_logbook(self.record.id, self.logged, logbook[self.logged:])
+                self.logged = len(logbook)
 
-    def _fill(self, runner: Runner, executor: Executor) -> None:
-        if self.batcher is not None:
-            self.batcher.fill(self, runner, executor)
-            return
-        while len(self.inflight) < executor.num_workers and self._can_ask():
-            self._ask(runner, executor)
+    def _ask_more(self, executor: Executor) -> bool:
+        """Whether to ask for another candidate: until every worker has a request (with ``--batch K``: a full batch)
+        in flight or waiting, and while the budget allows."""
+        waiting = len(self._queued) + sum(a.payload is not None for a in self._asked)
+        capacity = executor.num_workers * (self.batcher.size if self.batcher is not None else 1)
+        return self._evaluations_in_flight() + waiting < capacity and self._can_ask(waiting)
 
     def _new_batcher(self, executor: Executor) -> Batcher | None:
         size, fn = self.config.batch, batch_function(self.kind.worker_fn)
@@ -261,46 +305,63 @@ class SearchJob(Job):
         return None if size == 1 or fn is None else Batcher(int(size), fn)
 
     def _evaluations_in_flight(self) -> int:
+        """Evaluations sent (a batch counts its candidates) or waiting in a batch not yet sent."""
         sent = sum(len(f) if isinstance(f, list) else 1 for f in self.inflight.values())
         return sent + (len(self.batcher.pending) if self.batcher is not None else 0)
 
-    def _can_ask(self) -> bool:
+    def _can_ask(self, waiting: int = 0) -> bool:
         config = self.config
         if config.hours is not None and self.elapsed() >= config.hours * 3600:
             return False
         if config.evaluations is not None:
-            if self.runs + self._evaluations_in_flight() >= config.evaluations:
+            if self.runs + self._evaluations_in_flight() + waiting >= config.evaluations:
                 return False
-            if len(self.candidate_by_birth) >= config.evaluations * config.max_candidates_per_evaluation:
+            if len(self.candidate_by_birth) + len(self._asked) >= config.evaluations * config.max_candidates_per_evaluation:
                 return False
         return True
 
-    def _ask(self, runner: Runner, executor: Executor) -> None:
+    def _ask(self) -> None:
+        """Ask for one candidate (inside the caller's unit): a cache hit is told at once, anything else waits for
+        dispatch; its rows are written with the unit's others by ``_write_asked``."""
         proposal = self.strategy.ask()
-        text = self.kind.to_text(proposal.candidate)
+        if any(p in self._unwritten for p in proposal.parent_ids):
+            self._write_asked()  # its parent was asked in this unit: the parent's row (and id) comes first
         digest = self.kind.functional_hash(proposal.candidate)
         decision = self.cache.lookup(digest) if self.cache is not None else None
-        parents = [self.candidate_by_birth[p] for p in proposal.parent_ids if p in self.candidate_by_birth]
         seed = self.config.seed + (decision.count if decision is not None else 0)
-        with self._unit(runner):
-            candidate_id = self.store.add_candidate(
-                self.record.id, kind=self.kind.name, text=text, hash=digest, parent_ids=parents,
-                mutation=proposal.mutation, birth=proposal.id)
-            self.candidate_by_birth[proposal.id] = candidate_id
-            evaluation_id = self.store.add_evaluation(self.record.id, candidate_id, key=f"c{candidate_id}",
-                                                      task=self.search_task, seed=seed)
-            if decision is not None and decision.action == CacheAction.HIT:
-                self._record_hit(evaluation_id, proposal.id, decision.fitness, decision.metrics)
-        if decision is None or decision.action != CacheAction.HIT:
-            self._submit(executor, _Flight(evaluation_id, candidate_id, proposal.id, digest),
-                         self.kind.payload(proposal.candidate, seed=seed, context=self.context_values))
+        asked = _Asked(proposal.id, self.kind.to_text(proposal.candidate), digest, proposal.parent_ids,
+                       proposal.mutation, seed)
+        if decision is not None and decision.action == CacheAction.HIT:
+            failed = decision.fitness is None or not math.isfinite(decision.fitness)
+            asked.hit = {"status": "cached", "fitness": None if failed else decision.fitness,
+                         "metrics": dict(decision.metrics or {}),
+                         "error": "an equivalent candidate failed" if failed else None}
+            self.strategy.tell(proposal.id, None if failed else decision.fitness)
+        else:
+            asked.payload = self.kind.payload(proposal.candidate, seed=seed, context=self.context_values)
+        self._asked.append(asked)
+        self._unwritten.add(proposal.id)
 
-    def _record_hit(self, evaluation_id: int, proposal_id: int, fitness: float | None, metrics: Any) -> None:
-        failed = fitness is None or not math.isfinite(fitness)
-        self.store.finish_evaluation(evaluation_id, status="cached", fitness=None if failed else fitness,
-                                     metrics=dict(metrics or {}),
-                                     error="an equivalent candidate failed" if failed else None)
-        self.strategy.tell(proposal_id, None if failed else fitness)
+    def _write_asked(self) -> None:
+        """Write the candidates asked since the last call, their evaluations and the cache hits' results: three
+        statements however many."""
+        asked, self._asked = self._asked, []
+        self._unwritten.clear()
+        if not asked:
+            return
+        candidate_ids = self.store.add_candidates(self.record.id, [
+            {"kind": self.kind.name, "text": a.text, "hash": a.hash, "mutation": a.mutation, "birth": a.proposal_id,
+             "parent_ids": [self.candidate_by_birth[p] for p in a.parent_ids if p in self.candidate_by_birth]}
+            for a in asked])
+        for a, candidate_id in zip(asked, candidate_ids):
+            self.candidate_by_birth[a.proposal_id] = candidate_id
+        evaluation_ids = self.store.add_evaluations(self.record.id, [
+            {"candidate_id": c, "key": f"c{c}", "task": self.search_task, "seed": a.seed}
+            for a, c in zip(asked, candidate_ids)])
+        self.store.finish_evaluations(self.record.id, [
+            {"evaluation_id": e, **a.hit} for a, e in zip(asked, evaluation_ids) if a.hit is not None])
+        self._queued.extend((_Flight(e, c, a.proposal_id, a.hash), a.payload)
+                            for a, c, e in zip(asked, candidate_ids, evaluation_ids) if a.payload is not None)
 
     def _submit(self, executor: Executor, flight: _Flight, payload: dict[str, Any]) -> None:
         if self.batcher is not None:
@@ -319,19 +380,23 @@ class SearchJob(Job):
         if self.batcher is not None:  # the batches that were in flight, sent again whole
             self.batcher.flush(self, executor)
 
-    def _record(self, runner: Runner, flight: _Flight, outcome: EvalOutcome) -> None:
-        result = outcome.result or {}
-        task_ran = outcome.ok and result.get("status") in ("ok", "failed")
-        ok = task_ran and result.get("status") == "ok" and _finite(result.get("fitness"))
-        error = None if ok else (result.get("error") or outcome.error or "non-finite fitness")
-        fitness = float(result["fitness"]) if ok else None
-        metrics = {"tasks": result.get("metrics"), "scores": result.get("scores")} if task_ran else None
-        with self._unit(runner):
-            recorded = self.store.finish_evaluation(
-                flight.evaluation_id, status="ok" if ok else "failed", fitness=fitness, metrics=metrics,
-                error=error, worker=outcome.worker, wall_time=outcome.wall_time, attempts=outcome.attempts)
+    def _record(self, finished: list[tuple[_Flight, EvalOutcome]]) -> None:
+        """Record finished evaluations (inside the caller's unit, in one statement) and tell the strategy."""
+        rows, told = [], []
+        for flight, outcome in finished:
+            result = outcome.result or {}
+            task_ran = outcome.ok and result.get("status") in ("ok", "failed")
+            ok = task_ran and result.get("status") == "ok" and _finite(result.get("fitness"))
+            fitness = float(result["fitness"]) if ok else None
+            rows.append({"evaluation_id": flight.evaluation_id, "status": "ok" if ok else "failed", "fitness": fitness,
+                         "metrics": {"tasks": result.get("metrics"), "scores": result.get("scores")} if task_ran
+                         else None, "error": None if ok else (result.get("error") or outcome.error or
+                                                              "non-finite fitness"),
+                         "worker": outcome.worker, "wall_time": outcome.wall_time, "attempts": outcome.attempts})
+            told.append((flight, ok, task_ran, fitness))
+        for (flight, ok, task_ran, fitness), recorded in zip(told, self.store.finish_evaluations(self.record.id, rows)):
             if not recorded:
-                return
+                continue
             self.runs += 1
             self.failed += not ok
             if self.cache is not None and task_ran:  # executor failures (timeouts, crashes) are not cached
@@ -365,14 +430,18 @@ class SearchJob(Job):
         """The strategy, the cache's counters and RNG (its entries live in ``cache_entries``), the baselines, the
         elapsed time."""
         return {
-            "strategy": self.strategy.state_dict(),
+            # candidates by proposal id (= birth: their texts are rows of the candidates table), logbook by length
+            "strategy": self.strategy.state_dict(texts=False, logbook=False),
             "cache": None if self.cache is None else self.cache.to_dict(entries=False),
             "context": self.context_values,
             "elapsed_s": self.elapsed(),
         }
 
-    def _load_state(self, state: dict[str, Any]) -> None:
-        self.strategy.load_state_dict(state["strategy"])
+    def _load_state(self, state: dict[str, Any], texts: Mapping[int, str]) -> None:
+        strategy = state["strategy"]
+        logbook = self.store.load_logbook(self.record.id) if "logbook" not in strategy else None
+        self.strategy.load_state_dict(strategy, texts=texts, logbook=logbook)
+        self.logged = len(self.strategy.logbook) if logbook is not None else 0
         if self.cache is not None and state.get("cache") is not None:
             self.cache = FECache.from_dict(state["cache"], entries=self.store.load_cache_entries(self.record.id))
         self.context_values = dict(state["context"])

@@ -22,7 +22,8 @@ from sqlalchemy.pool import StaticPool
 
 from search.store._records import DamagedError, StoreError
 from search.store._schema import (
-    CREATED_BY, LEASES_SINCE, OPTUNA_TABLES, SCHEMA_VERSION, TABLE_NAMES, V1_TABLE_NAMES, leases, meta, metadata,
+    CREATED_BY, LEASES_SINCE, LOGBOOK_SINCE, OPTUNA_TABLES, SCHEMA_VERSION, TABLE_NAMES, leases, logbook, meta,
+    metadata, tables_of,
 )
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -254,7 +255,7 @@ def _inspect(conn: sa.Connection, where: str, *, read_only: bool) -> int:
     if version < 1:
         raise StoreError(f"{where}: meta.schema_version is {version}, which no autodisco wrote; the database is "
                          "damaged")
-    expected = TABLE_NAMES if version >= LEASES_SINCE else V1_TABLE_NAMES
+    expected = tables_of(version)
     missing = sorted(expected - names)
     if missing:
         raise DamagedError(f"{where}: damaged results database (missing tables {', '.join(missing)}); restore it "
@@ -303,6 +304,8 @@ def _migrate(conn: sa.Connection, version: int) -> None:
     """Bring an older schema up to ``SCHEMA_VERSION`` (inside the opening transaction: all or nothing)."""
     if version < LEASES_SINCE:
         leases.create(conn)
+    if version < LOGBOOK_SINCE:
+        logbook.create(conn, checkfirst=True)
     conn.execute(sa.update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
 
 

@@ -16,8 +16,9 @@ from sqlalchemy.dialects import sqlite
 
 from search.store._records import DamagedValue
 
-SCHEMA_VERSION = 2  # 2: the leases table (one driver per job)
+SCHEMA_VERSION = 3  # 2: the leases table (one driver per job); 3: the logbook table (append-only strategy logbook)
 LEASES_SINCE = 2
+LOGBOOK_SINCE = 3
 CREATED_BY = "autodisco"
 
 JOB_KINDS = ("optimizer", "architecture")
@@ -199,8 +200,22 @@ leases = sa.Table(
     sa.Column("heartbeat_at", UTCDateTime("leases.heartbeat_at"), nullable=False),
 )
 
+logbook = sa.Table(
+    "logbook",
+    metadata,
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),  # 0, 1, 2, ...: the strategy's logbook, append-only
+    sa.Column("entry", JSONText("logbook.entry"), nullable=False),
+)
+
 TABLE_NAMES = frozenset(metadata.tables)
-V1_TABLE_NAMES = TABLE_NAMES - {"leases"}
+V2_TABLE_NAMES = TABLE_NAMES - {"logbook"}
+V1_TABLE_NAMES = V2_TABLE_NAMES - {"leases"}
+
+
+def tables_of(version: int) -> frozenset[str]:
+    """The tables a database of schema ``version`` has."""
+    return TABLE_NAMES if version >= LOGBOOK_SINCE else V2_TABLE_NAMES if version >= LEASES_SINCE else V1_TABLE_NAMES
 
 # Optuna's RDB storage may share the database (lr tuning studies); its tables are not foreign to us.
 OPTUNA_TABLES = frozenset(

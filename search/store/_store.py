@@ -9,7 +9,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import sqlalchemy as sa
 
@@ -23,7 +23,7 @@ from search.store._records import (
 )
 from search.store._schema import (
     EVALUATION_STATUSES, FINISHED_STATUSES, JOB_KINDS, JOB_STATUSES, cache_entries, candidates, checkpoints,
-    evaluations, jobs, now,
+    evaluations, jobs, logbook, now,
 )
 
 RESULTS_FILE = "results.db"
@@ -468,6 +468,80 @@ class Store:
         with self._connection() as conn:
             return [evaluation_record(r) for r in conn.execute(query).mappings()]
 
+    # -- bulk writes (one statement for many rows: a driver recording results that arrive together) -------------
+
+    def add_candidates(self, job_id: int, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Record new candidates (each row: ``kind, text, hash, parent_ids, mutation, birth``) in one statement and
+        return their ids in order. Unlike ``add_candidate`` the births must be new (``StoreError`` otherwise)."""
+        self._writable()
+        if not rows:
+            return []
+        stamp = now()
+        values = []
+        for row in rows:
+            _check(row["kind"], JOB_KINDS, "candidate kind")
+            values.append({"job_id": job_id, "kind": row["kind"], "text": row["text"], "hash": row["hash"],
+                           "parent_ids": [int(p) for p in row["parent_ids"]], "mutation": row.get("mutation"),
+                           "birth": int(row["birth"]), "created_at": stamp})
+        query = sa.insert(candidates).returning(candidates.c.id, sort_by_parameter_order=True)
+        with self._connection() as conn:
+            try:
+                return [int(r.id) for r in conn.execute(query, values)]
+            except sa.exc.IntegrityError:
+                raise StoreError(f"job {job_id}: a birth among {[v['birth'] for v in values][:5]} is taken") from None
+
+    def add_evaluations(self, job_id: int, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Record new "pending" evaluations (each row: ``candidate_id, key, task, seed``) in one statement; their
+        ids in order. Unlike ``add_evaluation`` the keys must be new (``StoreError`` otherwise)."""
+        self._writable()
+        if not rows:
+            return []
+        stamp = now()
+        values = [{"job_id": job_id, "candidate_id": int(r["candidate_id"]), "key": r["key"], "task": r["task"],
+                   "seed": int(r["seed"]), "status": "pending", "attempts": 0, "cache_hit": False,
+                   "created_at": stamp} for r in rows]
+        query = sa.insert(evaluations).returning(evaluations.c.id, sort_by_parameter_order=True)
+        with self._connection() as conn:
+            try:
+                return [int(r.id) for r in conn.execute(query, values)]
+            except sa.exc.IntegrityError:
+                raise StoreError(f"job {job_id}: an evaluation key among {[v['key'] for v in values][:5]} is "
+                                 "taken") from None
+
+    def finish_evaluations(self, job_id: int, rows: Sequence[Mapping[str, Any]]) -> list[bool]:
+        """``finish_evaluation`` for many evaluations of one job at once, in order (each row: ``evaluation_id`` and
+        the keyword arguments of ``finish_evaluation``); for each, whether it was recorded (False: already
+        finished). ``StoreError`` if one does not exist in the job."""
+        self._writable()
+        if not rows:
+            return []
+        ids = [int(r["evaluation_id"]) for r in rows]
+        for row in rows:
+            _check(row["status"], FINISHED_STATUSES, "finished status")
+        with self._connection() as conn:
+            found = dict(conn.execute(sa.select(evaluations.c.id, evaluations.c.status).where(
+                evaluations.c.job_id == job_id, evaluations.c.id.in_(set(ids)))).all())
+            missing = [i for i in ids if i not in found]
+            if missing:
+                raise StoreError(f"no evaluation with id {missing[0]} in job {job_id} of {describe(self.url)}")
+            order = _next(conn, evaluations.c.finished_order, evaluations.c.job_id == job_id, start=1)
+            recorded, values, stamp = [], [], now()
+            for evaluation_id, row in zip(ids, rows):
+                fresh = found[evaluation_id] not in FINISHED_STATUSES
+                recorded.append(fresh)
+                if not fresh:
+                    continue
+                found[evaluation_id] = row["status"]  # the same id twice in ``rows``: the second is not recorded
+                values.append({
+                    "b_id": evaluation_id, "status": row["status"], "fitness": _finite_or_none(row.get("fitness")),
+                    "metrics": row.get("metrics"), "error": row.get("error"), "worker": row.get("worker"),
+                    "wall_time": row.get("wall_time"), "attempts": row.get("attempts", 0),
+                    "cache_hit": row["status"] == "cached", "finished_order": order, "finished_at": stamp})
+                order += 1
+            if values:
+                conn.execute(sa.update(evaluations).where(evaluations.c.id == sa.bindparam("b_id")), values)
+            return recorded
+
     # -- checkpoints and the FEC cache ----------------------------------------------------------------------------
 
     def save_checkpoint(self, job_id: int, state: Any) -> int:
@@ -494,15 +568,23 @@ class Store:
         return record
 
     def save_cache_entries(self, job_id: int, entries: Mapping[str, Any]) -> None:
-        """Insert or replace FEC cache entries ``{hash: payload}`` of the job."""
+        """Insert or replace FEC cache entries ``{hash: payload}`` of the job (one statement each for the updated
+        and the new ones)."""
+        if not entries:
+            return
+        stamp = now()
         self._writable()
         with self._connection() as conn:
-            for digest, payload in entries.items():
-                match = (cache_entries.c.job_id == job_id) & (cache_entries.c.hash == digest)
-                if conn.execute(sa.update(cache_entries).where(match).values(
-                        payload=payload, updated_at=now())).rowcount == 0:
-                    conn.execute(sa.insert(cache_entries).values(
-                        job_id=job_id, hash=digest, payload=payload, updated_at=now()))
+            existing = set(conn.execute(sa.select(cache_entries.c.hash).where(
+                cache_entries.c.job_id == job_id, cache_entries.c.hash.in_(list(entries)))).scalars())
+            updates = [{"b_hash": h, "payload": p, "updated_at": stamp} for h, p in entries.items() if h in existing]
+            inserts = [{"job_id": job_id, "hash": h, "payload": p, "updated_at": stamp}
+                       for h, p in entries.items() if h not in existing]
+            if updates:
+                conn.execute(sa.update(cache_entries).where(
+                    cache_entries.c.job_id == job_id, cache_entries.c.hash == sa.bindparam("b_hash")), updates)
+            if inserts:
+                conn.execute(sa.insert(cache_entries), inserts)
 
     def delete_cache_entries(self, job_id: int, hashes: Iterable[str]) -> None:
         """Remove FEC cache entries of the job (evicted from the cache)."""
@@ -520,6 +602,21 @@ class Store:
         query = sa.select(cache_entries.c.hash, cache_entries.c.payload).where(cache_entries.c.job_id == job_id)
         with self._connection() as conn:
             return {digest: payload for digest, payload in conn.execute(query)}
+
+    def append_logbook(self, job_id: int, first_seq: int, entries: Iterable[Mapping[str, Any]]) -> None:
+        """Append the job's strategy logbook records ``first_seq``, ``first_seq + 1``, ... (written once each)."""
+        self._writable()
+        rows = [{"job_id": job_id, "seq": first_seq + i, "entry": dict(e)} for i, e in enumerate(entries)]
+        if rows:
+            with self._connection() as conn:
+                conn.execute(sa.insert(logbook), rows)
+
+    @_reads("logbook")
+    def load_logbook(self, job_id: int) -> list[Any]:
+        """The job's strategy logbook records in order."""
+        query = sa.select(logbook.c.entry).where(logbook.c.job_id == job_id).order_by(logbook.c.seq)
+        with self._connection() as conn:
+            return [entry for (entry,) in conn.execute(query)]
 
     # -- reports --------------------------------------------------------------------------------------------------
 
@@ -569,8 +666,12 @@ def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
 
 
 def _next(conn: sa.Connection, column: sa.Column[Any], where: sa.ColumnElement[bool], *, start: int) -> int:
-    """max(column) + 1 over the rows matching ``where`` (``start`` when there is none). Safe: one writer."""
-    current = conn.execute(sa.select(sa.func.max(column)).where(where)).scalar()
+    """max(column) + 1 over the rows matching ``where`` (``start`` when there is none). Safe: one writer.
+
+    Written as the first row in descending order so that an index on (job_id, column) answers it in one step;
+    SQLite evaluates ``max(column) ... WHERE job_id = ?`` by scanning every row of the job."""
+    current = conn.execute(sa.select(column).where(where, column.is_not(None)).order_by(column.desc())
+                           .limit(1)).scalar()
     return start if current is None else int(current) + 1
 
 

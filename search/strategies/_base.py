@@ -7,7 +7,7 @@ import copy
 import json
 import math
 from dataclasses import asdict
-from typing import Any, Callable, Generic, Sequence
+from typing import Any, Callable, Generic, Iterator, Mapping, Sequence
 
 import numpy as np
 from deap import tools
@@ -64,6 +64,8 @@ class Strategy(abc.ABC, Generic[C]):
         self._window: list[Member[C]] = []
         self._hof = _deap.hall_of_fame(hall_of_fame_size)
         self._stats = _deap.statistics(len(self.weights))
+        self._text_memo: dict[int, str] = {}
+        self._config_cache: dict[str, Any] | None = None
         self.logbook = tools.Logbook()
         """One record every ``log_every`` tells: tells, failed, size and best/median/mean fitness (DEAP Logbook)."""
 
@@ -122,52 +124,87 @@ class Strategy(abc.ABC, Generic[C]):
 
     # -- checkpoints ----------------------------------------------------------------------------------------------
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly: JSON-safe (``json.dumps(..., allow_nan=False)`` works)."""
-        if self._to_text is None:
+    def state_dict(self, *, texts: bool = True, logbook: bool = True) -> dict[str, Any]:
+        """Everything needed to continue exactly: JSON-safe (``json.dumps(..., allow_nan=False)`` works).
+
+        With ``texts=False`` candidates appear by proposal id only (no ``candidates`` table), and with
+        ``logbook=False`` the logbook by its length only (``logbook_len``): for a caller that keeps the texts and the
+        logbook's records elsewhere, append-only, and hands them back to ``load_state_dict``. That keeps a
+        checkpoint small and its cost flat as the run grows. Texts are rendered once per proposal (memoised).
+        """
+        if texts and self._to_text is None:
             raise StrategyError(f"{type(self).__name__}.state_dict needs to_text: {_CODEC_HINT}")
-        writer = StateWriter(self._to_text)
+        writer = StateWriter(self._to_text if texts else None, self._text_memo)
         state = {
             "strategy": type(self).__name__,
-            "config": _jsonable(asdict(self.config)),
+            "config": self._config_json(),
             "rng": copy.deepcopy(self._rng.bit_generator.state),
             "next_id": self._next_id,
             "tells": self._tells,
             "failed": self._failed,
             "pending": [writer.proposal(p) for p in self.pending],
             "hall_of_fame": [writer.member(m) for m in self.hall_of_fame],
-            "window": [writer.member(m) for m in self._window],
-            "logbook": copy.deepcopy([dict(entry) for entry in self.logbook]),
+            "window": writer.members(self._window),
             "extra": self._extra_state(writer),
         }
-        state["candidates"] = writer.texts
+        if logbook:
+            state["logbook"] = copy.deepcopy([dict(entry) for entry in self.logbook])
+        else:
+            state["logbook_len"] = len(self.logbook)
+        if texts:
+            state["candidates"] = writer.texts
+            self._text_memo = writer.used  # only what is still referenced stays memoised
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from ``state``; this strategy must have been built with the same arguments (seed aside)."""
+    def load_state_dict(self, state: dict[str, Any], *, texts: Mapping[int, str] | None = None,
+                        logbook: Sequence[Mapping[str, Any]] | None = None) -> None:
+        """Continue from ``state``; this strategy must have been built with the same arguments (seed aside).
+
+        ``texts`` (proposal id -> text) and ``logbook`` (its records, oldest first) are required for a state saved
+        with ``texts=False`` / ``logbook=False`` and ignored otherwise.
+        """
         self._check_state(state)
-        reader = StateReader(state["candidates"], self._from_text)
+        if "candidates" in state:
+            table: Mapping[str, str] = state["candidates"]
+        elif texts is not None:
+            table = _TextsById(texts)
+        else:
+            raise StrategyError("checkpoint keeps no candidate texts: pass texts= (proposal id -> text)")
+        if "logbook" in state:
+            entries = state["logbook"]
+        elif logbook is not None and len(logbook) >= int(state["logbook_len"]):
+            entries = list(logbook)[: int(state["logbook_len"])]
+        else:
+            raise StrategyError(f"checkpoint keeps no logbook: pass logbook= with its {state.get('logbook_len')} "
+                                "records")
+        reader = StateReader(table, self._from_text)
         self._rng.bit_generator.state = copy.deepcopy(state["rng"])
         self._next_id = int(state["next_id"])
         self._tells = int(state["tells"])
         self._failed = int(state["failed"])
         self._pending = {p.id: p for p in (reader.proposal(d) for d in state["pending"])}
         _deap.refill(self._hof, [reader.member(d) for d in state["hall_of_fame"]], self.weights)
-        self._window = [reader.member(d) for d in state["window"]]
+        self._window = reader.members(state["window"])
         self.logbook = tools.Logbook()
-        for entry in state["logbook"]:
-            self.logbook.record(**copy.deepcopy(entry))
+        for entry in entries:
+            self.logbook.record(**copy.deepcopy(dict(entry)))
             self.logbook.header = list(entry)
         self._load_extra_state(state["extra"], reader)
+        self._text_memo = {}
 
     def _check_state(self, state: dict[str, Any]) -> None:
         if self._from_text is None:
             raise StrategyError(f"{type(self).__name__}.load_state_dict needs from_text: {_CODEC_HINT}")
         if state.get("strategy") != type(self).__name__:
             raise StrategyError(f"checkpoint is of strategy {state.get('strategy')!r}, not {type(self).__name__!r}")
-        own = _jsonable(asdict(self.config))
+        own = self._config_json()
         if state.get("config") != own:
             raise StrategyError(f"checkpoint config {state.get('config')} differs from this strategy's {own}")
+
+    def _config_json(self) -> dict[str, Any]:
+        if self._config_cache is None:  # the config is frozen: its JSON form is computed once
+            self._config_cache = _jsonable(asdict(self.config))
+        return copy.deepcopy(self._config_cache)
 
     # -- hooks ----------------------------------------------------------------------------------------------------
 
@@ -219,6 +256,25 @@ class Strategy(abc.ABC, Generic[C]):
         self.logbook.record(**entry)
         self.logbook.header = list(entry)
         self._window = []
+
+
+class _TextsById(Mapping[str, str]):
+    """``{str(proposal id): text}`` over a caller's ``{proposal id: text}``, as ``StateReader`` reads it."""
+
+    def __init__(self, texts: Mapping[int, str]) -> None:
+        self._texts = texts
+
+    def __getitem__(self, key: str) -> str:
+        return self._texts[int(key)]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.lstrip("-").isdigit() and int(key) in self._texts
+
+    def __iter__(self) -> Iterator[str]:
+        return (str(k) for k in self._texts)
+
+    def __len__(self) -> int:
+        return len(self._texts)
 
 
 def _is_real(value: Any) -> bool:

@@ -1,12 +1,14 @@
 """JSON-safe encoding of members and proposals for checkpoints.
 
 Candidates are stored once each, by proposal id, in a ``candidates`` table of texts made by the injected ``to_text``;
-members and proposals refer to them by id. Reading rebuilds each candidate once with ``from_text``.
+members and proposals refer to them by id. Reading rebuilds each candidate once with ``from_text``. A writer without
+``to_text`` writes ids only: the caller keeps the texts elsewhere (a search job has them in its candidates table) and
+hands them to the reader.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generic
+from typing import Any, Callable, Generic, Iterable, Mapping
 
 from search.strategies._records import C, Fitness, Member, Proposal, StrategyError
 
@@ -14,22 +16,37 @@ from search.strategies._records import C, Fitness, Member, Proposal, StrategyErr
 class StateWriter(Generic[C]):
     """Encodes members and proposals; ``texts`` collects the candidate table as it goes."""
 
-    def __init__(self, to_text: Callable[[C], str]) -> None:
+    def __init__(self, to_text: Callable[[C], str] | None, memo: dict[int, str] | None = None) -> None:
         self.to_text = to_text
         self.texts: dict[str, str] = {}
+        self.memo = {} if memo is None else memo  # proposal id -> text rendered by an earlier checkpoint
+        self.used: dict[int, str] = {}
 
     def candidate(self, proposal_id: int, candidate: C) -> int:
+        if self.to_text is None:
+            return proposal_id
         key = str(proposal_id)
         if key not in self.texts:
-            text = self.to_text(candidate)
-            if not isinstance(text, str):
-                raise StrategyError(f"to_text must return str, got {type(text).__name__}")
-            self.texts[key] = text
+            text = self.memo.get(proposal_id)
+            if text is None:
+                text = self.to_text(candidate)  # candidates are immutable: a proposal's text never changes
+                if not isinstance(text, str):
+                    raise StrategyError(f"to_text must return str, got {type(text).__name__}")
+            self.texts[key] = self.used[proposal_id] = text
         return proposal_id
 
     def member(self, member: Member[C]) -> dict[str, Any]:
         fitness = list(member.fitness) if isinstance(member.fitness, tuple) else member.fitness
         return {"id": self.candidate(member.id, member.candidate), "fitness": fitness}
+
+    def members(self, members: Iterable[Member[C]]) -> list[dict[str, Any]] | dict[str, list[Any]]:
+        """``[member(m) for m in members]``; without texts, as two columns ``{"ids": [...], "fitness": [...]}``
+        (a population of thousands goes into every checkpoint: columns are the cheapest JSON)."""
+        if self.to_text is not None:
+            return [self.member(m) for m in members]
+        listed = list(members)
+        return {"ids": [m.id for m in listed],
+                "fitness": [list(m.fitness) if isinstance(m.fitness, tuple) else m.fitness for m in listed]}
 
     def proposal(self, proposal: Proposal[C]) -> dict[str, Any]:
         return {
@@ -42,7 +59,7 @@ class StateWriter(Generic[C]):
 class StateReader(Generic[C]):
     """Decodes what ``StateWriter`` wrote; each candidate is parsed once and shared."""
 
-    def __init__(self, texts: dict[str, str], from_text: Callable[[str], C]) -> None:
+    def __init__(self, texts: Mapping[str, str], from_text: Callable[[str], C]) -> None:
         self.texts = texts
         self.from_text = from_text
         self.cache: dict[int, C] = {}
@@ -57,6 +74,14 @@ class StateReader(Generic[C]):
 
     def member(self, data: dict[str, Any]) -> Member[C]:
         return Member(int(data["id"]), self.candidate(int(data["id"])), _fitness(data["fitness"]))
+
+    def members(self, data: list[dict[str, Any]] | dict[str, list[Any]]) -> list[Member[C]]:
+        """What ``StateWriter.members`` wrote (either form)."""
+        if isinstance(data, dict):
+            if len(data["ids"]) != len(data["fitness"]):
+                raise StrategyError("checkpoint member columns differ in length")
+            return [Member(int(i), self.candidate(int(i)), _fitness(f)) for i, f in zip(data["ids"], data["fitness"])]
+        return [self.member(d) for d in data]
 
     def proposal(self, data: dict[str, Any]) -> Proposal[C]:
         pid = int(data["id"])

@@ -111,9 +111,9 @@ class NSGA2(Strategy[C]):
     def _extra_state(self, writer: StateWriter[C]) -> dict[str, Any]:
         return {
             "warm_start": self._warm.state(writer.member),
-            "population": [writer.member(individual.member) for individual in self._population],
+            "population": writer.members(individual.member for individual in self._population),
         }
 
     def _load_extra_state(self, state: dict[str, Any], reader: StateReader[C]) -> None:
         self._warm.load(state["warm_start"], reader.member)
-        self._set_population([Individual(reader.member(d), self.weights) for d in state["population"]])
+        self._set_population([Individual(m, self.weights) for m in reader.members(state["population"])])

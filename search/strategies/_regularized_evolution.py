@@ -35,6 +35,19 @@ class RegularizedEvolutionConfig:
             check_positive("plateau_restart", self.plateau_restart)
 
 
+class _Fitnesses(Sequence[float]):
+    """The population's fitnesses, read only where the tournament looks (T of P, not all P per proposal)."""
+
+    def __init__(self, population: deque[Member[Any]]) -> None:
+        self._population = population
+
+    def __len__(self) -> int:
+        return len(self._population)
+
+    def __getitem__(self, index: Any) -> Any:
+        return float(self._population[index].fitness)  # type: ignore[arg-type]
+
+
 class RegularizedEvolution(Strategy[C]):
     """Tournament selection among the current population, one mutation per child, and aging: each evaluated child
     joins the population and the oldest member (first in) leaves once there are P.
@@ -103,8 +116,7 @@ class RegularizedEvolution(Strategy[C]):
         self._asked_in[proposal_id] = self._epoch
         if self._warm.active(len(self._population)):
             return self._warm.propose(proposal_id, self._rng, self._mutate)
-        fitnesses = [float(m.fitness) for m in self._population]  # type: ignore[arg-type]
-        parent = self._population[sel_tournament(fitnesses, self.config.tournament_size, self._rng)]
+        parent = self._population[sel_tournament(_Fitnesses(self._population), self.config.tournament_size, self._rng)]
         child, description = apply_mutate(self._mutate, parent.candidate, self._rng)
         return child, (parent.id,), description
 
@@ -138,7 +150,7 @@ class RegularizedEvolution(Strategy[C]):
     def _extra_state(self, writer: StateWriter[C]) -> dict[str, Any]:
         return {
             "warm_start": self._warm.state(writer.member),
-            "population": [writer.member(m) for m in self._population],
+            "population": writer.members(self._population),
             "initial_members": [writer.member(m) for m in self._initial_members.values()],
             "epoch": self._epoch,
             "asked_in": [[pid, epoch] for pid, epoch in sorted(self._asked_in.items())],
@@ -149,7 +161,7 @@ class RegularizedEvolution(Strategy[C]):
     def _load_extra_state(self, state: dict[str, Any], reader: StateReader[C]) -> None:
         self._warm.load(state["warm_start"], reader.member)
         self._population.clear()
-        self._population.extend(reader.member(d) for d in state["population"])
+        self._population.extend(reader.members(state["population"]))
         self._initial_members = {m.id: m for m in (reader.member(d) for d in state["initial_members"])}
         self._epoch = int(state["epoch"])
         self._asked_in = {int(pid): int(epoch) for pid, epoch in state["asked_in"]}

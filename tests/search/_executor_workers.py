@@ -55,3 +55,11 @@ def cuda_info(payload: dict[str, Any]) -> dict[str, Any]:
     return {"count": torch.cuda.device_count(), "threads": torch.get_num_threads(),
             "visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def slow_optimizer(payload: dict[str, Any]) -> dict[str, Any]:
+    """``search.kinds.workers.evaluate_optimizer`` taking at least 0.3 s (so that a node can be lost under it)."""
+    from search.kinds.workers import evaluate_optimizer
+
+    time.sleep(0.3)
+    return evaluate_optimizer(payload)

@@ -41,9 +41,25 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.fixture(params=["inline", "local"])
+def ray_executor(**config: object) -> Executor:
+    """A ``RayExecutor`` on the shared test cluster (``_ray_cluster``; skipped without Ray, except in CI)."""
+    from _ray_cluster import cluster
+
+    cluster()
+    from search.executor import RayExecutor, RayExecutorConfig
+
+    executor = RayExecutor(RayExecutorConfig(**config))  # type: ignore[arg-type]
+    executor.wait_ready(120)
+    return executor
+
+
+@pytest.fixture(params=["inline", "local", "ray"])
 def executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
-    opened: Executor = InlineExecutor() if request.param == "inline" else local(workers=2)
+    opened: Executor
+    if request.param == "ray":
+        opened = ray_executor(workers=2)
+    else:
+        opened = InlineExecutor() if request.param == "inline" else local(workers=2)
     with opened:
         yield opened
 

@@ -108,7 +108,7 @@ def test_resume_after_a_kill_mid_transaction_finishes_exactly_like_an_uninterrup
     store = Store.for_run(tmp_path / "killed")
     config = _config()
     job = SearchJob.create(store, "killed", OptimizerKind(), config, executor_factory=lambda **_: InlineExecutor(), show_progress=False)
-    original = Store.finish_evaluation
+    original = Store.finish_evaluations
     calls = {"n": 0}
 
     def dying_finish(self, *args, **kwargs):
@@ -117,10 +117,10 @@ def test_resume_after_a_kill_mid_transaction_finishes_exactly_like_an_uninterrup
             raise _Killed()
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Store, "finish_evaluation", dying_finish)
+    monkeypatch.setattr(Store, "finish_evaluations", dying_finish)
     with pytest.raises(_Killed):
         run_job(job)
-    monkeypatch.setattr(Store, "finish_evaluation", original)
+    monkeypatch.setattr(Store, "finish_evaluations", original)
     before = store.counts(job.record.id)
     assert 0 < before.evaluations + before.cache_hits < 16
 

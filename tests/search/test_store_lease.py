@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from search.store import LeaseHeldError, LeaseLostError, Store
-from search.store._schema import leases, now
+from search.store import LeaseHeldError, LeaseLostError, Store, StoreError
+from search.store._schema import SCHEMA_VERSION, leases, now
 
 
 @pytest.fixture
@@ -163,6 +163,7 @@ def test_old_schema_is_migrated_when_opened_for_writing_and_read_as_it_is(tmp_pa
         store.create_job("old", kind="optimizer", config={}, seed=0)
     raw = sqlite3.connect(path)
     raw.execute("DROP TABLE leases")
+    raw.execute("DROP TABLE logbook")  # schema 3
     raw.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     raw.execute("PRAGMA journal_mode = DELETE")
     raw.commit()
@@ -174,5 +175,5 @@ def test_old_schema_is_migrated_when_opened_for_writing_and_read_as_it_is(tmp_pa
     with Store(f"sqlite:///{path}") as writer:
         assert writer.acquire_lease(writer.get_job("old").id).job_id == 1
     raw = sqlite3.connect(path)
-    assert raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    assert raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
     raw.close()
