@@ -26,3 +26,20 @@ def test_the_algorithm_packages_never_import_the_engine() -> None:
                 offenders += [f"{path.relative_to(root)}:{node.lineno}: {name}" for name in names
                               if name == "search" or name.startswith("search.")]
     assert offenders == []
+
+
+def test_the_cli_parser_imports_no_torch_and_its_copied_choices_match() -> None:
+    """``autodisco --help`` answers at once: building the parser imports neither torch nor the algorithm packages.
+    (A fresh interpreter: this one has torch loaded already.)"""
+    import subprocess
+    import sys
+
+    code = ("import sys; from search.cli._main import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'nas', 'evaluators') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+    from nas.oneshot_train import DATASETS
+    from nas.pada import SAMPLERS
+    from search.cli import _nas_oneshot
+
+    assert (_nas_oneshot.DATASETS, _nas_oneshot.SAMPLERS) == (DATASETS, SAMPLERS)

@@ -14,7 +14,6 @@ import numpy as np
 
 from search.cli._common import UsageError
 from search.cli._search import _add_execution_options, start_search
-from search.jobs._search import SearchConfig
 from search.kinds import SCRATCH, SPACES, SUPERNET_PREFIX, TASKS, ArchitectureKind, ScratchBudget
 
 PUBLISHED = ("DARTS_V1", "DARTS_V2")  # nas.genotypes names accepted by --warm-start (DARTS space)
@@ -60,6 +59,8 @@ def register(kinds: argparse._SubParsersAction) -> None:
 
 
 def _search_architecture(args: argparse.Namespace) -> int:
+    from search.jobs._search import SearchConfig
+
     kind = _kind(args)
     evaluations = args.evaluations if args.evaluations is not None or args.hours is not None else 100
     warm_start = () if args.strategy == "random" else _warm_start(args, kind)

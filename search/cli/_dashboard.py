@@ -40,7 +40,6 @@ def _dashboard(args: argparse.Namespace) -> int:
         from search.dashboard import Source, make_dashboard_server
     except ImportError as error:
         raise UsageError(f"the dashboard needs {error.name or 'Flask'}: pip install -e '.[dashboard]'") from None
-    import search.jobs._builtin  # noqa: F401  (the job registry, with torch: loaded now, not on the first page)
 
     try:
         server = make_dashboard_server(Source(args.root, args.db), args.host, args.port)

@@ -20,10 +20,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     _register_groundtruth(commands)
 
 
-def _register_oneshot(commands: argparse._SubParsersAction) -> None:
-    from nas.oneshot_train import DATASETS
-    from nas.pada import SAMPLERS
+# The choices of nas.oneshot_train.DATASETS and nas.pada.SAMPLERS, written out so that building the parser imports no
+# torch (``autodisco --help`` answers at once); tests/test_layout.py checks they stay equal.
+DATASETS = ("mnist1d", "digits")
+SAMPLERS = ("uniform", "pada")
 
+
+def _register_oneshot(commands: argparse._SubParsersAction) -> None:
     oneshot = commands.add_parser("oneshot", help="train a one-shot NB201 supernet (uniform or PA&DA sampling) and "
                                                   "rank the ground-truth table's architectures with it (Kendall tau)")
     oneshot.add_argument("--run", required=True, help="run folder, e.g. runs/pada-s0 (its name names the job; "
@@ -119,7 +122,7 @@ def _oneshot_config(args: argparse.Namespace) -> Any:
     from nas.groundtruth import default_table_path, load_table
     from nas.nb201_network import NB201NetConfig
     from search.jobs._oneshot import OneShotJobConfig
-    from nas.oneshot_train import DATASETS, OneShotConfig
+    from nas.oneshot_train import OneShotConfig
 
     if args.dataset not in DATASETS:
         raise UsageError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}")
@@ -211,7 +214,6 @@ def _write_json(path: Path, value: Any) -> None:
 
 def _groundtruth(args: argparse.Namespace) -> int:
     from nas.groundtruth import TrainBudget
-    from nas.oneshot_train import DATASETS
     from search.jobs._groundtruth import GroundTruthConfig, GroundTruthJob, output_path
 
     if args.dataset not in DATASETS:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search.cli._common import UsageError, add_executor_options, open_run
 from search.cli._jobs import context_options, refuse_finished, run_to_end, say
 from search.jobs import open_job
-from search.jobs._search import SearchConfig, SearchJob
-from search.kinds import CandidateKind, OptimizerKind
 from search.store import Store
+
+if TYPE_CHECKING:  # the job and kinds import numpy and the strategies: only when a command runs
+    from search.jobs._search import SearchConfig
+    from search.kinds import CandidateKind
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -76,6 +78,9 @@ def _search_optimizer(args: argparse.Namespace) -> int:
         warm_start = _warm_start_text(args.warm_start)
     except ProgramError as error:
         raise UsageError(f"--warm-start {args.warm_start}: {error}") from None
+    from search.jobs._search import SearchConfig
+    from search.kinds import OptimizerKind
+
     config = SearchConfig(tasks=tasks, strategy=args.strategy, population=args.population, tournament=args.tournament,
                           evaluations=evaluations, hours=args.hours, seed=args.seed, warm_start=(warm_start,),
                           fcm=not args.no_fcm, cache=args.cache, plateau_restart=args.plateau_restart, lr=args.lr,
@@ -94,6 +99,8 @@ def _batch(value: str) -> int | str:
 
 def start_search(args: argparse.Namespace, config: SearchConfig, kind: CandidateKind[Any]) -> int:
     """Create the search job of ``--run`` (or in ``--db``) and run it to its end."""
+    from search.jobs._search import SearchJob
+
     run = Path(args.run)
     options = context_options(args, run)
     with _open_store(run, args.db) as store:

@@ -14,6 +14,16 @@ if TYPE_CHECKING:
     from search.jobs._runner import Runner
 
 
+PROGRESS_KEY = "progress"  # in every checkpoint: the job's progress for listings (``runs list``, the dashboard)
+
+
+def checkpoint_state(job: Job) -> dict[str, Any]:
+    """What the runner saves as the job's checkpoint: ``job.state_dict()`` plus its progress (``PROGRESS_KEY``:
+    units done, total, unit), readable without the job's module."""
+    done, total, _ = job.progress()
+    return {**job.state_dict(), PROGRESS_KEY: {"done": done, "total": total, "unit": job.unit}}
+
+
 class JobError(ValueError):
     """A job cannot be created, resumed or run as asked (bad configuration, a run that does not match, a baseline that
     fails). The CLI prints it as one line with exit status 2."""

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable, Mapping, TypeVar
 
-from search.jobs._base import Job, JobContext, JobError
+from search.jobs._base import PROGRESS_KEY, Job, JobContext, JobError, checkpoint_state
 from search.store import JobRecord, Store, StoreError
 
 JOBS: dict[str, type[Job]] = {}
 LEGACY_METHOD = "search"  # search jobs made before jobs stored their method had none
+BUILTIN = {  # method -> the module that registers it, imported on first use (most import torch)
+    "search": "search.jobs._search", "validate": "search.jobs._validate", "darts": "search.jobs._darts",
+    "train": "search.jobs._train", "oneshot": "search.jobs._oneshot", "fewshot": "search.jobs._fewshot",
+    "groundtruth": "search.jobs._groundtruth",
+}
 
 J = TypeVar("J", bound=type[Job])
 
@@ -24,13 +30,15 @@ def register_job(job_type: J) -> J:
 
 def job_type_of(record: JobRecord) -> type[Job]:
     """The registered type of a stored job; ``JobError`` naming the known ones if there is none."""
-    _load_builtin_jobs()
     config = record.config
     if not isinstance(config, Mapping):
         raise JobError(f"job {record.name!r}: its stored configuration is not an object; the database is damaged")
     method = config.get("method", LEGACY_METHOD)
+    if isinstance(method, str) and method not in JOBS and method in BUILTIN:
+        importlib.import_module(BUILTIN[method])
     if not isinstance(method, str) or method not in JOBS:
-        raise JobError(f"job {record.name!r} has an unknown method {method!r}; known: {', '.join(sorted(JOBS))}")
+        known = ", ".join(sorted(set(JOBS) | set(BUILTIN)))
+        raise JobError(f"job {record.name!r} has an unknown method {method!r}; known: {known}")
     return JOBS[method]
 
 
@@ -52,7 +60,7 @@ def create_job(store: Store, name: str, job_type: type[Job], config: Any, *, kin
                                   seed=job_type.seed_of(config))
         job = build(config, JobContext(store, record, **context))
         job.prepare()
-        store.save_checkpoint(record.id, job.state_dict())
+        store.save_checkpoint(record.id, checkpoint_state(job))
     return job
 
 
@@ -88,23 +96,19 @@ def exists_message(record: JobRecord, run_dir: Any) -> str:
 
 
 def job_progress(store: Store, record: JobRecord) -> dict[str, Any]:
-    """``{"method", "unit", "done", "total"}`` of a stored job from its config and latest checkpoint, for listings;
-    ``done``/``total`` are None where unknown or unreadable (a listing never fails on one damaged job)."""
-    try:
-        job_type = job_type_of(record)
-    except JobError:
-        method = record.config.get("method") if isinstance(record.config, Mapping) else None
-        return {"method": method, "unit": None, "done": None, "total": None}
-    done = total = None
+    """``{"method", "unit", "done", "total"}`` of a stored job from its latest checkpoint (the runner writes them
+    there, so no job module — and no torch — is imported), or, for checkpoints older than that, from the job type's
+    ``progress_of``; ``done``/``total`` are None where unknown or unreadable (a listing never fails on one job)."""
+    method = record.config.get("method", LEGACY_METHOD) if isinstance(record.config, Mapping) else None
+    unknown = {"method": method, "unit": None, "done": None, "total": None}
     try:
         checkpoint = store.latest_checkpoint(record.id)
         state = checkpoint.state if checkpoint is not None and isinstance(checkpoint.state, Mapping) else {}
+        saved = state.get(PROGRESS_KEY)
+        if isinstance(saved, Mapping):
+            return {**unknown, **{k: saved.get(k) for k in ("unit", "done", "total")}}
+        job_type = job_type_of(record)
         done, total = job_type.progress_of(record.config, state)
-    except (KeyError, TypeError, ValueError, AttributeError):
-        pass
-    return {"method": job_type.method, "unit": job_type.unit, "done": done, "total": total}
-
-
-def _load_builtin_jobs() -> None:
-    """Import the job modules that register themselves (kept lazy: they import torch and nas)."""
-    import search.jobs._builtin  # noqa: F401
+        return {"method": job_type.method, "unit": job_type.unit, "done": done, "total": total}
+    except (JobError, KeyError, TypeError, ValueError, AttributeError):
+        return unknown

@@ -9,8 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from search.jobs._base import Job, JobError
-from evaluators.files import load_torch, save_torch
+from search.jobs._base import Job, JobError, checkpoint_state
 from search.progress import Progress
 
 
@@ -30,17 +29,21 @@ class Runner:
         store = self.context.store
         with store.transaction():
             yield
-            store.save_checkpoint(self.context.record.id, self.job.state_dict())
+            store.save_checkpoint(self.context.record.id, checkpoint_state(self.job))
         self.show_progress()
 
     def save_file(self, name: str, state: Any) -> Path:
         """Save ``state`` (tensors allowed) as ``<run>/<name>`` atomically; the path."""
+        from evaluators.files import save_torch  # torch: only for jobs that keep files
+
         path = self.file(name)
         save_torch(path, state)
         return path
 
     def load_file(self, name: str) -> Any | None:
         """What ``save_file(name, ...)`` saved last, or None; ``JobError`` for a damaged file."""
+        from evaluators.files import load_torch
+
         path = self.file(name)
         try:
             return load_torch(path)

@@ -58,7 +58,8 @@ def test_a_job_records_every_epoch_with_alpha_metrics_and_genotype(tmp_path: Pat
         assert [c.parent_ids for c in candidates] == [(), (candidates[0].id,), (candidates[1].id,)]
         assert [e.key for e in evaluations] == ["epoch-1", "epoch-2", "epoch-3"]
         assert all(e.task == "darts:digits" and e.status == "ok" for e in evaluations)
-        assert store.latest_checkpoint(job.id).state == {"epoch": 3, "file": CHECKPOINT_FILE}
+        assert store.latest_checkpoint(job.id).state == {"epoch": 3, "file": CHECKPOINT_FILE,
+                                                         "progress": {"done": 3, "total": 3, "unit": "epoch"}}
         assert recorded_epochs(store, job) == history
     last = evaluations[-1].metrics
     assert len(last["alpha_normal"]) == 5 and len(last["alpha_normal"][0]) == len(NET.primitives)
