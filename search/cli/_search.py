@@ -49,6 +49,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     resume = commands.add_parser("resume", help="continue a stopped or killed job where it left off")
     resume.add_argument("run", help="the run folder, e.g. runs/lion-hunt")
+    resume.add_argument("--evaluations", type=int, metavar="N",
+                        help="a search's new budget: continue (even a finished search) until N evaluations")
     _add_execution_options(resume)
     resume.set_defaults(handler=_resume)
 
@@ -112,13 +114,35 @@ def start_search(args: argparse.Namespace, config: SearchConfig, kind: Candidate
 def _resume(args: argparse.Namespace) -> int:
     store, record = open_run(args.run, args.db)
     with store:
-        record = _unfinished(store, record)
+        if args.evaluations is not None:
+            record = _extend(store, record, args.evaluations)
+        else:
+            record = _unfinished(store, record)
         refuse_finished(record, args.run)
         run = Path(args.run) if args.db is None else None
         job = open_job(store, record, **context_options(args, run))
         if not args.quiet:
             say("resuming " + job.describe())
         return run_to_end(job, args.run)
+
+
+def _extend(store: Store, record: Any, evaluations: int) -> Any:
+    """``resume --evaluations N``: the search job with its budget set to N evaluations (marked interrupted, so that
+    it runs again); ``UsageError`` unless it is a search with an evaluation budget below N and no driver is running."""
+    config = record.config if isinstance(record.config, dict) else {}
+    if config.get("method", "search") != "search":
+        raise UsageError(f"--evaluations extends a search's budget; {record.name!r} is a {config.get('method')} job")
+    if config.get("evaluations") is None:
+        raise UsageError(f"{record.name!r} has a time budget (--hours), not an evaluation budget")
+    if record.status == "running":
+        raise UsageError(f"{record.name!r} is running; stop it first, then extend its budget")
+    done = store.counts(record.id, task="+".join(config.get("tasks") or [])).evaluations
+    if evaluations <= done:
+        raise UsageError(f"--evaluations {evaluations}: {record.name!r} has run {done} evaluations already; give more")
+    store.set_job_config(record.id, {**config, "evaluations": evaluations})
+    if record.status == "finished":
+        store.set_job_status(record.id, "interrupted")
+    return store.get_job(record.name)
 
 
 def _unfinished(store: Store, record: Any) -> Any:

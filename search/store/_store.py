@@ -265,6 +265,15 @@ class Store:
             if done.rowcount == 0:
                 raise StoreError(f"no job with id {job_id} in {describe(self.url)}")
 
+    def set_job_config(self, job_id: int, config: Any) -> None:
+        """Replace a job's stored configuration (``autodisco resume RUN --evaluations N`` extends a budget); the
+        caller checks that no driver runs the job."""
+        self._writable()
+        with self._connection() as conn:
+            done = conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(config=config, updated_at=now()))
+            if done.rowcount == 0:
+                raise StoreError(f"no job with id {job_id} in {describe(self.url)}")
+
     @contextmanager
     def job_running(self, job_id: int) -> Iterator[None]:
         """Run the block as the job's only driver: take its lease (``LeaseHeldError`` if another driver holds it),

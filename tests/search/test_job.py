@@ -267,3 +267,26 @@ def test_cache_entries_live_in_their_table_not_in_every_checkpoint(tmp_path: Pat
     hashes_run = {store.get_candidate(e.candidate_id).hash for e in store.list_evaluations(job.record.id)
                   if e.status in ("ok", "failed")}
     assert set(entries) == hashes_run
+
+
+def test_resume_with_more_evaluations_extends_a_finished_search(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import search.cli._jobs as cli_jobs
+    from search.cli import main
+
+    store, job, summary = _run(tmp_path, "ext", _config(evaluations=8))
+    store.close()
+    assert summary.evaluations == 8
+    monkeypatch.setattr(cli_jobs, "executors", lambda args: (lambda **options: InlineExecutor()))
+    run = str(tmp_path / "ext")
+    assert main(["resume", run, "--evaluations", "8", "--quiet"]) == 2  # not more than it has
+    assert "8 evaluations already" in capsys.readouterr().err
+    assert main(["resume", run, "--evaluations", "14", "--quiet"]) == 0
+    with Store.for_run(tmp_path / "ext", create=False) as store:
+        record = store.get_job("ext")
+        assert record.status == "finished" and record.config["evaluations"] == 14
+        assert store.counts(record.id, task="quadratic").evaluations == 14 and store.counts(record.id).pending == 0
+        per_candidate = collections.Counter(e.candidate_id for e in store.list_evaluations(record.id))
+        births = [c.birth for c in store.list_candidates(record.id)]
+    assert max(per_candidate.values()) == 1 and births == list(range(len(births)))  # nothing recorded twice
+    assert main(["resume", run, "--quiet"]) == 2  # finished again
