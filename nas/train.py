@@ -20,6 +20,7 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping, Union
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import TensorDataset
 
 from evaluators.data import SPECS as DATASETS  # noqa: F401 (re-exported: the dataset specs training takes)
@@ -27,6 +28,8 @@ from evaluators.data import DataSplits
 from evaluators.fit import Diverged, EpochStats, SGDConfig, TrainStep, evaluate, fit, shuffled_batches
 from nas.errors import NasError
 from nas.genotypes import Genotype
+from nas.nb201 import NB201Genotype
+from nas.nb201_network import NB201NetConfig, build_network
 from nas.network import Network, NetworkConfig, count_parameters
 
 Data = Union[TensorDataset, tuple[torch.Tensor, torch.Tensor]]
@@ -121,7 +124,7 @@ class TrainResult:
 
 
 def train_genotype(
-    genotype: Genotype,
+    genotype: Genotype | NB201Genotype,
     data: TrainData,
     config: TrainConfig,
     device: str | torch.device = "cpu",
@@ -130,15 +133,18 @@ def train_genotype(
     """Train ``genotype``'s network from scratch on ``data`` (``DataSplits``: train / test, or a (train, validation)
     pair of ``TensorDataset``s or ``(x, y)``) and measure it on the second split after every epoch.
 
-    Inputs are ``(N, channels, L)`` or ``(N, channels, H, W)``; labels int64 below ``config.net.num_classes``.
-    Deterministic given (genotype, data, config) on a device; the global RNGs are left as they were. Raises
-    ``NasError`` for unusable data; a diverging run returns ``status="failed"``.
+    One recipe for every search space: a DARTS ``Genotype`` builds DARTS's evaluation network (``config.net``), a
+    NAS-Bench-201 cell the NB201 network (``config.net.C`` channels, ``config.net.layers`` cells per stage; no
+    auxiliary head or drop-path); the training is the same. Inputs are ``(N, channels, L)`` or
+    ``(N, channels, H, W)``; labels int64 below ``config.net.num_classes``. Deterministic given (genotype, data,
+    config) on a device; the global RNGs are left as they were. Raises ``NasError`` for unusable data; a diverging
+    run returns ``status="failed"``.
     """
     train, val = _splits(data, config.net.num_classes)
     started = time.perf_counter()
     with torch.random.fork_rng(devices=_cuda_devices(device)):
         torch.manual_seed(config.seed)
-        model = Network(genotype, config.net, in_channels=train[0].shape[1], dim=train[0].dim() - 2).to(device)
+        model = _network(genotype, config.net, in_channels=train[0].shape[1], dim=train[0].dim() - 2).to(device)
         params = count_parameters(model)
         optimizer = config.optimizer(model.parameters())
         step = GenotypeStep(model, optimizer, config, train, val, torch.Generator().manual_seed(config.seed), device)
@@ -155,6 +161,25 @@ def train_genotype(
             return TrainResult("failed", str(diverged), tuple(history), None, params, time.perf_counter() - started)
     final = history[-1].val_accuracy
     return TrainResult("ok", None, tuple(history), final, params, time.perf_counter() - started)
+
+
+def _network(genotype: Genotype | NB201Genotype, net: NetworkConfig, in_channels: int, dim: int) -> nn.Module:
+    if isinstance(genotype, NB201Genotype):
+        shape = NB201NetConfig(C=net.C, cells_per_stage=net.layers, num_classes=net.num_classes)
+        return _SingleHead(build_network(genotype, shape, in_channels, dim, net.seed))
+    return Network(genotype, net, in_channels=in_channels, dim=dim)
+
+
+class _SingleHead(nn.Module):
+    """A network with one output, seen as DARTS's ``(logits, auxiliary logits)`` network without drop-path."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+        self.drop_path_prob = 0.0
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.network(x), None
 
 
 class GenotypeStep(TrainStep):

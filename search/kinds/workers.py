@@ -10,7 +10,6 @@ datasets are loaded once per worker process and kept. They never raise for a bad
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 from typing import Any, Mapping
 
@@ -145,22 +144,16 @@ def evaluate_architecture(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _scratch(genotype: Any, task: str, kind: Any, seed: int, device: str) -> dict[str, Any]:
-    """Train ``genotype``'s network from scratch on the task's fixed split and measure it on the validation part."""
+    """Train ``genotype``'s network from scratch on the task's fixed split and measure it on the validation part:
+    ``nas.train.train_genotype``, one recipe whatever the space (DARTS: ``budget.layers`` cells, default 3; NB201:
+    ``budget.layers`` cells per stage, default 1)."""
     from nas import NB201Genotype
+    from nas.train import TrainConfig, train_genotype
 
     budget = kind.budget
     train, valid = task_split(task, budget.train_examples, budget.valid_examples)
-    sizes = {"train_examples": len(train[1]), "valid_examples": len(valid[1])}
-    if isinstance(genotype, NB201Genotype):
-        return {**_train_nb201(genotype, train, valid, budget, seed, device), **sizes}
-    return {**_train_darts(genotype, train, valid, budget, seed, device), **sizes}
-
-
-def _train_darts(genotype: Any, train: Any, valid: Any, budget: Any, seed: int, device: str) -> dict[str, Any]:
-    """``nas.train.train_genotype``: DARTS's evaluation network (``budget.layers`` cells, default 3)."""
-    from nas.train import TrainConfig, train_genotype
-
-    net = {"C": budget.channels, "layers": budget.layers or DARTS_LAYERS, "num_classes": NUM_CLASSES, "seed": seed}
+    layers = budget.layers or (NB201_CELLS_PER_STAGE if isinstance(genotype, NB201Genotype) else DARTS_LAYERS)
+    net = {"C": budget.channels, "layers": layers, "num_classes": NUM_CLASSES, "seed": seed}
     settings = {"net": net, "epochs": budget.epochs, "batch_size": budget.batch_size, "seed": seed}
     if budget.lr is not None:
         settings["lr"] = budget.lr
@@ -172,33 +165,7 @@ def _train_darts(genotype: Any, train: Any, valid: Any, budget: Any, seed: int, 
         "train_loss": None if last is None else last.train_loss,
         "train_accuracy": None if last is None else last.train_accuracy,
         "epochs": len(result.history), "params": result.params, "seconds": result.seconds,
-    }
-
-
-def _train_nb201(genotype: Any, train: Any, valid: Any, budget: Any, seed: int, device: str) -> dict[str, Any]:
-    """``nas.groundtruth.train_from_scratch``: the NAS-Bench-201 network (``budget.layers`` cells per stage,
-    default 1), measured on the validation part; a non-finite loss fails with its reason."""
-    from torch.utils.data import TensorDataset
-
-    from evaluators.data import DataSplits
-    from nas import NasError
-    from nas.groundtruth import TrainBudget, train_from_scratch
-
-    settings = {"C": budget.channels, "cells_per_stage": budget.layers or NB201_CELLS_PER_STAGE,
-                "epochs": budget.epochs, "batch_size": budget.batch_size, "seed": seed}
-    if budget.lr is not None:
-        settings["lr"] = budget.lr
-    data = DataSplits("search", TensorDataset(*train), TensorDataset(*valid), NUM_CLASSES)
-    try:
-        result = train_from_scratch(genotype, data, TrainBudget(**settings), device)
-    except NasError as error:
-        return {"status": "failed", "error": str(error), "val_accuracy": None}
-    if not math.isfinite(result.test_loss):
-        return {"status": "failed", "error": f"validation loss is {result.test_loss}", "val_accuracy": None}
-    return {
-        "status": "ok", "error": None, "val_accuracy": result.accuracy, "val_loss": result.test_loss,
-        "train_loss": result.train_loss, "train_accuracy": result.train_accuracy, "epochs": budget.epochs,
-        "params": result.params, "seconds": result.seconds,
+        "train_examples": len(train[1]), "valid_examples": len(valid[1]),
     }
 
 
