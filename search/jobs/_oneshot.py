@@ -168,16 +168,14 @@ class OneShotJob(Job):
             self.history.append(record)
             save_supernet(path, supernet, train, config.dataset, epoch, limit=config.limit, optimizer=optimizer,
                           sampler=sampler.state_dict(), history=[asdict(r) for r in self.history])
-            with runner.unit():
-                pass  # the checkpoint row (epoch records) commits after the file
+            runner.checkpoint()  # the checkpoint row (epoch records) commits after the file
             self.context.say(epoch_line(record))
         return self._rank(runner, data, supernet)
 
     def _rank(self, runner: Runner, data: SupernetData, supernet: OneShotSupernet) -> OneShotJobResult:
         config, table, store, job = self.config, self.table, self.store, self.record
         if table is None:
-            with runner.unit():
-                pass
+            runner.checkpoint()
             return OneShotJobResult(tuple(self.history), {}, None)
         self.context.say(f"ranking the table's {len(table.accuracy)} architectures with inherited weights")
         genotypes = [NB201Genotype.from_text(arch) for arch in table.accuracy]

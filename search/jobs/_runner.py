@@ -32,6 +32,11 @@ class Runner:
             store.save_checkpoint(self.context.record.id, checkpoint_state(self.job))
         self.show_progress()
 
+    def checkpoint(self) -> None:
+        """A unit without rows of its own: the job's checkpoint alone (e.g. after state saved to a file)."""
+        with self.unit():
+            pass
+
     def save_file(self, name: str, state: Any) -> Path:
         """Save ``state`` (tensors allowed) as ``<run>/<name>`` atomically; the path."""
         from evaluators.files import save_torch  # torch: only for jobs that keep files
