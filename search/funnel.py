@@ -184,11 +184,11 @@ class Funnel:
         from programs import library
         from search.kinds import OptimizerKind
 
+        found = baseline_of(self.store, self.job)
+        if found is not None:
+            return found
         program = library.get(BASELINE)
         digest = OptimizerKind().functional_hash(program)
-        for record in self.store.first_by_hash(self.job.id, digest, limit=1):
-            if record.hash == digest:
-                return record
         candidate_id = self.store.add_candidate(self.job.id, kind="optimizer", text=program.to_text(), hash=digest,
                                                 mutation="AdamW, baseline of the validation funnel",
                                                 birth=BASELINE_BIRTH)
@@ -287,6 +287,15 @@ class Funnel:
         return CandidateOutcome(candidate_id=ranked.candidate.id, hash=ranked.candidate.hash,
                                 proxy_fitness=float(ranked.evaluation.fitness or math.nan), stages=tuple(stages),
                                 verdict=verdict)
+
+
+def baseline_of(store: Store, job: JobRecord) -> CandidateRecord | None:
+    """The job's candidate that behaves as AdamW (the funnel's baseline), if it has one."""
+    from programs import library
+    from search.kinds import OptimizerKind
+
+    digest = OptimizerKind().functional_hash(library.get(BASELINE))
+    return next((c for c in store.first_by_hash(job.id, digest, limit=1) if c.hash == digest), None)
 
 
 def evaluation_key(candidate_id: int, task: str) -> str:

@@ -100,12 +100,12 @@ def provenance(store: Any, job: JobRecord, candidate: CandidateRecord) -> dict[s
     from search.cli._report import candidate_results
 
     result = candidate_results(store, [candidate.id])[candidate.id]
-    failed = [e for e in store.evaluations_of([candidate.id]) if e.status == "failed"]
+    evaluations = store.evaluations_of([candidate.id])
+    failed = [e for e in evaluations if e.status == "failed"]
     stages: dict[str, float] = {}
     baseline = _validation_baseline(store, job)
     if baseline is not None:
-        own = {e.task: e.fitness for e in store.evaluations_of([candidate.id])
-               if e.key.startswith(f"validate:c{candidate.id}:") and e.status == "ok" and e.fitness is not None}
+        own = _validated(evaluations, candidate.id)
         for task, fitness in own.items():
             if baseline.get(task):
                 stage = task.rpartition("@")[2]
@@ -117,20 +117,19 @@ def provenance(store: Any, job: JobRecord, candidate: CandidateRecord) -> dict[s
 
 def _validation_baseline(store: Any, job: JobRecord) -> dict[str, float] | None:
     """AdamW's tuned fitness per validation task (``T@10x``...), if the run was validated."""
-    from search.funnel import BASELINE
+    from search.funnel import baseline_of
+    from search.jobs._validate import validation_name
 
-    validations = store.get_job(f"{job.name}/validate") if hasattr(store, "get_job") else None
-    if validations is None:
+    if store.get_job(validation_name(job.name)) is None:
         return None
-    from programs import library
-    from search.kinds import OptimizerKind
+    found = baseline_of(store, job)
+    return None if found is None else _validated(store.evaluations_of([found.id]), found.id)
 
-    digest = OptimizerKind().functional_hash(library.get(BASELINE))
-    found = [c for c in store.first_by_hash(job.id, digest, limit=10) if c.hash == digest]
-    if not found:
-        return None
-    return {e.task: e.fitness for e in store.evaluations_of([found[0].id])
-            if e.key.startswith(f"validate:c{found[0].id}:") and e.status == "ok" and e.fitness is not None}
+
+def _validated(evaluations: Any, candidate_id: int) -> dict[str, float]:
+    """A candidate's tuned fitness per validation task, from its ok sweeps (``search.funnel.evaluation_key``)."""
+    return {e.task: e.fitness for e in evaluations
+            if e.key.startswith(f"validate:c{candidate_id}:") and e.status == "ok" and e.fitness is not None}
 
 
 def provenance_comment(standing: dict[str, Any]) -> str:
