@@ -6,7 +6,7 @@ import os
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from search.executor._base import EvalOutcome, EvalRequest, Executor, ExecutorError
 from search.executor._devices import visible_gpus
@@ -39,16 +39,7 @@ class LocalExecutorConfig:
     def __post_init__(self) -> None:
         if self.devices is not None:
             object.__setattr__(self, "devices", tuple(str(d) for d in self.devices))
-        object.__setattr__(self, "preload", tuple(self.preload))
-        _positive_or(self.workers, "auto", "workers")
-        _positive_or(self.torch_threads, "auto", "torch_threads")
-        _positive_or(self.recycle_every, None, "recycle_every")
-        if self.timeout_s is not None and self.timeout_s <= 0:
-            raise ValueError(f"timeout_s must be positive or None, got {self.timeout_s}")
-        if self.max_retries < 0:
-            raise ValueError(f"max_retries must be 0 or more, got {self.max_retries}")
-        if self.start_timeout_s <= 0:
-            raise ValueError(f"start_timeout_s must be positive, got {self.start_timeout_s}")
+        check_pool_settings(self)
 
     def worker_specs(self) -> list[WorkerSpec]:
         """One spec per worker: its device (None on CPU) and thread count."""
@@ -58,6 +49,22 @@ class LocalExecutorConfig:
         threads = self.torch_threads if self.torch_threads != "auto" else max(1, cores // count)
         return [WorkerSpec(device=devices[i % len(devices)] if devices else None, torch_threads=threads,
                            preload=self.preload) for i in range(count)]
+
+
+def check_pool_settings(config: Any) -> None:
+    """The settings every worker pool shares (local or Ray): ``preload`` as a tuple, ``workers`` and
+    ``torch_threads`` positive or "auto", ``recycle_every`` positive or None, ``timeout_s`` positive or None,
+    ``max_retries`` >= 0, ``start_timeout_s`` positive; ``ValueError`` naming the field otherwise."""
+    object.__setattr__(config, "preload", tuple(config.preload))
+    _positive_or(config.workers, "auto", "workers")
+    _positive_or(config.torch_threads, "auto", "torch_threads")
+    _positive_or(config.recycle_every, None, "recycle_every")
+    if config.timeout_s is not None and config.timeout_s <= 0:
+        raise ValueError(f"timeout_s must be positive or None, got {config.timeout_s}")
+    if config.max_retries < 0:
+        raise ValueError(f"max_retries must be 0 or more, got {config.max_retries}")
+    if config.start_timeout_s <= 0:
+        raise ValueError(f"start_timeout_s must be positive, got {config.start_timeout_s}")
 
 
 def _positive_or(value: object, special: object, name: str) -> None:

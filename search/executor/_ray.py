@@ -62,19 +62,10 @@ class RayExecutorConfig:
     cpus_per_actor: int = 1
 
     def __post_init__(self) -> None:
-        from search.executor._local import _positive_or
+        from search.executor._local import _positive_or, check_pool_settings
 
-        object.__setattr__(self, "preload", tuple(self.preload))
-        _positive_or(self.workers, "auto", "workers")
-        _positive_or(self.torch_threads, "auto", "torch_threads")
-        _positive_or(self.recycle_every, None, "recycle_every")
+        check_pool_settings(self)
         _positive_or(self.cpus_per_actor, None, "cpus_per_actor")
-        if self.timeout_s is not None and self.timeout_s <= 0:
-            raise ValueError(f"timeout_s must be positive or None, got {self.timeout_s}")
-        if self.max_retries < 0:
-            raise ValueError(f"max_retries must be 0 or more, got {self.max_retries}")
-        if self.start_timeout_s <= 0:
-            raise ValueError(f"start_timeout_s must be positive, got {self.start_timeout_s}")
         if self.address is not None and not self.address:
             raise ValueError("address must be 'auto', HOST:PORT or None (a local Ray instance)")
 
