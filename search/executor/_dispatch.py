@@ -14,12 +14,13 @@ import socket
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
-from search.executor._base import EvalOutcome, EvalRequest, ExecutorError
+from search.executor._base import EvalOutcome, EvalRequest
+from search.executor._book import Task, TaskBook
 from search.executor._process import WorkerProcess, WorkerSpec, wait_all
 from search.executor._worker import READY, one_line
 
@@ -32,37 +33,26 @@ STOP_GRACE_S = 5.0
 
 
 @dataclass(eq=False)
-class _Task:
-    request: EvalRequest
-    message: bytes
-    future: Future[EvalOutcome]
-    crashes: int = 0
-
-
-@dataclass(eq=False)
 class _Slot:
     spec: WorkerSpec
     worker: WorkerProcess | None = None
     ready: bool = False
-    task: _Task | None = None
+    task: Task | None = None
     since: float = 0.0  # when the worker was started (not ready) or the task was sent (busy)
     done: int = 0  # evaluations finished by the current worker
     retiring: list[WorkerProcess] = field(default_factory=list)
 
 
-class Dispatcher:
+class Dispatcher(TaskBook):
     """Owns the worker processes of a ``LocalExecutor`` (see the module docstring)."""
 
     def __init__(self, specs: list[WorkerSpec], config: LocalExecutorConfig) -> None:
+        super().__init__()
         self._config = config
         self._slots = [_Slot(spec) for spec in specs]
-        self._inbox: queue.SimpleQueue[_Task] = queue.SimpleQueue()
-        self._queue: deque[_Task] = deque()
-        self._lock = threading.Lock()
-        self._in_flight: set[str] = set()
+        self._inbox: queue.SimpleQueue[Task] = queue.SimpleQueue()
+        self._queue: deque[Task] = deque()
         self._stop_mode: str | None = None  # None, "drain" or "cancel"
-        self._broken: str | None = None
-        self._ready = threading.Condition()
         self._start_failures = 0
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -87,28 +77,13 @@ class Dispatcher:
         return tuple(slot.spec.device for slot in self._slots)
 
     def submit(self, request: EvalRequest) -> Future[EvalOutcome]:
-        message = request.encode()
-        with self._lock:
-            if self._broken is not None:
-                raise ExecutorError(self._broken)
-            if self._stop_mode is not None:
-                raise ExecutorError("the executor is shut down; create a new one")
-            if request.key in self._in_flight:
-                raise ValueError(f"request {request.key!r} is already in flight; keys must be unique")
-            self._in_flight.add(request.key)
-        future: Future[EvalOutcome] = Future()
-        self._inbox.put(_Task(request, message, future))
+        task = self._admit(request, closed=self._stop_mode is not None)
+        self._inbox.put(task)
         self._wake()
-        return future
+        return task.future
 
     def wait_ready(self, timeout_s: float | None) -> None:
-        with self._ready:
-            done = self._ready.wait_for(lambda: self._broken is not None or all(s.ready for s in self._slots),
-                                        timeout_s)
-        if self._broken is not None:
-            raise ExecutorError(self._broken)
-        if not done:
-            raise ExecutorError(f"workers not ready after {timeout_s:g}s")
+        self._wait_ready(lambda: all(s.ready for s in self._slots), timeout_s, "workers")
 
     def stop(self, *, cancel: bool) -> None:
         with self._lock:
@@ -220,7 +195,7 @@ class Dispatcher:
             self._spawn(slot)
 
     @staticmethod
-    def _outcome(task: _Task, message: dict[str, Any], worker: str) -> EvalOutcome:
+    def _outcome(task: Task, message: dict[str, Any], worker: str) -> EvalOutcome:
         return EvalOutcome(key=task.request.key, status=message["status"], result=message["result"],
                            error=message["error"], worker=worker, wall_time=message["wall_time"],
                            attempts=task.crashes + 1)
@@ -228,8 +203,7 @@ class Dispatcher:
     def _on_ready(self, slot: _Slot) -> None:
         slot.ready = True
         self._start_failures = 0
-        with self._ready:
-            self._ready.notify_all()
+        self._notify_ready()
 
     def _check_deadlines(self) -> None:
         now, timeout = time.monotonic(), self._config.timeout_s
@@ -286,41 +260,13 @@ class Dispatcher:
     def _spawn(self, slot: _Slot) -> None:
         slot.worker, slot.ready, slot.done, slot.since = WorkerProcess(slot.spec), False, 0, time.monotonic()
 
-    def _complete(self, task: _Task, outcome: EvalOutcome) -> None:
-        self._forget(task)
-        try:
-            task.future.set_result(outcome)
-        except InvalidStateError:
-            pass  # cancelled by its owner meanwhile: the result is dropped
-
-    def _forget(self, task: _Task) -> None:
-        with self._lock:
-            self._in_flight.discard(task.request.key)
-
-    def _pending_tasks(self) -> list[_Task]:
+    def _pending_tasks(self) -> list[Task]:
         self._take_inbox()
         tasks = list(self._queue) + [s.task for s in self._slots if s.task is not None]
         self._queue.clear()
         for slot in self._slots:
             slot.task = None
         return tasks
-
-    def _cancel_all(self) -> None:
-        for task in self._pending_tasks():
-            self._forget(task)
-            task.future.cancel()
-
-    def _break(self, reason: str) -> None:
-        with self._lock:
-            self._broken = reason
-        for task in self._pending_tasks():
-            self._forget(task)
-            try:
-                task.future.set_exception(ExecutorError(reason))
-            except InvalidStateError:
-                pass  # cancelled by its owner
-        with self._ready:
-            self._ready.notify_all()
 
     def _drain_wake(self) -> None:
         try:

@@ -20,11 +20,12 @@ import socket
 import sys
 import threading
 import time
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from search.executor._base import EvalOutcome, EvalRequest, Executor, ExecutorError
+from search.executor._book import Task, TaskBook
 from search.executor._worker import one_line
 
 RESCAN_S = 1.0  # how often the cluster's size is checked (workers="auto")
@@ -71,21 +72,13 @@ class RayExecutorConfig:
 
 
 @dataclass(eq=False)
-class _Task:
-    request: EvalRequest
-    message: bytes
-    future: Future[EvalOutcome]
-    crashes: int = 0
-
-
-@dataclass(eq=False)
 class _Slot:
     actor: Any = None
     generation: int = 0
     ready: bool = False
     name: str = "ray:starting"
     node: str | None = None
-    task: _Task | None = None
+    task: Task | None = None
     since: float = 0.0
     done: int = 0
 
@@ -99,10 +92,11 @@ def import_ray() -> Any:
     return ray
 
 
-class RayExecutor(Executor):
+class RayExecutor(Executor, TaskBook):
     """Runs evaluations in Ray actors (see the module docstring and ``Executor`` for the contract)."""
 
     def __init__(self, config: RayExecutorConfig | None = None) -> None:
+        TaskBook.__init__(self)
         self.config = config or RayExecutorConfig()
         ray = self._ray = import_ray()
         self._owns_ray = not ray.is_initialized()
@@ -118,14 +112,10 @@ class RayExecutor(Executor):
         self._gpu = float(ray.cluster_resources().get("GPU", 0)) >= 1
         self._actor_class = ray.remote(_actor_class())
         self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._in_flight: set[str] = set()
         self._closed = False
-        self._broken: str | None = None
         self._start_failures = 0
-        self._ready = threading.Condition()
         self._slots: list[_Slot] = []
-        self._queue: list[_Task] = []
+        self._queue: list[Task] = []
         self._stop_mode: str | None = None
         self._next_rescan = 0.0
         try:
@@ -156,27 +146,12 @@ class RayExecutor(Executor):
 
     def wait_ready(self, timeout_s: float | None = None) -> None:
         """Block until every actor has started; ``ExecutorError`` if they cannot or ``timeout_s`` passes."""
-        with self._ready:
-            done = self._ready.wait_for(
-                lambda: self._broken is not None or all(s.ready for s in list(self._slots)), timeout_s)
-        if self._broken is not None:
-            raise ExecutorError(self._broken)
-        if not done:
-            raise ExecutorError(f"Ray actors not ready after {timeout_s:g}s")
+        self._wait_ready(lambda: all(s.ready for s in list(self._slots)), timeout_s, "Ray actors")
 
     def submit(self, request: EvalRequest) -> Future[EvalOutcome]:
-        message = request.encode()
-        with self._lock:
-            if self._broken is not None:
-                raise ExecutorError(self._broken)
-            if self._closed:
-                raise ExecutorError("the executor is shut down; create a new one")
-            if request.key in self._in_flight:
-                raise ValueError(f"request {request.key!r} is already in flight; keys must be unique")
-            self._in_flight.add(request.key)
-        future: Future[EvalOutcome] = Future()
-        self._events.put(("submit", _Task(request, message, future)))
-        return future
+        task = self._admit(request, closed=self._closed)
+        self._events.put(("submit", task))
+        return task.future
 
     def shutdown(self, wait: bool = True) -> None:
         with self._lock:
@@ -262,8 +237,7 @@ class RayExecutor(Executor):
         if error is None:
             info = json.loads(done.result())
             slot.ready, slot.name, slot.node, self._start_failures = True, info["name"], info["node"], 0
-            with self._ready:
-                self._ready.notify_all()
+            self._notify_ready()
             return
         self._start_failures += 1
         if self._start_failures >= START_FAILURE_LIMIT:
@@ -288,7 +262,7 @@ class RayExecutor(Executor):
         if self.config.recycle_every is not None and slot.done >= self.config.recycle_every:
             self._respawn(slot)
 
-    def _crashed(self, task: _Task, slot: _Slot, reason: str) -> None:
+    def _crashed(self, task: Task, slot: _Slot, reason: str) -> None:
         task.crashes += 1
         if task.crashes <= self.config.max_retries:
             self._queue.insert(0, task)
@@ -376,18 +350,7 @@ class RayExecutor(Executor):
 
     # -- futures --------------------------------------------------------------------------------------------------
 
-    def _complete(self, task: _Task, outcome: EvalOutcome) -> None:
-        self._forget(task)
-        try:
-            task.future.set_result(outcome)
-        except InvalidStateError:
-            pass  # cancelled by its owner meanwhile: the result is dropped
-
-    def _forget(self, task: _Task) -> None:
-        with self._lock:
-            self._in_flight.discard(task.request.key)
-
-    def _pending_tasks(self) -> list[_Task]:
+    def _pending_tasks(self) -> list[Task]:
         while True:
             try:
                 self._handle(self._events.get_nowait())
@@ -398,23 +361,6 @@ class RayExecutor(Executor):
         for slot in self._slots:
             slot.task = None
         return tasks
-
-    def _cancel_all(self) -> None:
-        for task in self._pending_tasks():
-            self._forget(task)
-            task.future.cancel()
-
-    def _break(self, reason: str) -> None:
-        with self._lock:
-            self._broken = reason
-        for task in self._pending_tasks():
-            self._forget(task)
-            try:
-                task.future.set_exception(ExecutorError(reason))
-            except InvalidStateError:
-                pass
-        with self._ready:
-            self._ready.notify_all()
 
 
 def _check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
