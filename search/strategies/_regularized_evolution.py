@@ -20,6 +20,11 @@ class RegularizedEvolutionConfig:
     ``plateau_restart`` K: after K tells without a new best, restart from the best (Lion restarted from the best when
     fitness plateaued); ``None`` turns it off. ``hall_of_fame_size`` distinct best members are kept; the logbook gets a
     record every ``log_every`` tells.
+
+    ``islands`` I > 1 splits the population into I islands of P / I members that evolve apart (AutoML-Zero and
+    FunSearch did so to keep long runs from collapsing onto one family): proposal ``id`` belongs to island ``id % I``,
+    its parent is chosen by tournament in that island and its child joins it. Every ``migration_interval`` tells each
+    island's best member joins the next island (a ring), replacing that island's oldest; ``None`` never migrates.
     """
 
     population_size: int = 1000
@@ -27,18 +32,27 @@ class RegularizedEvolutionConfig:
     plateau_restart: int | None = None
     hall_of_fame_size: int = 10
     log_every: int = 100
+    islands: int = 1
+    migration_interval: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("population_size", "tournament_size", "hall_of_fame_size", "log_every"):
+        for name in ("population_size", "tournament_size", "hall_of_fame_size", "log_every", "islands"):
             check_positive(name, getattr(self, name))
-        if self.plateau_restart is not None:
-            check_positive("plateau_restart", self.plateau_restart)
+        for name in ("plateau_restart", "migration_interval"):
+            if getattr(self, name) is not None:
+                check_positive(name, getattr(self, name))
+        if self.population_size % self.islands:
+            raise StrategyError(f"population_size ({self.population_size}) must be a multiple of islands "
+                                f"({self.islands})")
+        if self.tournament_size > self.population_size // self.islands:
+            raise StrategyError(f"tournament_size ({self.tournament_size}) exceeds an island's "
+                                f"{self.population_size // self.islands} members")
 
 
 class _Fitnesses(Sequence[float]):
     """The population's fitnesses, read only where the tournament looks (T of P, not all P per proposal)."""
 
-    def __init__(self, population: deque[Member[Any]]) -> None:
+    def __init__(self, population: Sequence[Member[Any]]) -> None:
         self._population = population
 
     def __len__(self) -> int:
@@ -50,7 +64,8 @@ class _Fitnesses(Sequence[float]):
 
 class RegularizedEvolution(Strategy[C]):
     """Tournament selection among the current population, one mutation per child, and aging: each evaluated child
-    joins the population and the oldest member (first in) leaves once there are P.
+    joins the population and the oldest member (first in) leaves once there are P (with islands: per island, see
+    ``RegularizedEvolutionConfig``).
 
     The first P proposals fill the population: the ``initial`` candidates themselves, then mutants of them (see
     ``WarmStart``). Failed evaluations never join. ``restart("best")`` starts a new epoch whose population is the best
@@ -78,7 +93,8 @@ class RegularizedEvolution(Strategy[C]):
         )
         self._mutate = mutate
         self._warm = WarmStart(initial, config.population_size)
-        self._population: deque[Member[C]] = deque(maxlen=config.population_size)
+        island_size = config.population_size // config.islands
+        self._islands: list[deque[Member[C]]] = [deque(maxlen=island_size) for _ in range(config.islands)]
         self._initial_members: dict[int, Member[C]] = {}
         self._epoch = 0
         self._asked_in: dict[int, int] = {}  # pending proposal id -> epoch it was asked in
@@ -87,8 +103,13 @@ class RegularizedEvolution(Strategy[C]):
 
     @property
     def population(self) -> tuple[Member[C], ...]:
-        """The current population, oldest first."""
-        return tuple(self._population)
+        """The current population, oldest first (island after island)."""
+        return tuple(member for island in self._islands for member in island)
+
+    @property
+    def islands(self) -> tuple[tuple[Member[C], ...], ...]:
+        """Each island's members, oldest first (one island unless configured otherwise)."""
+        return tuple(tuple(island) for island in self._islands)
 
     @property
     def epoch(self) -> int:
@@ -101,22 +122,24 @@ class RegularizedEvolution(Strategy[C]):
             if self.best is None:
                 raise StrategyError("restart from the best needs at least one successful evaluation")
             members: list[Member[C]] = [self.best]
-            self._warm.restart_from(members, carried=1)
+            self._warm.restart_from(members, carried=len(self._islands))
         elif from_ == "initial":
             members = [self._initial_members[i] for i in self._warm.initial_ids if i in self._initial_members]
-            self._warm.restart_from(None, carried=len(members))
+            self._warm.restart_from(None, carried=len(members) * len(self._islands))
         else:
             raise StrategyError(f"restart from {from_!r}: use 'initial' or 'best'")
         self._epoch += 1
         self._since_improvement = 0
-        self._population.clear()
-        self._population.extend(members)
+        for island in self._islands:  # every island starts again from the same seeds
+            island.clear()
+            island.extend(members)
 
     def _propose(self, proposal_id: int) -> tuple[C, tuple[int, ...], str]:
         self._asked_in[proposal_id] = self._epoch
-        if self._warm.active(len(self._population)):
+        island = self._islands[proposal_id % len(self._islands)]
+        if self._warm.active(len(island)):
             return self._warm.propose(proposal_id, self._rng, self._mutate)
-        parent = self._population[sel_tournament(_Fitnesses(self._population), self.config.tournament_size, self._rng)]
+        parent = island[sel_tournament(_Fitnesses(island), self.config.tournament_size, self._rng)]
         child, description = apply_mutate(self._mutate, parent.candidate, self._rng)
         return child, (parent.id,), description
 
@@ -126,8 +149,20 @@ class RegularizedEvolution(Strategy[C]):
             if proposal.id in self._warm.initial_ids:
                 self._initial_members[proposal.id] = member
             if asked_in == self._epoch:
-                self._population.append(member)  # the deque's maxlen drops the oldest
+                self._islands[proposal.id % len(self._islands)].append(member)  # maxlen drops the oldest
+        interval = self.config.migration_interval
+        if len(self._islands) > 1 and interval is not None and self.n_told % interval == 0:
+            self._migrate()
         self._count_plateau(member)
+
+    def _migrate(self) -> None:
+        """Each island's best member joins the next island (a ring); the receiving island's oldest leaves."""
+        bests = [max(island, key=lambda m: float(m.fitness)) if island else None  # type: ignore[arg-type]
+                 for island in self._islands]
+        for index, best in enumerate(bests):
+            receiver = self._islands[(index + 1) % len(self._islands)]
+            if best is not None and best not in receiver:
+                receiver.append(best)
 
     def _count_plateau(self, member: Member[C] | None) -> None:
         fitness = None if member is None else float(member.fitness)  # type: ignore[arg-type]
@@ -141,7 +176,7 @@ class RegularizedEvolution(Strategy[C]):
             self.restart("best")
 
     def _statistics_members(self) -> Sequence[Member[C]]:
-        return tuple(self._population)
+        return self.population
 
     def _log_fields(self) -> dict[str, Any]:
         best = self.best
@@ -150,7 +185,8 @@ class RegularizedEvolution(Strategy[C]):
     def _extra_state(self, writer: StateWriter[C]) -> dict[str, Any]:
         return {
             "warm_start": self._warm.state(writer.member),
-            "population": writer.members(self._population),
+            "population": writer.members(self._islands[0]) if len(self._islands) == 1 else
+            [writer.members(island) for island in self._islands],
             "initial_members": [writer.member(m) for m in self._initial_members.values()],
             "epoch": self._epoch,
             "asked_in": [[pid, epoch] for pid, epoch in sorted(self._asked_in.items())],
@@ -160,8 +196,13 @@ class RegularizedEvolution(Strategy[C]):
 
     def _load_extra_state(self, state: dict[str, Any], reader: StateReader[C]) -> None:
         self._warm.load(state["warm_start"], reader.member)
-        self._population.clear()
-        self._population.extend(reader.members(state["population"]))
+        saved = state["population"]
+        islands = [saved] if len(self._islands) == 1 else saved
+        if len(islands) != len(self._islands):
+            raise StrategyError(f"checkpoint has {len(islands)} islands, this strategy {len(self._islands)}")
+        for island, members in zip(self._islands, islands):
+            island.clear()
+            island.extend(reader.members(members))
         self._initial_members = {m.id: m for m in (reader.member(d) for d in state["initial_members"])}
         self._epoch = int(state["epoch"])
         self._asked_in = {int(pid): int(epoch) for pid, epoch in state["asked_in"]}

@@ -90,6 +90,8 @@ def make_nsga2(seed: int, weights: tuple[float, ...] = (1.0, 1.0)) -> NSGA2[Bits
 KINDS = [
     Kind("regularized_evolution", make_re, onemax),
     Kind("regularized_evolution_plateau", lambda s: make_re(s, plateau_restart=6), onemax),
+    Kind("regularized_evolution_islands",
+         lambda s: make_re(s, population_size=12, islands=3, tournament_size=2, migration_interval=9), onemax),
     Kind("random_search", make_rs, onemax),
     Kind("nsga2", make_nsga2, two_objectives),
 ]
@@ -374,6 +376,43 @@ def test_regularized_evolution_beats_random_search_on_onemax(seed: int) -> None:
     for strategy in (evolution, baseline):
         Driver(strategy, lambda p: onemax(p.candidate), workers=4, seed=seed).run(budget)
     assert evolution.best.fitness >= baseline.best.fitness + 8, (evolution.best.fitness, baseline.best.fitness)
+
+
+def test_islands_evolve_apart_until_migration() -> None:
+    strategy = make_re(0, population_size=12, islands=3, tournament_size=2)  # no migration
+    driver = Driver(strategy, lambda p: onemax(p.candidate), workers=3, seed=0).run(150)
+    by_id = {p.id: p for p in driver.asked}
+
+    def root_island(proposal_id: int) -> int:
+        """The island of the first tournament-chosen ancestor (warm-start fillers belong to no island)."""
+        proposal = by_id[proposal_id]
+        parent = by_id.get(proposal.parent_ids[0]) if proposal.parent_ids else None
+        return proposal_id % 3 if parent is None or not parent.parent_ids else root_island(parent.id)
+
+    for index, island in enumerate(strategy.islands):
+        assert len(island) == 4
+        for member in island:
+            assert member.id % 3 == index  # a child joins its own island
+            parents = by_id[member.id].parent_ids
+            if parents and by_id[parents[0]].parent_ids:  # bred by tournament, not a filler
+                assert parents[0] % 3 == index  # and its parent came from there too
+
+
+def test_migration_sends_each_islands_best_to_the_next() -> None:
+    strategy = make_re(0, population_size=8, islands=2, tournament_size=2, migration_interval=8)
+    proposals = [strategy.ask() for _ in range(8)]
+    for proposal in proposals:
+        strategy.tell(proposal.id, float(proposal.id))  # at the 8th tell the islands migrate
+    island0, island1 = strategy.islands
+    assert [m.id for m in island0] == [2, 4, 6, 7]  # island 1's best (7) replaced island 0's oldest (0)
+    assert [m.id for m in island1] == [3, 5, 7, 6]  # and island 0's best (6) replaced island 1's oldest
+
+
+def test_islands_must_divide_the_population() -> None:
+    with pytest.raises(StrategyError, match="multiple of islands"):
+        RegularizedEvolutionConfig(population_size=10, islands=3)
+    with pytest.raises(StrategyError, match="exceeds an island"):
+        RegularizedEvolutionConfig(population_size=10, islands=5, tournament_size=3)
 
 
 def test_random_search_draws_independent_candidates_from_the_seed() -> None:
