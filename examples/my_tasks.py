@@ -38,7 +38,7 @@ def regression_model(width: int = 1) -> nn.Module:
                          nn.Linear(hidden, 1))
 
 
-regression = user_task(regression_data, regression_model, steps=200, batch_size=64, base_lr=3e-2, fitness=NEG_LOSS,
+regression = user_task(regression_data, regression_model, steps=300, batch_size=64, base_lr=1e-2, fitness=NEG_LOSS,
                        scales={"10x": (2, 3), "100x": (4, 8)})
 
 CONTEXT = 8
