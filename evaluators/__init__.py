@@ -2,6 +2,8 @@
 
 - ``TASKS`` / ``get_task``: the registry (``mnist1d-mlp``, ``digits-cnn``, ``modadd-transformer``, ``quadratic``,
   each with ``@10x`` and ``@100x`` meta-validation variants);
+- ``user_task`` / ``PluginError``: your own task (data, model, budget, fitness) in your own module, named
+  ``MODULE:ATTRIBUTE`` or by an ``autodisco.tasks`` entry point (``evaluators.plugins``);
 - ``get_dataset`` / ``DATASETS``: the dataset registry of proxy tasks and architecture search (``evaluators.data``);
 - ``evaluators.fit.fit``: the one training loop with a pluggable ``TrainStep``; ``SGDConfig`` the shared SGD settings;
 - ``train``: a proxy task on ``fit`` (flat parameters, compiled program, lr schedule, divergence checks);
@@ -24,6 +26,7 @@ from evaluators.fit import SGDConfig, TrainStep
 from evaluators.fitness import baseline_scores, normalized_fitness
 from evaluators.loop import FlatParameters, Setup, prepare, train
 from evaluators.models import MODELS, ModelSpec
+from evaluators.plugins import PluginError, user_task
 from evaluators.schedule import lr_schedule
 from evaluators.tasks import ACCURACY, NEG_LOSS, TASKS, Task, get_task
 from evaluators.tuning import tune_lr
@@ -39,6 +42,7 @@ __all__ = [
     "EvaluationFailed",
     "FlatParameters",
     "ModelSpec",
+    "PluginError",
     "SGDConfig",
     "Setup",
     "Task",
@@ -57,4 +61,5 @@ __all__ = [
     "train",
     "train_batch",
     "tune_lr",
+    "user_task",
 ]

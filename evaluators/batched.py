@@ -31,6 +31,7 @@ from evaluators.errors import EvaluationFailed, TaskError
 from evaluators.evaluate import _device
 from evaluators.fit import Diverged, _nonfinite_name, check_losses, first_loss_limit
 from evaluators.loop import CHECK_EVERY, EVAL_CHUNK, TRAIN_LOSS_WINDOW, FlatParameters, Setup, _synchronize, prepare, train
+from evaluators.plugins import batch_problem
 from evaluators.schedule import lr_schedule
 from evaluators.tasks import ACCURACY, Task, get_task
 from programs import Program, ProgramError, parse
@@ -152,8 +153,9 @@ def train_batch(
     ``wall_time`` is the batch's time divided by that number) or the ``EvaluationFailed`` that ``train`` would have
     raised. Raises ``torch.OutOfMemoryError`` if the batch does not fit (``evaluate_batch`` then splits it).
     """
-    if len(programs) == 1:  # a batch of one is the one-at-a-time loop (no vmap overhead)
-        return [_train_one(task, programs[0], seed=seed, lr=lr, device=device, cache_dir=cache_dir)]
+    if len(programs) == 1 or batch_problem(task) is not None:  # a batch of one, or a plug-in model vmap cannot
+        # batch (evaluators.plugins): the one-at-a-time loop
+        return [_train_one(task, program, seed=seed, lr=lr, device=device, cache_dir=cache_dir) for program in programs]
     started = time.perf_counter()
     base_lr = task.base_lr if lr is None else float(lr)
     setup = prepare(task, seed, device, cache_dir)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from evaluators import data as datasets
+from evaluators import plugins
 from evaluators.errors import EvaluationFailed
 from evaluators.fit import Diverged, LossGuard, TrainStep, fit
 from evaluators.models import build
@@ -59,15 +60,19 @@ class Setup:
 def prepare(task: Task, seed: int, device: str | torch.device = "cpu", cache_dir: Path | str | None = None) -> Setup:
     """Build the split, the initial model and the batch order of ``task`` from ``seed`` (independent streams)."""
     split_seed, init_seed, batch_seed = np.random.SeedSequence(seed).generate_state(3)
-    pool = datasets.load(task.dataset, cache_dir)
-    train_set, val_set = datasets.split(pool, task.n_val, np.random.default_rng(split_seed))
-    model = build(task.model, pool, int(init_seed)).to(device)
-    batches = _batch_order(len(train_set), task.steps, task.batch_size, np.random.default_rng(batch_seed))
     as_tensor = lambda array: torch.from_numpy(np.ascontiguousarray(array)).to(device)  # noqa: E731
-    return Setup(
-        task, model, as_tensor(train_set.x), as_tensor(train_set.y), as_tensor(val_set.x), as_tensor(val_set.y),
-        as_tensor(batches), classification=pool.n_classes > 0,
-    )
+    if task.make_data is not None:  # a plug-in task: the user's data (for this seed) and model
+        model, arrays, classification = plugins.materialize(task, seed, int(init_seed))
+        x_train, y_train, x_val, y_val = (array.to(device) for array in arrays)
+    else:
+        pool = datasets.load(task.dataset, cache_dir)
+        train_set, val_set = datasets.split(pool, task.n_val, np.random.default_rng(split_seed))
+        model = build(task.model, pool, int(init_seed))
+        x_train, y_train, x_val, y_val = map(as_tensor, (train_set.x, train_set.y, val_set.x, val_set.y))
+        classification = pool.n_classes > 0
+    batches = _batch_order(len(y_train), task.steps, task.batch_size, np.random.default_rng(batch_seed))
+    return Setup(task, model.to(device), x_train, y_train, x_val, y_val, as_tensor(batches),
+                 classification=classification)  # fmt: skip
 
 
 def _batch_order(n: int, steps: int, batch_size: int, rng: np.random.Generator) -> np.ndarray:

@@ -2,12 +2,16 @@
 
 Every base task comes with meta-validation variants ``<name>@10x`` and ``<name>@100x`` (PAPERS.md §1, funnel
 selection): the model is widened and the run lengthened so that model compute × steps grows about 10× and 100×.
-``get_task(name)`` raises ``TaskError`` (a ``ValueError``) listing the known names for anything else.
+``get_task(name)`` also resolves the user's own tasks (``evaluators.plugins``): ``my_pkg.tasks:my_task`` (a module
+and a ``Task`` in it, made with ``evaluators.user_task``) or the name of an ``autodisco.tasks`` entry point, each with
+its ``@scale`` variants when the task defines them; it raises ``TaskError`` (a ``ValueError``) listing the known names
+for anything else.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any, Callable
 
 from evaluators.errors import TaskError
 from evaluators.models import ModelSpec
@@ -27,6 +31,9 @@ class Task:
     - ``fitness``: ``ACCURACY`` or ``NEG_LOSS``; higher is better either way.
     - ``lr_range``: the log-uniform range ``tune_lr`` searches.
     - ``diverge_factor``: a minibatch loss above this multiple of the first step's loss counts as divergence.
+    - ``make_data``, ``make_model``, ``scales``: a plug-in task's own data and model (``evaluators.user_task``
+      makes them; ``dataset`` and ``model`` are then placeholders) and its ``@scale`` variants as
+      ``(scale, width multiplier, steps multiplier)``; None / empty for the built-in tasks.
     """
 
     name: str
@@ -40,6 +47,9 @@ class Task:
     warmup: int = 0
     lr_range: tuple[float, float] = (1e-5, 1.0)
     diverge_factor: float = 100.0
+    make_data: Callable[[int], Any] | None = None
+    make_model: Callable[..., Any] | None = None
+    scales: tuple[tuple[str, int, int], ...] = ()
 
     def __post_init__(self) -> None:
         assert self.fitness in (ACCURACY, NEG_LOSS), f"fitness must be {ACCURACY!r} or {NEG_LOSS!r}"
@@ -111,7 +121,14 @@ TASKS: dict[str, Task] = _registry()
 
 
 def get_task(name: str) -> Task:
-    """The task called ``name``; ``TaskError`` (a ``ValueError``) lists the known names otherwise."""
-    if not isinstance(name, str) or name not in TASKS:
-        raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
-    return TASKS[name]
+    """The task called ``name``: a built-in one, or a plug-in (``evaluators.plugins.resolve``: a ``MODULE:ATTRIBUTE``
+    reference or an ``autodisco.tasks`` entry point). ``TaskError`` (a ``ValueError``) lists the known names
+    otherwise."""
+    if isinstance(name, str) and name in TASKS:
+        return TASKS[name]
+    from evaluators import plugins  # imports the user's module: only for names that are not built in
+
+    if isinstance(name, str) and plugins.is_plugin_name(name):
+        return plugins.resolve(name)
+    raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}; or your own task as "
+                    f"MODULE:ATTRIBUTE (e.g. my_tasks:regression){plugins.installed_hint()}")

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from search.cli._common import UsageError
-from search.cli._search import _add_execution_options, start_search
+from search.cli._config import add_config_option
+from search.cli._search import _add_execution_options, require_run, start_search
 from search.kinds import SCRATCH, SPACES, SUPERNET_PREFIX, TASKS, ArchitectureKind, ScratchBudget
 
 PUBLISHED = ("DARTS_V1", "DARTS_V2")  # nas.genotypes names accepted by --warm-start (DARTS space)
@@ -23,7 +24,9 @@ _WARM_START_STREAM = 2  # random warm starts draw from np.random.default_rng([se
 
 def register(kinds: argparse._SubParsersAction) -> None:
     parser = kinds.add_parser("architecture", help="discover cell architectures by regularized evolution")
-    parser.add_argument("--run", required=True, help="run folder, e.g. runs/nb201-evo (its name names the job)")
+    add_config_option(parser)
+    parser.add_argument("--run", help="run folder, e.g. runs/nb201-evo (its name names the job); required, here or in "
+                                      "--config")
     parser.add_argument("--space", choices=SPACES, default="nb201", help="search space (default nb201)")
     parser.add_argument("--task", choices=TASKS, default="mnist1d", help="dataset the candidates train on")
     parser.add_argument("--strategy", choices=("evolution", "random"), default="evolution")
@@ -61,6 +64,7 @@ def register(kinds: argparse._SubParsersAction) -> None:
 def _search_architecture(args: argparse.Namespace) -> int:
     from search.jobs._search import SearchConfig
 
+    require_run(args)
     kind = _kind(args)
     evaluations = args.evaluations if args.evaluations is not None or args.hours is not None else 100
     warm_start = () if args.strategy == "random" else _warm_start(args, kind)

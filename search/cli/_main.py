@@ -32,8 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    _working_directory_on_path()
     try:
+        if getattr(args, "config", None) is not None:
+            from search.cli._config import apply_config
+
+            args = apply_config(args, argv)
         return int(args.handler(args))
     except KeyboardInterrupt:
         print("autodisco: interrupted", file=sys.stderr)
@@ -44,6 +50,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
         print(f"autodisco: error: {_one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _working_directory_on_path() -> None:
+    """Put the current directory on ``sys.path``, as ``python -m`` does, so that ``--task my_tasks:regression`` finds
+    ``./my_tasks.py`` (the console script's own folder is there instead); workers inherit the driver's path."""
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
 
 
 def _one_line(error: BaseException) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search.cli._common import UsageError, add_executor_options, open_run
+from search.cli._config import RECORD_KEY, add_config_option
 from search.cli._jobs import context_options, refuse_finished, run_to_end, say
 from search.jobs import open_job
 from search.store import Store
@@ -20,9 +21,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     search = commands.add_parser("search", help="start a search job")
     kinds = search.add_subparsers(dest="kind", required=True, metavar="KIND")
     optimizer = kinds.add_parser("optimizer", help="discover optimizers by evolutionary program search")
-    optimizer.add_argument("--run", required=True, help="run folder, e.g. runs/lion-hunt (its name names the job)")
+    add_config_option(optimizer)
+    optimizer.add_argument("--run", help="run folder, e.g. runs/lion-hunt (its name names the job); required, here "
+                                         "or in --config")
     optimizer.add_argument("--task", action="append", dest="tasks", metavar="TASK",
-                           help="proxy task (repeat for several; default mnist1d-mlp)")
+                           help="proxy task (repeat for several; default mnist1d-mlp), or your own as MODULE:ATTRIBUTE "
+                                "(e.g. my_tasks:regression, from the current directory) or an installed plug-in")
     optimizer.add_argument("--strategy", choices=("evolution", "random"), default="evolution")
     optimizer.add_argument("--population", type=int, default=100, help="population size P (Lion: 1000)")
     optimizer.add_argument("--tournament", type=int, default=2, help="tournament size T (Lion: 2)")
@@ -66,15 +70,11 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _search_optimizer(args: argparse.Namespace) -> int:
-    from evaluators import TaskError, get_task
     from programs import ProgramError
 
+    require_run(args)
     tasks = tuple(args.tasks or ["mnist1d-mlp"])
-    for task in tasks:
-        try:
-            get_task(task)
-        except TaskError as error:
-            raise UsageError(str(error)) from None
+    _check_tasks(tasks, args)
     evaluations = args.evaluations if args.evaluations is not None or args.hours is not None else 200
     try:
         warm_start = _warm_start_text(args.warm_start)
@@ -90,6 +90,27 @@ def _search_optimizer(args: argparse.Namespace) -> int:
     return start_search(args, config, OptimizerKind(fcm=config.fcm))
 
 
+def require_run(args: argparse.Namespace) -> None:
+    if not args.run:
+        raise UsageError("give the run folder: --run runs/NAME (or run = \"runs/NAME\" in --config)")
+
+
+def _check_tasks(tasks: tuple[str, ...], args: argparse.Namespace) -> None:
+    """Every task known; a plug-in resolved and built once here (data, model, one minibatch: ``PluginError`` in one
+    line before anything is recorded). With ``--batch``, say which plug-in models train one program at a time."""
+    from evaluators import TaskError, get_task
+    from evaluators.plugins import batch_problem, check, is_plugin_name
+
+    for task in tasks:
+        try:
+            spec = check(task, args.seed) if is_plugin_name(task) else get_task(task)
+        except TaskError as error:
+            raise UsageError(str(error)) from None
+        problem = batch_problem(spec) if args.batch != "1" else None
+        if problem is not None and not args.quiet:
+            say(f"note: --batch trains task {task} one program at a time: {problem}")
+
+
 def _batch(value: str) -> int | str:
     from search.jobs._batching import check_batch
 
@@ -103,10 +124,15 @@ def start_search(args: argparse.Namespace, config: SearchConfig, kind: Candidate
     """Create the search job of ``--run`` (or in ``--db``) and run it to its end."""
     from search.jobs._search import SearchJob
 
+    require_run(args)
     run = Path(args.run)
     options = context_options(args, run)
     with _open_store(run, args.db) as store:
-        job = SearchJob.create(store, run.name, kind, config, **options)
+        with store.transaction():  # the job and the --config file it came from, recorded together
+            job = SearchJob.create(store, run.name, kind, config, **options)
+            if getattr(args, RECORD_KEY, None) is not None:
+                record = job.context.record
+                store.set_job_config(record.id, {**record.config, RECORD_KEY: getattr(args, RECORD_KEY)})
         options["say"](job.describe())
         return run_to_end(job, args.run)
 
@@ -114,6 +140,7 @@ def start_search(args: argparse.Namespace, config: SearchConfig, kind: Candidate
 def _resume(args: argparse.Namespace) -> int:
     store, record = open_run(args.run, args.db)
     with store:
+        _check_plugins(record)  # before anything changes: a plug-in that no longer imports leaves the run as it is
         if args.evaluations is not None:
             record = _extend(store, record, args.evaluations)
         else:
@@ -124,6 +151,22 @@ def _resume(args: argparse.Namespace) -> int:
         if not args.quiet:
             say("resuming " + job.describe())
         return run_to_end(job, args.run)
+
+
+def _check_plugins(record: Any) -> None:
+    """The run's plug-in tasks (``MODULE:ATTRIBUTE``) resolve and build as they did (``UsageError`` otherwise)."""
+    tasks = record.config.get("tasks") if isinstance(record.config, dict) else None
+    names = [t for t in tasks or () if isinstance(t, str) and ":" in t]
+    if not names:
+        return
+    from evaluators import TaskError
+    from evaluators.plugins import check
+
+    for name in names:
+        try:
+            check(name)
+        except TaskError as error:
+            raise UsageError(f"{error} (resuming {record.name!r}, nothing changed)") from None
 
 
 def _extend(store: Store, record: Any, evaluations: int) -> Any:

@@ -27,9 +27,13 @@ class OptimizerKind(CandidateKind[Any]):
 
     def check_tasks(self, tasks: tuple[str, ...]) -> None:
         from evaluators import get_task
+        from evaluators.plugins import check, is_plugin_name
 
         for task in tasks:
-            get_task(task)  # TaskError (a ValueError) names the known tasks
+            if is_plugin_name(task):  # resolved and built once (on resume too): PluginError if it no longer does
+                check(task)
+            else:
+                get_task(task)  # TaskError (a ValueError) names the known tasks
 
     def parse(self, text: str) -> Any:
         from programs import parse
