@@ -8,8 +8,8 @@ from typing import Any
 
 from search.cli._common import UsageError, open_run, print_json, search_task
 from search.cli._report import (
-    HASH_SHOWN, MUTATION_SHOWN, add_run_arguments, candidate_results, clip, fitness_text, indented, resolve_candidate,
-    table,
+    HASH_SHOWN, MUTATION_SHOWN, add_run_arguments, candidate_results, clip, fitness_text, indented, plural,
+    resolve_candidate, table,
 )
 from search.store import CandidateRecord, Ranked, Store
 
@@ -103,7 +103,7 @@ def _lineage_text(name: str, rows: list[dict[str, Any]], *, programs: bool) -> s
     first = rows[0]
     roots = sum(1 for r in rows if not r["parent_ids"])
     lines = [f"lineage of candidate {first['id']} (hash {first['hash'][:HASH_SHOWN]}) in run {name!r}: "
-             f"{len(rows) - 1} ancestors, {roots} without parents (warm start or random)",
+             f"{plural(len(rows) - 1, 'ancestor')}, {roots} without parents (warm start or random)",
              table(("DEPTH", "ID", "HASH", "FITNESS", "STATUS", "BIRTH", "PARENTS", "MUTATION"), [
                  (r["depth"], r["id"], r["hash"][:HASH_SHOWN], fitness_text(r["fitness"]), r["status"], r["birth"],
                   ",".join(map(str, r["parent_ids"])) or "-", clip(r["mutation"], MUTATION_SHOWN)) for r in rows])]

@@ -133,6 +133,11 @@ def fitness_text(value: float | None) -> str:
     return f"{value:.4f}" if value == 0 or 1e-3 <= abs(value) < 1e6 else f"{value:.4g}"
 
 
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``"1 ancestor"``, ``"2 ancestors"``: ``count`` with ``word``, or ``words`` (default ``word + "s"``) unless 1."""
+    return f"{count} {word if count == 1 else words or word + 's'}"
+
+
 def percent_text(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 

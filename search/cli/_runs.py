@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from search.cli import _ranking
+from search.cli import _delete, _ranking
 from search.cli._common import UsageError, open_run, print_json, search_task
 from search.cli._report import (
     HASH_SHOWN, add_run_arguments, clip, fitness_text, indented, job_summary, percent_text, progress_text, table,
@@ -27,7 +27,7 @@ CONFIG_VALUE_SHOWN = 72
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    runs = commands.add_parser("runs", help="inspect search runs: list, show, top, lineage, plot")
+    runs = commands.add_parser("runs", help="inspect and manage runs: list, show, top, lineage, plot, compare, delete")
     sub = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
 
     listing = sub.add_parser("list", help="every run folder under --root with its status, counts and best fitness")
@@ -41,6 +41,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     show.set_defaults(handler=_show)
 
     _ranking.register(sub)
+    _delete.register(sub)
 
 
 # -- list ---------------------------------------------------------------------------------------------------------

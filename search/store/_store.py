@@ -23,7 +23,7 @@ from search.store._records import (
 )
 from search.store._schema import (
     EVALUATION_STATUSES, FINISHED_STATUSES, JOB_KINDS, JOB_STATUSES, cache_entries, candidates, checkpoints,
-    evaluations, jobs, logbook, now,
+    evaluations, jobs, leases, logbook, now,
 )
 
 RESULTS_FILE = "results.db"
@@ -273,6 +273,27 @@ class Store:
             done = conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(config=config, updated_at=now()))
             if done.rowcount == 0:
                 raise StoreError(f"no job with id {job_id} in {describe(self.url)}")
+
+    def delete_jobs(self, job_ids: Iterable[int]) -> dict[str, int]:
+        """Delete these jobs and every row that belongs to them (candidates, evaluations, cache entries, checkpoints,
+        logbook, lease) in one transaction; how many rows of each table went. ``LeaseHeldError`` (nothing deleted)
+        if a driver runs one of them now: the check and the deletion are one transaction."""
+        ids = sorted({int(i) for i in job_ids})
+        self._writable()  # a writable store has the current schema (opening migrated it): leases and logbook exist
+        with self._connection() as conn:
+            running = set(ids) & _lease.live_jobs(conn)
+            if running:
+                names = conn.execute(sa.select(jobs.c.name).where(jobs.c.id.in_(running))).scalars().all()
+                raise _lease.LeaseHeldError(f"{', '.join(map(repr, sorted(names)))} is running now; stop it (Ctrl-C "
+                                            "where it runs) or wait for it to end, then delete it")
+            deleted = {}
+            # children first: SQLite enforces no ON DELETE CASCADE unless asked to
+            for table in (leases, logbook, cache_entries, checkpoints, evaluations, candidates, jobs):
+                column = table.c.id if table is jobs else table.c.job_id
+                deleted[table.name] = conn.execute(sa.delete(table).where(column.in_(ids))).rowcount
+        for job_id in ids:
+            self._seen_checkpoint.pop(job_id, None)
+        return deleted
 
     @contextmanager
     def job_running(self, job_id: int) -> Iterator[None]:
