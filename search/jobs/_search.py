@@ -5,6 +5,12 @@ unit, a result records the finished evaluation as one unit, each with the job's 
 counters, RNG states) in the same transaction; the FEC cache's entries are upserted in that transaction as they change.
 After a kill at any moment, resume reloads the last checkpoint, re-dispatches the evaluations that were pending, and
 finishes the budget exactly: nothing recorded is lost or recorded twice.
+
+In-flight dedup (with a cache): a candidate whose functional hash is being evaluated already (sent, or waiting to be
+sent, alone or in a batch) is not evaluated again. Its evaluation row stays pending and *waits*; when the first one's
+result is recorded, the waiters are recorded in the same transaction as cache hits of it and told to the strategy.
+A waiter pending when the job stopped waits again on resume (the first of the pending evaluations of a hash is
+re-dispatched, the others wait for it), so it still gets its result and nothing is evaluated or recorded twice.
 """
 
 from __future__ import annotations
@@ -119,7 +125,8 @@ class _Flight:
 
 @dataclass
 class _Asked:
-    """A candidate asked in the current unit; ``hit`` (a cache hit's result) or ``payload`` (to dispatch)."""
+    """A candidate asked in the current unit; ``hit`` (a cache hit's result), ``payload`` (to dispatch) or neither
+    (its hash is being evaluated: it waits for that result)."""
 
     proposal_id: int
     text: str
@@ -184,6 +191,8 @@ class SearchJob(Job):
         self._asked: list[_Asked] = []  # asked in the current unit, rows not yet written
         self._unwritten: set[int] = set()  # their proposal ids
         self._queued: list[tuple[_Flight, dict[str, Any]]] = []  # recorded, to dispatch once the unit commits
+        # in-flight dedup: hash -> the candidates waiting for its evaluation, for every hash being evaluated
+        self._evaluating: dict[str, list[_Flight]] = {}
 
     @classmethod
     def create(cls, store: Any, name: str, kind: CandidateKind[Any], config: SearchConfig,
@@ -327,7 +336,8 @@ class SearchJob(Job):
         if any(p in self._unwritten for p in proposal.parent_ids):
             self._write_asked()  # its parent was asked in this unit: the parent's row (and id) comes first
         digest = self.kind.functional_hash(proposal.candidate)
-        decision = self.cache.lookup(digest) if self.cache is not None else None
+        waits = self.cache is not None and digest in self._evaluating  # in-flight dedup: no lookup, no evaluation
+        decision = self.cache.lookup(digest) if self.cache is not None and not waits else None
         seed = self.config.seed + (decision.count if decision is not None else 0)
         asked = _Asked(proposal.id, self.kind.to_text(proposal.candidate), digest, proposal.parent_ids,
                        proposal.mutation, seed)
@@ -337,8 +347,10 @@ class SearchJob(Job):
                          "metrics": dict(decision.metrics or {}),
                          "error": "an equivalent candidate failed" if failed else None}
             self.strategy.tell(proposal.id, None if failed else decision.fitness)
-        else:
+        elif not waits:  # a waiter is recorded as a cache hit when the evaluation of its hash is
             asked.payload = self.kind.payload(proposal.candidate, seed=seed, context=self.context_values)
+            if self.cache is not None:
+                self._evaluating[digest] = []
         self._asked.append(asked)
         self._unwritten.add(proposal.id)
 
@@ -360,8 +372,11 @@ class SearchJob(Job):
             for a, c in zip(asked, candidate_ids)])
         self.store.finish_evaluations(self.record.id, [
             {"evaluation_id": e, **a.hit} for a, e in zip(asked, evaluation_ids) if a.hit is not None])
-        self._queued.extend((_Flight(e, c, a.proposal_id, a.hash), a.payload)
-                            for a, c, e in zip(asked, candidate_ids, evaluation_ids) if a.payload is not None)
+        for a, c, e in zip(asked, candidate_ids, evaluation_ids):
+            if a.payload is not None:
+                self._queued.append((_Flight(e, c, a.proposal_id, a.hash), a.payload))
+            elif a.hit is None:
+                self._evaluating[a.hash].append(_Flight(e, c, a.proposal_id, a.hash))
 
     def _submit(self, executor: Executor, flight: _Flight, payload: dict[str, Any]) -> None:
         if self.batcher is not None:
@@ -375,33 +390,58 @@ class SearchJob(Job):
         for record in self.store.unfinished_evaluations(self.record.id):
             candidate = self.store.get_candidate(record.candidate_id)
             flight = _Flight(record.id, candidate.id, candidate.birth, candidate.hash)
+            if self.cache is not None:  # the first pending evaluation of a hash is sent again; the others wait
+                if candidate.hash in self._evaluating:
+                    self._evaluating[candidate.hash].append(flight)
+                    continue
+                self._evaluating[candidate.hash] = []
             payload = self.kind.payload(self.kind.parse(candidate.text), seed=record.seed, context=self.context_values)
             self._submit(executor, flight, payload)
         if self.batcher is not None:  # the batches that were in flight, sent again whole
             self.batcher.flush(self, executor)
 
     def _record(self, finished: list[tuple[_Flight, EvalOutcome]]) -> None:
-        """Record finished evaluations (inside the caller's unit, in one statement) and tell the strategy."""
+        """Record finished evaluations (inside the caller's unit, in one statement), then the candidates that waited
+        for them as cache hits (one more), and tell the strategy."""
         rows, told = [], []
         for flight, outcome in finished:
             result = outcome.result or {}
             task_ran = outcome.ok and result.get("status") in ("ok", "failed")
             ok = task_ran and result.get("status") == "ok" and _finite(result.get("fitness"))
             fitness = float(result["fitness"]) if ok else None
+            error = None if ok else (result.get("error") or outcome.error or "non-finite fitness")
             rows.append({"evaluation_id": flight.evaluation_id, "status": "ok" if ok else "failed", "fitness": fitness,
                          "metrics": {"tasks": result.get("metrics"), "scores": result.get("scores")} if task_ran
-                         else None, "error": None if ok else (result.get("error") or outcome.error or
-                                                              "non-finite fitness"),
+                         else None, "error": error,
                          "worker": outcome.worker, "wall_time": outcome.wall_time, "attempts": outcome.attempts})
-            told.append((flight, ok, task_ran, fitness))
-        for (flight, ok, task_ran, fitness), recorded in zip(told, self.store.finish_evaluations(self.record.id, rows)):
-            if not recorded:
-                continue
-            self.runs += 1
-            self.failed += not ok
-            if self.cache is not None and task_ran:  # executor failures (timeouts, crashes) are not cached
-                self.cache.record(flight.hash, fitness if ok else CACHE_FAILURE)
-            self.strategy.tell(flight.proposal_id, fitness)
+            told.append((flight, ok, task_ran, fitness, error))
+        waiters: list[tuple[_Flight, dict[str, Any]]] = []
+        for (flight, ok, task_ran, fitness, error), recorded in zip(
+                told, self.store.finish_evaluations(self.record.id, rows)):
+            if recorded:
+                self.runs += 1
+                self.failed += not ok
+                if self.cache is not None and task_ran:  # executor failures (timeouts, crashes) are not cached
+                    self.cache.record(flight.hash, fitness if ok else CACHE_FAILURE)
+                self.strategy.tell(flight.proposal_id, fitness)
+            waiting = self._evaluating.pop(flight.hash, None)
+            if waiting:
+                hit = self._hit_for(flight.hash, task_ran, error)
+                waiters.extend((waiter, hit) for waiter in waiting)
+        recorded_waiters = self.store.finish_evaluations(
+            self.record.id, [{"evaluation_id": waiter.evaluation_id, **hit} for waiter, hit in waiters])
+        for (waiter, hit), recorded in zip(waiters, recorded_waiters):
+            if recorded:
+                self.strategy.tell(waiter.proposal_id, hit["fitness"])
+
+    def _hit_for(self, digest: str, task_ran: bool, error: str | None) -> dict[str, Any]:
+        """The cache-hit row of a candidate that waited for the evaluation of ``digest``, just recorded: the cache's
+        entry for it (the running mean under ``--cache aggregating``), or that evaluation's failure."""
+        entry = self.cache.get(digest) if self.cache is not None and task_ran else None
+        if entry is None or not math.isfinite(entry.fitness):
+            return {"status": "cached", "fitness": None, "metrics": {},
+                    "error": f"an equivalent candidate failed ({error})" if error else "an equivalent candidate failed"}
+        return {"status": "cached", "fitness": entry.fitness, "metrics": dict(entry.metrics), "error": None}
 
     def _measure_baselines(self, runner: Runner, executor: Executor, baseline: Any) -> None:
         """The baseline's raw fitness on each task (optimizers: AdamW's): the denominators of the normalised fitness."""
