@@ -3,9 +3,9 @@
 ``train_batch(task, programs, seed=...)`` is ``evaluators.train`` for K programs together. The K models start from the
 same initial weights and see the same batches (exactly what K separate evaluations with that seed do); their
 parameters are stacked into the rows of one buffer ``W[K, P]`` (laid out as ``FlatParameters`` lays out one model),
-forward and backward run once for all rows (``torch.func.functional_call`` under ``vmap`` over the stacked
-parameters), and the K update rules run in the batched program interpreter (``programs.batched``). The learning-rate
-schedule, the divergence checks and their messages are the one-at-a-time loop's (``evaluators.loop``): a row that
+forward and backward run once for all rows (``evaluators.stacked``: batched matmuls written out for an MLP,
+``torch.func.functional_call`` under ``vmap`` for other models), and the K update rules run in the batched program
+interpreter (``programs.batched``). The learning-rate schedule, the divergence checks and their messages are the one-at-a-time loop's (``evaluators.loop``): a row that
 fails is reported with the step and reason the loop would give, and is dropped from the batch; the others go on.
 
 ``evaluate_batch`` is the same over requests (program texts, ``evaluators.evaluate``'s result format), split into
@@ -16,16 +16,12 @@ from __future__ import annotations
 
 import math
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, vmap
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from evaluators.errors import EvaluationFailed, TaskError
 from evaluators.evaluate import _device
@@ -33,6 +29,7 @@ from evaluators.fit import Diverged, _nonfinite_name, check_losses, first_loss_l
 from evaluators.loop import CHECK_EVERY, EVAL_CHUNK, TRAIN_LOSS_WINDOW, FlatParameters, Setup, _synchronize, prepare, train
 from evaluators.plugins import batch_problem
 from evaluators.schedule import lr_schedule
+from evaluators.stacked import stacked_model
 from evaluators.tasks import ACCURACY, Task, get_task
 from programs import Program, ProgramError, parse
 from programs.batched import G, W, BatchedProgram
@@ -43,99 +40,6 @@ Row = dict[str, Any] | EvaluationFailed  # a row's metrics, or why it failed
 
 DEFAULT_MEMORY_BYTES = 2 * 1024**3  # the default bound of one batch on the CPU (on a GPU: half its free memory)
 REGISTERS_ESTIMATE = 10  # registers of a typical batch (library programs use 4–6, long mutants ~10)
-
-
-class StackedModel:
-    """The task's model evaluated for every row of stacked flat parameters ``W[k, P]`` at once (``vmap``)."""
-
-    def __init__(self, setup: Setup) -> None:
-        self.setup = setup
-        named = [(name, p) for name, p in setup.model.named_parameters() if p.requires_grad]
-        self.names = [name for name, _ in named]
-        self.shapes = [p.shape for _, p in named]
-        self.sizes = [p.numel() for _, p in named]
-        model = setup.model
-        if _is_plain_mlp(model):
-            self._outputs = partial(_mlp_outputs, model)
-        else:
-            self._outputs = _math_attention(vmap(lambda params, x: functional_call(model, params, (x,)),
-                                                 in_dims=(0, None)))
-
-    def views(self, w: Tensor) -> dict[str, Tensor]:
-        """Each parameter of every row as a view ``[k, *shape]`` of ``w``."""
-        views, offset = {}, 0
-        for name, shape, size in zip(self.names, self.shapes, self.sizes):
-            views[name] = w[:, offset : offset + size].view(w.shape[0], *shape)
-            offset += size
-        return views
-
-    def loss_and_grad(self, w: Tensor, g: Tensor, x: Tensor, y: Tensor) -> Tensor:
-        """Each row's minibatch loss ``[k]``; each row's gradient written into ``g[k, P]``."""
-        params = {name: view.detach().requires_grad_() for name, view in self.views(w).items()}
-        losses = self.row_losses(self._outputs(params, x), y)
-        grads = torch.autograd.grad(losses.sum(), list(params.values()))  # rows are independent: d(sum)/dW_k = grad_k
-        torch.cat([grad.reshape(w.shape[0], -1) for grad in grads], dim=1, out=g)
-        return losses.detach()
-
-    def row_losses(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        """``Setup.loss`` of each row ``[k]`` for outputs ``[k, n, ...]`` (outside ``vmap``, which would decompose the
-        loss into many small kernels)."""
-        k = outputs.shape[0]
-        if self.setup.classification:
-            per_example = F.cross_entropy(outputs.flatten(0, 1), targets.repeat(k), reduction="none")
-        else:
-            per_example = F.mse_loss(outputs, targets.expand_as(outputs), reduction="none")
-        return per_example.reshape(k, -1).mean(dim=1)
-
-    @torch.no_grad()
-    def validate(self, w: Tensor) -> tuple[np.ndarray, np.ndarray | None]:
-        """Each row's validation loss (float64) and accuracy (None for regression), as ``loop._validate`` sums them."""
-        setup = self.setup
-        params = self.views(w)
-        n = len(setup.y_val)
-        total = torch.zeros(w.shape[0], dtype=torch.float64, device=w.device)
-        correct = torch.zeros(w.shape[0], dtype=torch.int64, device=w.device)
-        for start in range(0, n, EVAL_CHUNK):
-            outputs = self._outputs(params, setup.x_val[start : start + EVAL_CHUNK])
-            targets = setup.y_val[start : start + EVAL_CHUNK]
-            total += self.row_losses(outputs, targets).double() * len(targets)
-            if setup.classification:
-                correct += (outputs.argmax(dim=2) == targets).sum(dim=1)
-        accuracy = (correct.cpu().numpy() / n) if setup.classification else None
-        return total.cpu().numpy() / n, accuracy
-
-
-def _math_attention(fn: Any) -> Any:
-    """``fn`` with scaled-dot-product attention in its math form (matmuls and softmax), which ``vmap`` batches; the
-    fused CPU kernel has no batching rule and would run once per row."""
-
-    def wrapped(*args: Any) -> Tensor:
-        with sdpa_kernel([SDPBackend.MATH]):
-            return fn(*args)
-
-    return wrapped
-
-
-def _is_plain_mlp(model: nn.Module) -> bool:
-    return isinstance(model, nn.Sequential) and all(isinstance(m, (nn.Linear, nn.ReLU, nn.Flatten)) for m in model)
-
-
-def _mlp_outputs(model: nn.Sequential, params: dict[str, Tensor], x: Tensor) -> Tensor:
-    """A sequence of Linear/ReLU/Flatten layers over stacked parameters, as batched matmuls ``[k, n, features]``
-    (faster than ``vmap`` of ``nn.Linear`` on a CPU; the same function)."""
-    h = x
-    stacked = False  # the input is shared by every row until the first linear layer
-    for name, module in model.named_children():
-        if isinstance(module, nn.Flatten):
-            h = h.flatten(start_dim=2 if stacked else 1)
-        elif isinstance(module, nn.ReLU):
-            h = torch.relu(h)
-        else:
-            weight, bias = params[f"{name}.weight"], params.get(f"{name}.bias")
-            h = torch.matmul(h, weight.transpose(1, 2))
-            h = h if bias is None else h + bias.unsqueeze(1)
-            stacked = True
-    return h
 
 
 def train_batch(
@@ -204,7 +108,7 @@ class _BatchRun:
 
     def __init__(self, setup: Setup, flat: FlatParameters, programs: list[Program], schedule: list[float]) -> None:
         self.setup, self.programs, self.schedule = setup, programs, schedule
-        self.model = StackedModel(setup)
+        self.model = stacked_model(setup)
         self.active = list(range(len(programs)))
         self.failures: dict[int, EvaluationFailed] = {}
         k, device = len(programs), flat.w.device
