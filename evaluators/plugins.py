@@ -394,7 +394,7 @@ def batch_problem(task: Task) -> str | None:
 
 
 def _batch_problem(task: Task) -> str | None:
-    from evaluators.batched import StackedModel
+    from evaluators.stacked import StackedModel
     from evaluators.loop import FlatParameters, prepare
 
     setup = prepare(task, 0)
