@@ -337,14 +337,17 @@ _CHECKED: dict[tuple[str, int], Task] = {}
 
 
 def check(name: str, seed: int = 0) -> Task:
-    """Resolve the plug-in ``name`` and build it as an evaluation would (data for ``seed``, the model, one
-    training minibatch forward and backward): ``PluginError`` in one line for anything that breaks, before a search
-    spends a budget on it. Kept per process."""
+    """The task called ``name`` (``get_task``); a plug-in is also built as an evaluation would build it (data for
+    ``seed``, the model, one training minibatch forward and backward): ``PluginError`` in one line for anything that
+    breaks, before a search spends a budget on it. Kept per process."""
     key = (name, seed)
     if key not in _CHECKED:
         from evaluators.loop import prepare
+        from evaluators.tasks import get_task
 
-        task = resolve(name)
+        task = get_task(name)
+        if task.make_data is None:  # a built-in task: nothing of the user's to check
+            return task
         setup = prepare(task, seed)
         index = setup.batches[0]
         x, y = setup.x_train[index], setup.y_train[index]

@@ -98,12 +98,12 @@ def require_run(args: argparse.Namespace) -> None:
 def _check_tasks(tasks: tuple[str, ...], args: argparse.Namespace) -> None:
     """Every task known; a plug-in resolved and built once here (data, model, one minibatch: ``PluginError`` in one
     line before anything is recorded). With ``--batch``, say which plug-in models train one program at a time."""
-    from evaluators import TaskError, get_task
-    from evaluators.plugins import batch_problem, check, is_plugin_name
+    from evaluators import TaskError
+    from evaluators.plugins import batch_problem, check
 
     for task in tasks:
         try:
-            spec = check(task, args.seed) if is_plugin_name(task) else get_task(task)
+            spec = check(task, args.seed)
         except TaskError as error:
             raise UsageError(str(error)) from None
         problem = batch_problem(spec) if args.batch != "1" else None
@@ -154,8 +154,12 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _check_plugins(record: Any) -> None:
-    """The run's plug-in tasks (``MODULE:ATTRIBUTE``) resolve and build as they did (``UsageError`` otherwise)."""
-    tasks = record.config.get("tasks") if isinstance(record.config, dict) else None
+    """An optimizer search's plug-in tasks (``MODULE:ATTRIBUTE``) resolve and build as they did (``UsageError``
+    otherwise). Other jobs name their tasks in their own ways (``darts:digits``)."""
+    config = record.config if isinstance(record.config, dict) else {}
+    if record.kind != "optimizer" or config.get("method", "search") != "search":
+        return
+    tasks = config.get("tasks")
     names = [t for t in tasks or () if isinstance(t, str) and ":" in t]
     if not names:
         return
