@@ -11,7 +11,8 @@ from search.cli._report import (
     HASH_SHOWN, MUTATION_SHOWN, add_run_arguments, candidate_results, clip, fitness_text, indented, plural,
     resolve_candidate, table,
 )
-from search.store import CandidateRecord, Ranked, Store
+from search.epochs import is_nas_job, nas_figures
+from search.store import CandidateRecord, JobRecord, Ranked, Store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -125,12 +126,34 @@ def _plot(args: argparse.Namespace) -> int:
     check_figure_path(output)
     store, job = open_run(args.run, args.db, read_only=True)
     with store:
+        if is_nas_job(job):
+            return _plot_nas(store, job, output)
         points = store.best_so_far(job.id, task=args.task or search_task(job))
     if not points:
         raise UsageError(f"run {job.name!r} has no finished evaluations yet; nothing to plot")
     plot_search(points, output, PlotConfig(window=args.window, title=f"{job.name} ({job.kind} search)"))
     failed = sum(p.status == "failed" for p in points)
     hits = sum(p.status == "cached" for p in points)
-    print(f"wrote {output}: {len(points)} evaluations ({failed} failed, {hits} cache hits), "
-          f"best fitness {fitness_text(points[-1].best)}")
+    print(f"wrote {output}: {plural(len(points) - hits, 'evaluation')} run ({failed} failed), "
+          f"{plural(hits, 'cache hit')}, best fitness {fitness_text(points[-1].best)}")
+    return 0
+
+
+def _plot_nas(store: Store, job: JobRecord, output: Path) -> int:
+    """A NAS job's per-epoch curves and ranking (``search.epochs``), not a search curve: its epochs and table
+    architectures are not a search's evaluations."""
+    from search.plot import PlotConfig, nas_panels, plot_nas, ranking_text
+
+    figures = nas_figures(store, job)
+    panels = nas_panels(figures)
+    if not panels:
+        raise UsageError(f"run {job.name!r} (a {figures['method']} job) has no epochs, ranking or table recorded "
+                         "yet; nothing to plot")
+    plot_nas(figures, output, PlotConfig(title=f"{job.name} ({figures['method']} job)"))
+    epochs = figures["epochs"]
+    parts = [f"a {figures['method']} job", f"panels {', '.join(panels)}"]
+    if epochs is not None:
+        parts.insert(1, plural(max(len(s["epochs"]) for s in epochs["series"]), "epoch"))
+    ranking = ranking_text(figures["ranking"])
+    print(f"wrote {output}: {'; '.join(parts)}" + (f"; {ranking}" if ranking else ""))
     return 0

@@ -238,7 +238,8 @@ def test_hash_prefix_is_matched_literally(run: BuiltRun) -> None:
 def test_plot_writes_a_png(run: BuiltRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     figure = tmp_path / "search.png"
     out = _ok(capsys, ["runs", "plot", str(run.path), "-o", str(figure), "--window", "3"])
-    assert out.startswith(f"wrote {figure}: 7 evaluations (1 failed, 2 cache hits), best fitness 1.3000")
+    # evaluations counted as runs show counts them: 5 run (ok + failed), the 2 cache hits apart
+    assert out.startswith(f"wrote {figure}: 5 evaluations run (1 failed), 2 cache hits, best fitness 1.3000")
     data = figure.read_bytes()
     assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000
 
@@ -262,6 +263,7 @@ def test_search_curves(run: BuiltRun) -> None:
         curves = search_curves(store.best_so_far(job.id), window=2)
     nan = np.nan
     np.testing.assert_array_equal(curves.order, [1, 2, 3, 4, 5, 6, 7])
+    np.testing.assert_array_equal(curves.evaluations, [1, 2, 3, 4, 4, 5, 5])  # the x axis: a cache hit runs nothing
     np.testing.assert_array_equal(curves.fitness, [1.0, 0.8, 1.3, nan, 1.3, 1.1, nan])
     np.testing.assert_array_equal(curves.best, [1.0, 1.0, 1.3, 1.3, 1.3, 1.3, 1.3])
     np.testing.assert_allclose(curves.median, [1.0, 0.9, 1.05, 1.3, 1.3, 1.2, 1.1])
