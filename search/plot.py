@@ -10,6 +10,7 @@ strategy saw. Failed evaluations have no fitness and are marked.
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,3 +270,44 @@ def _draw_table(axes: Axes, table: dict[str, Any]) -> None:
     axes.set_ylabel("test accuracy")
     axes.grid(alpha=0.3)
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+
+
+_COMPARE_PANELS = {  # panel -> (y label, x label)
+    "adamw": ("best fitness so far (×AdamW)", "evaluations run (cache hits not counted)"),
+    "accuracy": ("best accuracy so far", "evaluations run (cache hits not counted)"),
+    "fitness": ("best fitness so far", "evaluations run (cache hits not counted)"),
+    "epochs": ("accuracy per epoch", "epoch"),
+}
+
+
+def plot_compare(curves: Sequence[dict[str, Any]], path: str | Path | None,
+                 config: PlotConfig = PlotConfig()) -> Path | str:
+    """Overlay the runs' curves (``runs compare``: ``{"run", "panel", "x", "y"}`` each), one panel per kind of
+    y axis — optimizer searches (×AdamW), architecture searches and tables (accuracy), NAS training (accuracy per
+    epoch) — so that no axis mixes ratios and accuracies. Saves to ``path``, or with None returns the SVG text."""
+    panels = [p for p in _COMPARE_PANELS if any(c["panel"] == p for c in curves)]
+    figure = Figure(figsize=(config.width_in, max(config.height_in / 1.5, 3.2 * len(panels))), dpi=config.dpi,
+                    layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = np.atleast_1d(figure.subplots(len(panels), 1)) if panels else []
+    for ax, panel in zip(axes, panels):
+        for curve in (c for c in curves if c["panel"] == panel):
+            y = np.array([np.nan if v is None else v for v in curve["y"]], dtype=np.float64)
+            if panel == "epochs":
+                ax.plot(curve["x"], y, marker="o", markersize=3, label=curve["run"])
+            else:
+                ax.step(curve["x"], y, where="post", linewidth=2, label=curve["run"])
+        ylabel, xlabel = _COMPARE_PANELS[panel]
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    if config.title:
+        figure.suptitle(config.title)
+    if path is None:
+        buffer = io.StringIO()
+        figure.savefig(buffer, format="svg")
+        text = buffer.getvalue()
+        return text[text.index("<svg"):]  # without the XML prolog: the page embeds it
+    figure.savefig(Path(path))
+    return Path(path)

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from search.cli import _delete, _ranking
+from search.cli import _compare, _delete, _ranking
 from search.cli._common import UsageError, open_run, print_json, search_task
 from search.cli._report import (
     HASH_SHOWN, add_run_arguments, clip, fitness_text, indented, job_summary, percent_text, progress_text, table,
@@ -41,6 +41,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     show.set_defaults(handler=_show)
 
     _ranking.register(sub)
+    _compare.register(sub)
     _delete.register(sub)
 
 
