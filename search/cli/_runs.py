@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -159,16 +158,31 @@ def _show_text(run: str, report: dict[str, Any]) -> str:
 
 
 def failure_reasons(errors: list[str | None]) -> list[dict[str, Any]]:
-    """Failure messages grouped by their wording with numbers blanked out ("loss diverged at step N"), most
-    frequent first: ``[{"reason", "count", "example"}]``."""
-    groups: Counter[str] = Counter()
-    examples: dict[str, str] = {}
+    """Failure messages grouped by their wording with the numbers set aside ("loss diverged at step N"), most
+    frequent first: ``[{"reason", "count", "example"}]``. The reason keeps the numbers: one the whole group shares
+    as it is, one that varies as its range ("loss diverged at step 3–41: 2.1e+05–7.4e+09 > 100 × first-step loss
+    2.30–2.31")."""
+    groups: dict[str, list[str]] = {}
     for error in errors:
         text = " ".join((error or "no reason recorded").split())
-        reason = _NUMBER.sub("N", text)
-        groups[reason] += 1
-        examples.setdefault(reason, text)
-    return [{"reason": r, "count": n, "example": examples[r]} for r, n in groups.most_common()]
+        groups.setdefault(_NUMBER.sub("N", text), []).append(text)
+    ranked = sorted(groups.values(), key=len, reverse=True)  # stable: ties keep the order first seen
+    return [{"reason": _with_ranges(texts), "count": len(texts), "example": texts[0]} for texts in ranked]
+
+
+def _with_ranges(texts: list[str]) -> str:
+    """The wording the ``texts`` share, each number as the one value it always has, or its range ``low–high``."""
+    pieces = _NUMBER.split(texts[0])
+    columns = zip(*(_NUMBER.findall(text) for text in texts))
+    shown = []
+    for values in columns:
+        distinct = set(values)
+        if len(distinct) == 1:
+            shown.append(values[0])
+        else:
+            ordered = sorted(distinct, key=float)
+            shown.append(f"{ordered[0]}–{ordered[-1]}")
+    return "".join(piece + number for piece, number in zip(pieces, [*shown, ""]))
 
 
 def _config_lines(config: Any) -> list[str]:

@@ -107,7 +107,7 @@ def test_show_json(run: BuiltRun, capsys: pytest.CaptureFixture[str]) -> None:
             report["pending"]) == (8, 5, 4, 1, 2, 1)
     assert report["config"] == CONFIG
     assert report["cache_hit_rate"] == pytest.approx(2 / 7)
-    assert report["failures"] == [{"reason": "nan loss at step N", "count": 1, "example": "nan loss at step 12"}]
+    assert report["failures"] == [{"reason": "nan loss at step 12", "count": 1, "example": "nan loss at step 12"}]
     best = report["best"]
     assert (best["id"], best["hash"], best["fitness"], best["program"]) == (
         run.ids[2], CANDIDATES[2][1], 1.3, CANDIDATES[2][0])
@@ -119,7 +119,7 @@ def test_show_text(run: BuiltRun, capsys: pytest.CaptureFixture[str]) -> None:
     assert "5 run (4 ok, 1 failed), 1 pending" in text
     assert "cache hits   2 (28.6% of lookups)" in text
     assert "population: 8" in text and 'tasks: ["mnist1d-mlp"]' in text
-    assert "failures     1 x nan loss at step N" in text
+    assert "failures     1 x nan loss at step 12" in text
     assert f"candidate {run.ids[2]}  hash 5c5c11" in text and "fitness 1.3000" in text
     assert text.endswith("\n" + "".join(f"    {line}\n" for line in CANDIDATES[2][0].splitlines()))
 
@@ -129,9 +129,10 @@ def test_failure_reasons_are_grouped_by_wording() -> None:
               "mnist1d-mlp: loss diverged at step 2: 2.5e+12 > 100 x first-step loss -1.5",
               "timeout after 600 s", None, "timeout after 600 s"]
     assert failure_reasons(errors) == [
-        {"reason": "mnist1d-mlp: loss diverged at step N: N > N x first-step loss N", "count": 2,
+        {"reason": "mnist1d-mlp: loss diverged at step 2–24: 726.8–2.5e+12 > 100 x first-step loss -1.5–5.79",
+         "count": 2,
          "example": errors[0]},
-        {"reason": "timeout after N s", "count": 2, "example": "timeout after 600 s"},
+        {"reason": "timeout after 600 s", "count": 2, "example": "timeout after 600 s"},
         {"reason": "no reason recorded", "count": 1, "example": "no reason recorded"},
     ]
 
