@@ -53,3 +53,14 @@ def test_search_names_its_database_as_a_path_and_the_export_hint_keeps_db(tmp_pa
         hint = next(line for line in lines if line.startswith("export it:"))
         assert hint.startswith(f"export it: autodisco export {run_dir} ") and hint.endswith(
             f"-o my_optimizer.py{db_part}")
+
+
+def test_a_run_named_without_its_folder_suggests_the_folder(run: BuiltRun, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # runs/lion-hunt is here
+    assert main(["runs", "show", "lion-hunt"]) == 2
+    err = capsys.readouterr().err
+    assert "no run folder 'lion-hunt'; did you mean 'runs/lion-hunt'?" in err and err.count("\n") == 1
+    assert main(["runs", "show", "nothing-like-it"]) == 2
+    assert "start one with" in capsys.readouterr().err
