@@ -4,6 +4,7 @@ for an unknown function."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,22 @@ def test_a_run_named_without_its_folder_suggests_the_folder(run: BuiltRun, tmp_p
     assert "no run folder 'lion-hunt'; did you mean 'runs/lion-hunt'?" in err and err.count("\n") == 1
     assert main(["runs", "show", "nothing-like-it"]) == 2
     assert "start one with" in capsys.readouterr().err
+
+
+def test_top_shows_programs_without_their_dead_code(run: BuiltRun, capsys: pytest.CaptureFixture[str]) -> None:
+    from _cli_runs import LION_WITH_DEAD_CODE
+
+    from search.store import Store
+
+    with Store.for_run(run.path, create=False) as store:  # the dead-code Lion, best of the run under its own hash
+        job = store.get_job(run.path.name)
+        assert job is not None
+        cid = store.add_candidate(job.id, kind="optimizer", text=LION_WITH_DEAD_CODE, hash="ab" * 16)
+        store.finish_evaluation(store.add_evaluation(job.id, cid, key="dead", task="mnist1d-mlp", seed=3),
+                                status="ok", fitness=2.0)
+    shown = _ok(capsys, ["runs", "top", str(run.path), "-k", "1"])
+    assert "(simplified: 1 dead statement of 5 removed; --raw shows the program as recorded)" in shown
+    assert "cosh" not in shown and "sign(" in shown
+    assert "cosh(g)" in _ok(capsys, ["runs", "top", str(run.path), "-k", "1", "--raw"])
+    row = json.loads(_ok(capsys, ["runs", "top", str(run.path), "-k", "1", "--json"]))[0]
+    assert row["program"] == LION_WITH_DEAD_CODE and row["simplified"]["removed"] == [1]
