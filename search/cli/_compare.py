@@ -132,7 +132,7 @@ def compare_curve(store: Store, job: JobRecord, label: str) -> dict[str, Any]:
 
 
 def compare_table(rows: list[dict[str, Any]]) -> str:
-    headers = ("RUN", "METHOD", "TASKS", "EVALUATIONS", "BEST", "×ADAMW", "BEST ACC", "CACHE HITS", "FAILED",
+    headers = ("RUN", "METHOD", "TASKS", "EVALUATIONS", "BEST", "×ADAMW", "BEST-ACC", "CACHE HITS", "FAILED",
                "WALL TIME", "STATUS")
     return table(headers, [
         (r["run"], f"{r['method']} ({r['kind']})", r["tasks"] or "-",

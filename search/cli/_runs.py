@@ -93,14 +93,17 @@ def _list_table(rows: list[dict[str, Any]]) -> str:
     lines = []
     if good:
         headers = ("NAME", "KIND", "JOB", "STATUS", "PROGRESS", "CANDIDATES", "EVALUATIONS", "FAILED", "CACHE HITS",
-                   "BEST", "CREATED")
+                   "BEST×ADAMW", "BEST-ACC", "CREATED")  # one meaning per column: ratios and accuracies apart
         lines.append(table(headers, [
             (r["name"], r["kind"], r["method"], r["status"], progress_text(r["progress"]), r["candidates"],
-             r["evaluations"], r["failed"],
-             f"{r['cache_hits']} ({percent_text(r['cache_hit_rate'])})", fitness_text(r["best_fitness"]),
-             time_text(r["created"])) for r in good]))
+             r["evaluations"], r["failed"], f"{r['cache_hits']} ({percent_text(r['cache_hit_rate'])})",
+             _best_as(r, "adamw_ratio"), _best_as(r, "accuracy"), time_text(r["created"])) for r in good]))
     lines += [f"{r['name']}: unreadable: {r['error']}" for r in rows if r["error"] is not None]
     return "\n".join(lines)
+
+
+def _best_as(row: dict[str, Any], measure: str) -> str:
+    return fitness_text(row["best_fitness"]) if row["best_measure"] == measure else "-"
 
 
 # -- show ---------------------------------------------------------------------------------------------------------

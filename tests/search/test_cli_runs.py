@@ -80,6 +80,13 @@ def test_list_shows_every_run_and_names_unreadable_ones(tmp_path: Path, capsys: 
     hunt_line = next(line for line in lines if line.startswith(NAME))
     assert hunt_line.split()[:8] == [NAME, "optimizer", "search", "finished", "5:evals", "8", "5", "1"]
     assert "1.3000" in hunt_line
+    # ratios to AdamW and accuracies never share a column
+    column = header.split().index("BEST×ADAMW")
+    assert header.split()[column:column + 2] == ["BEST×ADAMW", "BEST-ACC"]
+    assert hunt_line.split()[column:column + 2] == ["1.3000", "-"]  # "CACHE HITS" and its "2 (28.6%)": two words
+    nas_line = next(line for line in lines if line.startswith("nas-run"))
+    assert nas_line.split()[column:column + 2] == ["-", "0.9000"]
+    assert (hunt["best_measure"], by_name["nas-run"]["best_measure"]) == ("adamw_ratio", "accuracy")
     assert any(line.startswith("garbage: unreadable:") for line in lines)
     assert "not-a-run" not in text and "notes.txt" not in text
 
