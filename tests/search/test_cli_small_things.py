@@ -84,3 +84,12 @@ def test_top_shows_programs_without_their_dead_code(run: BuiltRun, capsys: pytes
     assert "cosh(g)" in _ok(capsys, ["runs", "top", str(run.path), "-k", "1", "--raw"])
     row = json.loads(_ok(capsys, ["runs", "top", str(run.path), "-k", "1", "--json"]))[0]
     assert row["program"] == LION_WITH_DEAD_CODE and row["simplified"]["removed"] == [1]
+
+
+def test_pada_weight_is_not_called_tau_beside_kendall_tau() -> None:
+    from nas.oneshot_train import OneShotEpoch
+    from search.jobs._oneshot import epoch_line
+
+    line = epoch_line(OneShotEpoch(epoch=2, lr=0.1, train_loss=1.5, train_accuracy=0.4, distinct_examples=10,
+                                   seconds=1.0, sampler={"tau": 0.5}))
+    assert line.endswith("| PA&DA importance weight 0.50") and "tau" not in line
