@@ -93,3 +93,13 @@ def test_pada_weight_is_not_called_tau_beside_kendall_tau() -> None:
     line = epoch_line(OneShotEpoch(epoch=2, lr=0.1, train_loss=1.5, train_accuracy=0.4, distinct_examples=10,
                                    seconds=1.0, sampler={"tau": 0.5}))
     assert line.endswith("| PA&DA importance weight 0.50") and "tau" not in line
+
+
+def test_readme_cites_only_files_that_are_in_the_project() -> None:
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    cited = set(re.findall(r"\b([\w./-]+\.md)\b", readme))
+    assert "PAPERS.md" not in readme
+    assert all((root / name).is_file() for name in cited), sorted(n for n in cited if not (root / n).is_file())
