@@ -1,7 +1,7 @@
-"""``autodisco runs list|show|top|lineage|plot``: read-only inspection of search runs and their results database.
+"""``autodisco runs list|show|top|lineage|plot|compare|delete``: inspection of runs and their results database.
 
-Every command reads; none writes to the database. A run is a folder ``runs/NAME`` holding ``results.db`` with a job
-called NAME, or (with ``--db URL``) the job NAME in any results database.
+Every command but ``delete`` only reads. A run is a folder ``runs/NAME`` holding ``results.db`` with a job called
+NAME, or (with ``--db URL``) the job NAME in any results database.
 """
 
 from __future__ import annotations
