@@ -27,6 +27,9 @@ def open_run(run: str, db: str | None = None, *, read_only: bool = False) -> tup
     name = path.name
     if db is None:
         if not path.is_dir():
+            guess = Path("runs") / run  # a run named without its folder: "demo" for runs/demo
+            if not path.is_absolute() and (guess / RESULTS_FILE).is_file():
+                raise UsageError(f"no run folder {run!r}; did you mean {str(guess)!r}? (runs are named by folder)")
             raise UsageError(f"no run folder {run!r}; start one with 'autodisco search optimizer --run {run}'")
         if not (path / RESULTS_FILE).is_file():
             raise UsageError(f"{run!r} has no {RESULTS_FILE}; is it a run folder made by autodisco?")

@@ -11,7 +11,8 @@ from search.cli._report import (
     HASH_SHOWN, MUTATION_SHOWN, add_run_arguments, candidate_results, clip, fitness_text, indented, plural,
     resolve_candidate, table,
 )
-from search.store import CandidateRecord, Ranked, Store
+from search.epochs import is_nas_job, nas_figures
+from search.store import CandidateRecord, JobRecord, Ranked, Store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_run_arguments(top)
     top.add_argument("-k", type=int, default=10, help="how many (default 10)")
     top.add_argument("--task", help="rank by this task's evaluations only")
+    top.add_argument("--raw", action="store_true", help="print programs as recorded, dead code included (default: "
+                                                        "simplified, as export writes them)")
     top.set_defaults(handler=_top)
 
     lineage = sub.add_parser("lineage", help="the ancestors of a candidate back to the warm start")
@@ -45,13 +48,29 @@ def _top(args: argparse.Namespace) -> int:
     with store:
         ranked = store.top_k(job.id, args.k, task=args.task or search_task(job))
     rows = [ranked_row(rank, entry) for rank, entry in enumerate(ranked, start=1)]
+    for row in rows:
+        row["simplified"] = simplified_program(row["program"]) if job.kind == "optimizer" else None
     if args.json:
         print_json(rows)
     elif not rows:
         print(f"no successful evaluations in run {job.name!r} yet")
     else:
-        print(_top_text(rows))
+        print(_top_text(rows, raw=args.raw))
     return 0
+
+
+def simplified_program(text: str) -> dict[str, Any] | None:
+    """The optimizer program ``text`` without its dead statements (``programs.simplify``, as ``export`` writes it):
+    ``{"program", "statements", "removed"}`` (``removed``: 0-based indices of the dead statements of ``text``), or
+    None when the text does not parse or check (a damaged database: it is then shown as recorded)."""
+    from programs import ProgramError, parse, simplify_report  # torch (programs/): only for optimizer runs
+
+    try:
+        report = simplify_report(parse(text))
+    except (ProgramError, ValueError, RecursionError):
+        return None
+    return {"program": report.program.to_text(), "statements": report.original_length,
+            "removed": list(report.removed)}
 
 
 def ranked_row(rank: int, entry: Ranked) -> dict[str, Any]:
@@ -62,13 +81,20 @@ def ranked_row(rank: int, entry: Ranked) -> dict[str, Any]:
             "metrics": evaluation.metrics, "program": candidate.text}
 
 
-def _top_text(rows: list[dict[str, Any]]) -> str:
+def _top_text(rows: list[dict[str, Any]], *, raw: bool) -> str:
     headers = ("RANK", "ID", "HASH", "FITNESS", "STATUS", "BIRTH", "MUTATION")
     lines = [table(headers, [(r["rank"], r["id"], r["hash"][:HASH_SHOWN], fitness_text(r["fitness"]), r["status"],
                               r["birth"], clip(r["mutation"], MUTATION_SHOWN)) for r in rows])]
     for r in rows:
         heading = f"#{r['rank']}  candidate {r['id']}  fitness {fitness_text(r['fitness'])}"
-        lines += ["", heading, indented(r["program"])]
+        simple = r["simplified"]
+        if raw or simple is None or not simple["removed"]:
+            lines += ["", heading, indented(r["program"])]
+            continue
+        dead = len(simple["removed"])
+        heading += (f"  (simplified: {plural(dead, 'dead statement')} of {simple['statements']} removed; --raw "
+                    "shows the program as recorded)")
+        lines += ["", heading, indented(simple["program"])]
     return "\n".join(lines)
 
 
@@ -125,12 +151,34 @@ def _plot(args: argparse.Namespace) -> int:
     check_figure_path(output)
     store, job = open_run(args.run, args.db, read_only=True)
     with store:
+        if is_nas_job(job):
+            return _plot_nas(store, job, output)
         points = store.best_so_far(job.id, task=args.task or search_task(job))
     if not points:
         raise UsageError(f"run {job.name!r} has no finished evaluations yet; nothing to plot")
     plot_search(points, output, PlotConfig(window=args.window, title=f"{job.name} ({job.kind} search)"))
     failed = sum(p.status == "failed" for p in points)
     hits = sum(p.status == "cached" for p in points)
-    print(f"wrote {output}: {len(points)} evaluations ({failed} failed, {hits} cache hits), "
-          f"best fitness {fitness_text(points[-1].best)}")
+    print(f"wrote {output}: {plural(len(points) - hits, 'evaluation')} run ({failed} failed), "
+          f"{plural(hits, 'cache hit')}, best fitness {fitness_text(points[-1].best)}")
+    return 0
+
+
+def _plot_nas(store: Store, job: JobRecord, output: Path) -> int:
+    """A NAS job's per-epoch curves and ranking (``search.epochs``), not a search curve: its epochs and table
+    architectures are not a search's evaluations."""
+    from search.plot import PlotConfig, nas_panels, plot_nas, ranking_text
+
+    figures = nas_figures(store, job)
+    panels = nas_panels(figures)
+    if not panels:
+        raise UsageError(f"run {job.name!r} (a {figures['method']} job) has no epochs, ranking or table recorded "
+                         "yet; nothing to plot")
+    plot_nas(figures, output, PlotConfig(title=f"{job.name} ({figures['method']} job)"))
+    epochs = figures["epochs"]
+    parts = [f"a {figures['method']} job", f"panels {', '.join(panels)}"]
+    if epochs is not None:
+        parts.insert(1, plural(max(len(s["epochs"]) for s in epochs["series"]), "epoch"))
+    ranking = ranking_text(figures["ranking"])
+    print(f"wrote {output}: {'; '.join(parts)}" + (f"; {ranking}" if ranking else ""))
     return 0

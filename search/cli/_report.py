@@ -57,7 +57,16 @@ def job_summary(store: Store, job: JobRecord) -> dict[str, Any]:
         "cache_hits": counts.cache_hits, "pending": counts.pending,
         "cache_hit_rate": counts.cache_hits / looked_up if looked_up else None,
         "best_fitness": best[0].evaluation.fitness if best else None,
+        "best_measure": best_measure(job.kind, progress["method"]),
     }
+
+
+def best_measure(kind: str, method: str | None) -> str:
+    """What a job's fitness measures: "adamw_ratio" (an optimizer search: normalised, AdamW = 1.0), "accuracy" (any
+    architecture job) or "score" (another job's own figure, e.g. a validation's tuned task score)."""
+    if kind == "architecture":
+        return "accuracy"
+    return "adamw_ratio" if kind == "optimizer" and method in ("search", None) else "score"
 
 
 def progress_text(progress: dict[str, Any]) -> str:

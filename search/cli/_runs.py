@@ -1,7 +1,7 @@
-"""``autodisco runs list|show|top|lineage|plot``: read-only inspection of search runs and their results database.
+"""``autodisco runs list|show|top|lineage|plot|compare|delete``: inspection of runs and their results database.
 
-Every command reads; none writes to the database. A run is a folder ``runs/NAME`` holding ``results.db`` with a job
-called NAME, or (with ``--db URL``) the job NAME in any results database.
+Every command but ``delete`` only reads. A run is a folder ``runs/NAME`` holding ``results.db`` with a job called
+NAME, or (with ``--db URL``) the job NAME in any results database.
 """
 
 from __future__ import annotations
@@ -9,11 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from search.cli import _delete, _ranking
+from search.cli import _compare, _delete, _ranking
 from search.cli._common import UsageError, open_run, print_json, search_task
 from search.cli._report import (
     HASH_SHOWN, add_run_arguments, clip, fitness_text, indented, job_summary, percent_text, progress_text, table,
@@ -41,6 +40,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     show.set_defaults(handler=_show)
 
     _ranking.register(sub)
+    _compare.register(sub)
     _delete.register(sub)
 
 
@@ -93,14 +93,17 @@ def _list_table(rows: list[dict[str, Any]]) -> str:
     lines = []
     if good:
         headers = ("NAME", "KIND", "JOB", "STATUS", "PROGRESS", "CANDIDATES", "EVALUATIONS", "FAILED", "CACHE HITS",
-                   "BEST", "CREATED")
+                   "BEST×ADAMW", "BEST-ACC", "CREATED")  # one meaning per column: ratios and accuracies apart
         lines.append(table(headers, [
             (r["name"], r["kind"], r["method"], r["status"], progress_text(r["progress"]), r["candidates"],
-             r["evaluations"], r["failed"],
-             f"{r['cache_hits']} ({percent_text(r['cache_hit_rate'])})", fitness_text(r["best_fitness"]),
-             time_text(r["created"])) for r in good]))
+             r["evaluations"], r["failed"], f"{r['cache_hits']} ({percent_text(r['cache_hit_rate'])})",
+             _best_as(r, "adamw_ratio"), _best_as(r, "accuracy"), time_text(r["created"])) for r in good]))
     lines += [f"{r['name']}: unreadable: {r['error']}" for r in rows if r["error"] is not None]
     return "\n".join(lines)
+
+
+def _best_as(row: dict[str, Any], measure: str) -> str:
+    return fitness_text(row["best_fitness"]) if row["best_measure"] == measure else "-"
 
 
 # -- show ---------------------------------------------------------------------------------------------------------
@@ -158,16 +161,31 @@ def _show_text(run: str, report: dict[str, Any]) -> str:
 
 
 def failure_reasons(errors: list[str | None]) -> list[dict[str, Any]]:
-    """Failure messages grouped by their wording with numbers blanked out ("loss diverged at step N"), most
-    frequent first: ``[{"reason", "count", "example"}]``."""
-    groups: Counter[str] = Counter()
-    examples: dict[str, str] = {}
+    """Failure messages grouped by their wording with the numbers set aside ("loss diverged at step N"), most
+    frequent first: ``[{"reason", "count", "example"}]``. The reason keeps the numbers: one the whole group shares
+    as it is, one that varies as its range ("loss diverged at step 3–41: 2.1e+05–7.4e+09 > 100 × first-step loss
+    2.30–2.31")."""
+    groups: dict[str, list[str]] = {}
     for error in errors:
         text = " ".join((error or "no reason recorded").split())
-        reason = _NUMBER.sub("N", text)
-        groups[reason] += 1
-        examples.setdefault(reason, text)
-    return [{"reason": r, "count": n, "example": examples[r]} for r, n in groups.most_common()]
+        groups.setdefault(_NUMBER.sub("N", text), []).append(text)
+    ranked = sorted(groups.values(), key=len, reverse=True)  # stable: ties keep the order first seen
+    return [{"reason": _with_ranges(texts), "count": len(texts), "example": texts[0]} for texts in ranked]
+
+
+def _with_ranges(texts: list[str]) -> str:
+    """The wording the ``texts`` share, each number as the one value it always has, or its range ``low–high``."""
+    pieces = _NUMBER.split(texts[0])
+    columns = zip(*(_NUMBER.findall(text) for text in texts))
+    shown = []
+    for values in columns:
+        distinct = set(values)
+        if len(distinct) == 1:
+            shown.append(values[0])
+        else:
+            ordered = sorted(distinct, key=float)
+            shown.append(f"{ordered[0]}–{ordered[-1]}")
+    return "".join(piece + number for piece, number in zip(pieces, [*shown, ""]))
 
 
 def _config_lines(config: Any) -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 from typing import Any
 
 from search.cli._common import search_task
@@ -14,14 +13,12 @@ from search.cli._ranking import lineage_rows, ranked_row
 from search.cli._report import job_summary, resolve_candidate
 from search.cli._runs import failure_reasons
 from search.dashboard._funnel import funnel_table
+from search.epochs import epoch_curves
 from search.store import CandidateRecord, JobRecord, Store
 
 TOP_SHOWN = 10
 CURVE_WINDOW = 50  # evaluations per rolling median / hit rate, as ``autodisco runs plot`` draws them
 CURVE_POINTS = 2000  # at most this many points of a long search are sent to the page (every n-th, and the last)
-ALPHA_EPOCHS = 200  # α of at most the last this many epochs
-ALPHA_MAX_ROWS, ALPHA_MAX_COLUMNS = 256, 64
-_EPOCH_KEY = re.compile(r"^(?:s(\d+)-)?epoch-(\d+)$")  # DARTS/train: epoch-N; few-shot sub-supernets: sS-epoch-N
 
 
 def run_report(store: Store, job: JobRecord) -> dict[str, Any]:
@@ -53,6 +50,7 @@ def search_curve(store: Store, job: JobRecord) -> dict[str, Any]:
     return {
         "evaluations": len(points), "window": CURVE_WINDOW, "every": stride,
         "order": [int(curves.order[i]) for i in chosen],
+        "x": [int(curves.evaluations[i]) for i in chosen],  # evaluations run, as ``runs show`` counts them
         "fitness": [_number(curves.fitness[i]) for i in chosen],
         "best": [_number(curves.best[i]) for i in chosen],
         "median": [_number(curves.median[i]) for i in chosen],
@@ -90,90 +88,6 @@ def lineage(store: Store, job: JobRecord, ident: str) -> dict[str, Any]:
         row["diff"] = "" if parent is None else program_diff(parent["id"], parent["program"], row["id"],
                                                              row["program"])
     return {"candidate": rows[0]["id"], "rows": rows}
-
-
-def epoch_curves(store: Store, job: JobRecord, evaluations: list[Any]) -> dict[str, Any] | None:
-    """Per-epoch figures of a NAS job, or None for a search: from its ``epoch-N`` evaluations (DARTS, genotype
-    training; few-shot ``sS-epoch-N`` per sub-supernet), else from the epoch history its checkpoint holds (one-shot
-    supernets, with the ranking's Kendall τ once trained)."""
-    series: dict[str, dict[int, dict[str, float]]] = {}
-    genotypes: list[dict[str, Any]] = []
-    alphas: list[dict[str, Any]] = []
-    for evaluation in evaluations:
-        found = _EPOCH_KEY.match(evaluation.key)
-        if found is None or not isinstance(evaluation.metrics, dict):
-            continue
-        name = "" if found.group(1) is None else f"sub-supernet {found.group(1)}"
-        epoch = int(found.group(2))
-        series.setdefault(name, {})[epoch] = _numbers(evaluation.metrics)
-        if isinstance(evaluation.metrics.get("genotype"), str):
-            genotypes.append({"series": name, "epoch": epoch, "candidate": evaluation.candidate_id,
-                              "genotype": evaluation.metrics["genotype"]})
-        cells = {cell: _matrix(evaluation.metrics.get(f"alpha_{cell}")) for cell in ("normal", "reduce")}
-        if name == "" and all(m is not None for m in cells.values()):
-            alphas.append({"epoch": epoch, **cells})
-    ranking = None
-    if not series:
-        checkpoint = store.latest_checkpoint(job.id)
-        state = checkpoint.state if checkpoint is not None and isinstance(checkpoint.state, dict) else {}
-        history = state.get("history")
-        if isinstance(history, list):
-            rows = [r for r in history if isinstance(r, dict) and isinstance(r.get("epoch"), int)]
-            series[""] = {r["epoch"]: _numbers(r) for r in rows}
-        ranking = _numbers(state.get("ranking"))
-    if not series:
-        return None
-    curves = []
-    for name, by_epoch in sorted(series.items()):
-        epochs = sorted(by_epoch)
-        metrics = sorted({m for values in by_epoch.values() for m in values} - {"epoch"})
-        curves.append({"name": name, "epochs": epochs,
-                       "metrics": {m: [by_epoch[e].get(m) for e in epochs] for m in metrics}})
-    alphas.sort(key=lambda a: a["epoch"])
-    return {"series": curves, "genotypes": _changes(genotypes), "ranking": ranking or None,
-            "alpha": {"primitives": _primitives(job.config), "epochs": alphas[-ALPHA_EPOCHS:]} if alphas else None}
-
-
-def _matrix(value: Any) -> list[list[float]] | None:
-    """α of one cell as softmax weights per edge (rows), or None unless ``value`` is a small matrix of finite
-    numbers (a database is untrusted)."""
-    if not isinstance(value, list) or not 0 < len(value) <= ALPHA_MAX_ROWS:
-        return None
-    rows = []
-    for row in value:
-        if (not isinstance(row, list) or not 0 < len(row) <= ALPHA_MAX_COLUMNS or len(row) != len(value[0])
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in row)):
-            return None
-        top = max(row)
-        weights = [math.exp(v - top) for v in row]
-        rows.append([w / sum(weights) for w in weights])
-    return rows
-
-
-def _primitives(config: Any) -> list[str] | None:
-    """The operation names of a DARTS job's supernet (its α's columns), if its config holds them."""
-    try:
-        names = config["search"]["net"]["primitives"]
-    except (KeyError, TypeError):
-        return None
-    return list(names) if isinstance(names, list) and all(isinstance(n, str) for n in names) else None
-
-
-def _changes(genotypes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each epoch's genotype, marked ``changed`` when it differs from the previous epoch's of the same series."""
-    last: dict[str, str] = {}
-    for row in sorted(genotypes, key=lambda r: (r["series"], r["epoch"])):
-        row["changed"] = row["series"] in last and last[row["series"]] != row["genotype"]
-        last[row["series"]] = row["genotype"]
-    return sorted(genotypes, key=lambda r: (r["series"], r["epoch"]))
-
-
-def _numbers(values: Any) -> dict[str, float]:
-    """The finite real-number entries of a metrics dict (booleans, text, lists and nested values left out)."""
-    if not isinstance(values, dict):
-        return {}
-    return {str(k): float(v) for k, v in values.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
 def _number(value: Any) -> float | None:

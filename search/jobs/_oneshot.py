@@ -219,7 +219,7 @@ class OneShotJob(Job):
 
 
 def epoch_line(record: OneShotEpoch) -> str:
-    extra = record.sampler.get("tau")
-    tau = f" | PA&DA sampler's tau {extra:.2f}" if extra is not None else ""
+    weight = record.sampler.get("tau")  # PA&DA's τ: the weight of importance against uniform sampling, not Kendall τ
+    extra = f" | PA&DA importance weight {weight:.2f}" if weight is not None else ""
     return (f"[autodisco] epoch {record.epoch} | lr {record.lr:.4f} | train loss {record.train_loss:.4f} | "
-            f"train acc {record.train_accuracy:.4f} | {record.seconds:.1f}s{tau}")
+            f"train acc {record.train_accuracy:.4f} | {record.seconds:.1f}s{extra}")

@@ -80,6 +80,13 @@ def test_list_shows_every_run_and_names_unreadable_ones(tmp_path: Path, capsys: 
     hunt_line = next(line for line in lines if line.startswith(NAME))
     assert hunt_line.split()[:8] == [NAME, "optimizer", "search", "finished", "5:evals", "8", "5", "1"]
     assert "1.3000" in hunt_line
+    # ratios to AdamW and accuracies never share a column
+    column = header.split().index("BEST×ADAMW")
+    assert header.split()[column:column + 2] == ["BEST×ADAMW", "BEST-ACC"]
+    assert hunt_line.split()[column:column + 2] == ["1.3000", "-"]  # "CACHE HITS" and its "2 (28.6%)": two words
+    nas_line = next(line for line in lines if line.startswith("nas-run"))
+    assert nas_line.split()[column:column + 2] == ["-", "0.9000"]
+    assert (hunt["best_measure"], by_name["nas-run"]["best_measure"]) == ("adamw_ratio", "accuracy")
     assert any(line.startswith("garbage: unreadable:") for line in lines)
     assert "not-a-run" not in text and "notes.txt" not in text
 
@@ -107,7 +114,7 @@ def test_show_json(run: BuiltRun, capsys: pytest.CaptureFixture[str]) -> None:
             report["pending"]) == (8, 5, 4, 1, 2, 1)
     assert report["config"] == CONFIG
     assert report["cache_hit_rate"] == pytest.approx(2 / 7)
-    assert report["failures"] == [{"reason": "nan loss at step N", "count": 1, "example": "nan loss at step 12"}]
+    assert report["failures"] == [{"reason": "nan loss at step 12", "count": 1, "example": "nan loss at step 12"}]
     best = report["best"]
     assert (best["id"], best["hash"], best["fitness"], best["program"]) == (
         run.ids[2], CANDIDATES[2][1], 1.3, CANDIDATES[2][0])
@@ -119,7 +126,7 @@ def test_show_text(run: BuiltRun, capsys: pytest.CaptureFixture[str]) -> None:
     assert "5 run (4 ok, 1 failed), 1 pending" in text
     assert "cache hits   2 (28.6% of lookups)" in text
     assert "population: 8" in text and 'tasks: ["mnist1d-mlp"]' in text
-    assert "failures     1 x nan loss at step N" in text
+    assert "failures     1 x nan loss at step 12" in text
     assert f"candidate {run.ids[2]}  hash 5c5c11" in text and "fitness 1.3000" in text
     assert text.endswith("\n" + "".join(f"    {line}\n" for line in CANDIDATES[2][0].splitlines()))
 
@@ -129,9 +136,10 @@ def test_failure_reasons_are_grouped_by_wording() -> None:
               "mnist1d-mlp: loss diverged at step 2: 2.5e+12 > 100 x first-step loss -1.5",
               "timeout after 600 s", None, "timeout after 600 s"]
     assert failure_reasons(errors) == [
-        {"reason": "mnist1d-mlp: loss diverged at step N: N > N x first-step loss N", "count": 2,
+        {"reason": "mnist1d-mlp: loss diverged at step 2–24: 726.8–2.5e+12 > 100 x first-step loss -1.5–5.79",
+         "count": 2,
          "example": errors[0]},
-        {"reason": "timeout after N s", "count": 2, "example": "timeout after 600 s"},
+        {"reason": "timeout after 600 s", "count": 2, "example": "timeout after 600 s"},
         {"reason": "no reason recorded", "count": 1, "example": "no reason recorded"},
     ]
 
@@ -238,7 +246,8 @@ def test_hash_prefix_is_matched_literally(run: BuiltRun) -> None:
 def test_plot_writes_a_png(run: BuiltRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     figure = tmp_path / "search.png"
     out = _ok(capsys, ["runs", "plot", str(run.path), "-o", str(figure), "--window", "3"])
-    assert out.startswith(f"wrote {figure}: 7 evaluations (1 failed, 2 cache hits), best fitness 1.3000")
+    # evaluations counted as runs show counts them: 5 run (ok + failed), the 2 cache hits apart
+    assert out.startswith(f"wrote {figure}: 5 evaluations run (1 failed), 2 cache hits, best fitness 1.3000")
     data = figure.read_bytes()
     assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000
 
@@ -262,6 +271,7 @@ def test_search_curves(run: BuiltRun) -> None:
         curves = search_curves(store.best_so_far(job.id), window=2)
     nan = np.nan
     np.testing.assert_array_equal(curves.order, [1, 2, 3, 4, 5, 6, 7])
+    np.testing.assert_array_equal(curves.evaluations, [1, 2, 3, 4, 4, 5, 5])  # the x axis: a cache hit runs nothing
     np.testing.assert_array_equal(curves.fitness, [1.0, 0.8, 1.3, nan, 1.3, 1.1, nan])
     np.testing.assert_array_equal(curves.best, [1.0, 1.0, 1.3, 1.3, 1.3, 1.3, 1.3])
     np.testing.assert_allclose(curves.median, [1.0, 0.9, 1.05, 1.3, 1.3, 1.2, 1.1])

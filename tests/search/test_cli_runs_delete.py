@@ -11,7 +11,7 @@ import pytest
 from _cli_runs import NAME, BuiltRun, make_run
 
 from search.cli import main
-from search.store import Store
+from search.store import LeaseHeldError, Store
 
 
 def _usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
@@ -120,3 +120,25 @@ def test_delete_of_a_missing_run_is_a_usage_error(tmp_path: Path, capsys: pytest
     (tmp_path / "bare").mkdir()
     assert "has no results.db" in _usage_error(capsys, ["runs", "delete", str(tmp_path / "bare"), "--yes"])
     assert (tmp_path / "bare").is_dir()
+
+
+def test_store_delete_jobs_removes_every_row_of_those_jobs_only(store: Store) -> None:
+    jobs = [store.create_job(name, kind="optimizer", config={}, seed=0) for name in ("gone", "kept")]
+    for job in jobs:
+        cid = store.add_candidate(job.id, kind="optimizer", text="t", hash="aa" * 16, birth=0)
+        store.finish_evaluation(store.add_evaluation(job.id, cid, key="k", task="t", seed=0), status="ok", fitness=1.0)
+        store.save_checkpoint(job.id, {"n": 1})
+        store.save_cache_entries(job.id, {"aa" * 16: {"fitness": 1.0}})
+        store.append_logbook(job.id, 0, [{"gen": 0}])
+    store.release_lease(store.acquire_lease(jobs[0].id))
+    deleted = store.delete_jobs([jobs[0].id])
+    assert {k: deleted[k] for k in ("jobs", "candidates", "evaluations", "checkpoints", "cache_entries", "logbook")} \
+        == dict.fromkeys(("jobs", "candidates", "evaluations", "checkpoints", "cache_entries", "logbook"), 1)
+    assert [j.name for j in store.list_jobs()] == ["kept"]
+    kept = jobs[1].id
+    assert store.counts(kept).evaluations == 1 and store.load_cache_entries(kept) and store.load_logbook(kept)
+    lease = store.acquire_lease(kept)  # a live driver: refused, nothing deleted
+    with pytest.raises(LeaseHeldError, match="'kept' is running now"):
+        store.delete_jobs([kept])
+    store.release_lease(lease)
+    assert store.counts(kept).evaluations == 1

@@ -113,7 +113,7 @@ def test_run_report_has_the_curve_failures_and_top_with_diffs(client: Any) -> No
     assert curve["best"] == [1.0, 1.0, 1.3, 1.3, 1.3, 1.3, 1.3]
     assert curve["median"][:3] == [1.0, 0.9, 1.0]
     assert curve["cumulative_hit_rate"][-1] == pytest.approx(2 / 7) and (curve["failed"], curve["cached"]) == (1, 2)
-    assert report["failures"] == [{"reason": "nan loss at step N", "count": 1, "example": "nan loss at step 12"}]
+    assert report["failures"] == [{"reason": "nan loss at step 12", "count": 1, "example": "nan loss at step 12"}]
     top = report["top"]
     assert [r["fitness"] for r in top] == [1.3, 1.1, 1.0, 0.8]
     lion, adamw = top[0], top[2]

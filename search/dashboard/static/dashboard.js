@@ -127,7 +127,7 @@ function renderCurve(c) {
   const section = document.getElementById("search-section");
   section.hidden = !c || c.evaluations === 0;  // none for NAS jobs: their epochs are drawn instead
   if (section.hidden) return;
-  const x = c.order;
+  const x = c.x;  // evaluations run (cache hits not counted), as runs show counts them
   const note = c.every > 1 ? ` (every ${c.every}th shown)` : "";
   const xticks = c.evaluations <= 10 ? { dtick: 1 } : {};  // whole evaluations only
   Plotly.react("curve", [
