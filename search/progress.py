@@ -6,8 +6,6 @@ import sys
 import time
 from typing import Any, TextIO
 
-from tqdm import tqdm
-
 
 class Progress:
     """Shows the units done (evaluations, epochs, sweeps, ...), their rate and the job's fields: for a search the
@@ -24,6 +22,8 @@ class Progress:
         self.last_line = -float("inf")  # the first update always prints
         self.bar = None
         if enabled and self.stream.isatty():
+            from tqdm import tqdm  # only on a terminal: listings that import the jobs stay light
+
             self.bar = tqdm(total=total, initial=done, unit=unit, file=self.stream, dynamic_ncols=True)
 
     def update(self, done: int, fields: dict[str, Any]) -> None:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search.cli._common import UsageError, open_run, print_json, search_task
 from search.cli._report import (
     HASH_SHOWN, MUTATION_SHOWN, add_run_arguments, candidate_results, clip, fitness_text, indented, resolve_candidate,
     table,
 )
-from search.store import CandidateRecord, Ranked, Store
+
+if TYPE_CHECKING:
+    from search.store import CandidateRecord, Ranked, Store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
