@@ -86,6 +86,18 @@ def executor_factory(args: Any, *, preload: tuple[str, ...],
     return lambda: LocalExecutor(config)
 
 
+def add_threads_option(parser: Any) -> None:
+    """``--threads auto|N`` of a command that trains in its own process (``nas darts``, ``nas train``)."""
+    parser.add_argument("--threads", default="auto", metavar="auto|N",
+                        help="torch CPU threads of this process: 'auto' (torch's default: one per core) or a number; "
+                             "on a busy machine fewer threads than cores are often faster for small networks")
+
+
+def check_threads(args: Any) -> None:
+    """``UsageError`` unless ``--threads`` is 'auto' or a positive count (the job applies it when it runs)."""
+    _count_or_auto(args.threads, "--threads")
+
+
 def _count_or_auto(value: Any, option: str) -> Any:
     if value == "auto":
         return value

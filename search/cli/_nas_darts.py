@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from search.cli._common import RESULTS_FILE, UsageError, device_option, new_run, open_run
+from search.cli._common import (
+    RESULTS_FILE, UsageError, add_threads_option, check_threads, device_option, new_run, open_run,
+)
 from search.cli._jobs import context_options, run_to_end
 
 SPACES = ("darts", "sharpdarts")
@@ -58,6 +60,7 @@ def _data_arguments(parser: argparse.ArgumentParser, run_required: bool) -> None
     parser.add_argument("--limit", type=int, metavar="N", help="use only the first N training examples")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", help="cpu or cuda[:i] (default: cuda if available)")
+    add_threads_option(parser)
     parser.add_argument("--run", required=run_required,
                         help="run folder, e.g. runs/darts-mnist1d (its name names the job)"
                              + ("" if run_required else "; default runs/train-<hash>-<dataset>"))
@@ -72,6 +75,7 @@ def _darts(args: argparse.Namespace) -> int:
     from search.jobs._darts import DartsJob, DartsJobConfig, load_data
     from search.store import Store
 
+    check_threads(args)
     config = DartsJobConfig(args.dataset, _darts_config(args), limit=args.limit, device=device_option(args.device))
     run = new_run(args.run)
     data = load_data(config)
@@ -109,6 +113,7 @@ def _train(args: argparse.Namespace) -> int:
     from search.jobs._train import TrainJob, TrainJobConfig
     from search.store import Store
 
+    check_threads(args)
     genotype, source = _genotype(args.genotype)
     device = device_option(args.device)
     data = load_dataset(args.dataset, args.limit)
