@@ -181,10 +181,13 @@ def fit(
     start_epoch: int = 1,
     scheduler: LRScheduler | None = None,
     on_epoch: Callable[[Any], None] | None = None,
+    on_batch: Callable[[int, int, Tensor], None] | None = None,
 ) -> list[Any]:
     """Run epochs ``start_epoch..epochs`` of ``step``; returns each epoch's record (``step.end_epoch``), which also
     goes to ``on_epoch`` (raise from it to stop). ``scheduler`` gives the learning rate: it must hold the rate of
-    ``start_epoch`` already and is stepped between epochs."""
+    ``start_epoch`` already and is stepped between epochs. ``on_batch(epoch, batch, loss)`` follows every step that
+    returned (``batch`` counts the epoch's batches from 1; ``loss`` is the step's, on its device: reading it waits
+    for the device, so a progress line reads it only when it prints)."""
     records = []
     for epoch in range(start_epoch, epochs + 1):
         if scheduler is not None and epoch > start_epoch:
@@ -195,12 +198,14 @@ def fit(
         if step.model is not None:
             step.model.train()
         losses, hits, sizes = stats.losses, stats.hits, stats.sizes
-        for batch in step.batches(epoch):
+        for number, batch in enumerate(step.batches(epoch), start=1):
             out = step(batch)
             if out is not None:
                 losses.append(out[0])
                 hits.append(out[1])
                 sizes.append(out[2])
+                if on_batch is not None:
+                    on_batch(epoch, number, out[0])
         stats.seconds = time.perf_counter() - stats.started
         record = step.end_epoch(stats)
         records.append(record)

@@ -104,6 +104,7 @@ def search(
     *,
     resume: Mapping[str, Any] | None = None,
     on_state: Callable[[dict[str, Any]], None] | None = None,
+    on_batch: Callable[[int, int, torch.Tensor], None] | None = None,
 ) -> DartsResult:
     """Run a DARTS search: ``train_data`` trains w, ``val_data`` trains α and measures each epoch.
 
@@ -112,6 +113,7 @@ def search(
     ``config`` on a given device. ``on_epoch`` is called after every epoch (raise from it to stop the search).
     ``on_state`` receives, before ``on_epoch``, the state after each epoch (``nas.darts_state.capture``: save it
     with ``torch.save``); passing one back as ``resume`` continues the search after that epoch exactly.
+    ``on_batch(epoch, batch, loss)`` follows every step (``evaluators.fit.fit``: for progress inside long epochs).
     """
     x_train, y_train = _tensors("train_data", train_data, config)
     x_val, y_val = _tensors("val_data", val_data, config)
@@ -138,7 +140,8 @@ def search(
 
     if start <= config.epochs:
         step = BilevelStep(model, architect, w_optimizer, config, (x_train, y_train), (x_val, y_val), generator, device)
-        fit(step, config.epochs, start_epoch=start, scheduler=config.scheduler(w_optimizer, start), on_epoch=finished)
+        fit(step, config.epochs, start_epoch=start, scheduler=config.scheduler(w_optimizer, start), on_epoch=finished,
+            on_batch=on_batch)
     return DartsResult(history[-1].genotype, tuple(history), config)
 
 

@@ -129,6 +129,7 @@ def train_genotype(
     config: TrainConfig,
     device: str | torch.device = "cpu",
     on_epoch: Callable[[TrainEpoch], None] | None = None,
+    on_batch: Callable[[int, int, torch.Tensor], None] | None = None,
 ) -> TrainResult:
     """Train ``genotype``'s network from scratch on ``data`` (``DataSplits``: train / test, or a (train, validation)
     pair of ``TensorDataset``s or ``(x, y)``) and measure it on the second split after every epoch.
@@ -138,7 +139,7 @@ def train_genotype(
     auxiliary head or drop-path); the training is the same. Inputs are ``(N, channels, L)`` or
     ``(N, channels, H, W)``; labels int64 below ``config.net.num_classes``. Deterministic given (genotype, data,
     config) on a device; the global RNGs are left as they were. Raises ``NasError`` for unusable data; a diverging
-    run returns ``status="failed"``.
+    run returns ``status="failed"``. ``on_batch(epoch, batch, loss)`` follows every step (``evaluators.fit.fit``).
     """
     train, val = _splits(data, config.net.num_classes)
     started = time.perf_counter()
@@ -156,7 +157,7 @@ def train_genotype(
                 on_epoch(record)
 
         try:
-            fit(step, config.epochs, scheduler=config.scheduler(optimizer), on_epoch=finished)
+            fit(step, config.epochs, scheduler=config.scheduler(optimizer), on_epoch=finished, on_batch=on_batch)
         except Diverged as diverged:
             return TrainResult("failed", str(diverged), tuple(history), None, params, time.perf_counter() - started)
     final = history[-1].val_accuracy

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from search.store import JobRecord, Store
+if TYPE_CHECKING:  # the store imports SQLAlchemy: only when a command runs
+    from search.store import JobRecord, Store
+
 
 NAS_METHODS = ("darts", "train", "oneshot", "fewshot", "groundtruth")
 ALPHA_EPOCHS = 200  # α of at most the last this many epochs

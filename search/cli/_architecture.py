@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from search.cli._common import UsageError
 from search.cli._config import add_config_option
 from search.cli._search import _add_execution_options, require_run, start_search
-from search.kinds import SCRATCH, SPACES, SUPERNET_PREFIX, TASKS, ArchitectureKind, ScratchBudget
 
+if TYPE_CHECKING:  # the kinds import numpy: only when a command runs
+    from search.kinds import ArchitectureKind
+
+# search.kinds' SPACES, TASKS, SCRATCH, SUPERNET_PREFIX and ScratchBudget's defaults, written out so that building the
+# parser imports no numpy (``autodisco --help`` answers at once); tests/test_layout.py checks they stay equal.
+SPACES = ("darts", "nb201")
+TASKS = ("mnist1d", "digits")
+SCRATCH = "scratch"
+SUPERNET_PREFIX = "supernet:"
+SCRATCH_DEFAULTS = {"epochs": 3, "train_examples": 2000, "valid_examples": 1000, "channels": 8, "layers": None}
 PUBLISHED = ("DARTS_V1", "DARTS_V2")  # nas.genotypes names accepted by --warm-start (DARTS space)
 RANDOM = "random"
 _WARM_START_STREAM = 2  # random warm starts draw from np.random.default_rng([seed, 2])
@@ -47,13 +54,12 @@ def register(kinds: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-fcm", action="store_true", help="do not re-mutate children equivalent to their parent")
     parser.add_argument("--plateau-restart", type=int, metavar="K",
                         help="restart from the best after K results without a new best")
-    defaults = ScratchBudget()
     for name, help_text in (("epochs", "training epochs per candidate"),
                             ("train_examples", "training examples per candidate"),
                             ("valid_examples", "validation examples that score it"),
                             ("channels", "initial channels C of the network"),
                             ("layers", "cells (DARTS; default 3) or cells per stage (NAS-Bench-201; default 1)")):
-        default = getattr(defaults, name)
+        default = SCRATCH_DEFAULTS[name]
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=default,
                             help=help_text if default is None else f"{help_text} (default {default})")
     parser.add_argument("--lr", type=float, help="learning rate, cosine-annealed (default: the training loop's)")
@@ -76,6 +82,8 @@ def _search_architecture(args: argparse.Namespace) -> int:
 
 
 def _kind(args: argparse.Namespace) -> ArchitectureKind:
+    from search.kinds import ArchitectureKind, ScratchBudget
+
     fitness = args.fitness
     if fitness.startswith(SUPERNET_PREFIX):
         fitness = SUPERNET_PREFIX + _supernet_run(Path(fitness[len(SUPERNET_PREFIX):]), args.task)
@@ -104,6 +112,8 @@ def _warm_start(args: argparse.Namespace, kind: ArchitectureKind) -> tuple[str, 
     if value == RANDOM:
         if args.population < 1:
             raise UsageError(f"--population must be at least 1, got {args.population}")
+        import numpy as np
+
         rng = np.random.default_rng([args.seed, _WARM_START_STREAM])
         return tuple(kind.to_text(kind.random_candidate(rng)) for _ in range(args.population))
     return (kind.to_text(_genotype(value, kind)),)

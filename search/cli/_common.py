@@ -1,4 +1,9 @@
-"""Helpers shared by the command modules: opening a run's store, finding its job, printing JSON."""
+"""Helpers shared by the command modules: opening a run's store, finding its job, printing JSON.
+
+Every command module is imported to build the parser (``autodisco --help`` answers at once): at module level they
+import only the standard library and each other. The store (SQLAlchemy), the executors, the jobs and everything
+below them are imported inside the functions that use them (``tests/test_layout.py`` checks it).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,13 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from search.executor import Executor, LocalExecutor, LocalExecutorConfig, RayExecutor, RayExecutorConfig
-from search.store import RESULTS_FILE, JobRecord, Store
+if TYPE_CHECKING:
+    from search.executor import Executor
+    from search.store import JobRecord, Store
+
+RESULTS_FILE = "results.db"  # search.store.RESULTS_FILE (a copy: the store imports SQLAlchemy; a test checks it)
 
 
 class UsageError(ValueError):
@@ -23,6 +31,8 @@ def open_run(run: str, db: str | None = None, *, read_only: bool = False) -> tup
     The job's name is the run folder's name. A missing folder or job is a ``UsageError`` naming what to do. Commands
     that only read open with ``read_only``: the database is left byte-identical and may be on read-only media.
     """
+    from search.store import Store
+
     path = Path(run)
     name = path.name
     if db is None:
@@ -59,6 +69,8 @@ def executor_factory(args: Any, *, preload: tuple[str, ...],
                      recycle_every: int | None = 500) -> Callable[[], Executor]:
     """A factory of the executor from ``--executor``, ``--ray-address``, ``--workers``, ``--timeout`` and
     ``--threads`` (validated): the local worker pool, or actors on a Ray cluster."""
+    from search.executor import LocalExecutor, LocalExecutorConfig, RayExecutor, RayExecutorConfig
+
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout}")
     threads = _count_or_auto(getattr(args, "threads", "auto"), "--threads")
@@ -75,6 +87,18 @@ def executor_factory(args: Any, *, preload: tuple[str, ...],
     config = LocalExecutorConfig(workers=workers, timeout_s=args.timeout, recycle_every=recycle_every,
                                  torch_threads=threads, preload=preload)
     return lambda: LocalExecutor(config)
+
+
+def add_threads_option(parser: Any) -> None:
+    """``--threads auto|N`` of a command that trains in its own process (``nas darts``, ``nas train``)."""
+    parser.add_argument("--threads", default="auto", metavar="auto|N",
+                        help="torch CPU threads of this process: 'auto' (torch's default: one per core) or a number; "
+                             "on a busy machine fewer threads than cores are often faster for small networks")
+
+
+def check_threads(args: Any) -> None:
+    """``UsageError`` unless ``--threads`` is 'auto' or a positive count (the job applies it when it runs)."""
+    _count_or_auto(args.threads, "--threads")
 
 
 def _count_or_auto(value: Any, option: str) -> Any:
@@ -115,6 +139,7 @@ def new_run(run: str) -> Path:
     """The folder of a run that does not exist yet (``UsageError`` if it is a file or already holds that job), checked
     before a job loads its data; ``search.jobs.create_job`` checks again when it records the job."""
     from search.jobs._registry import exists_message
+    from search.store import Store
 
     path = Path(run)
     if path.exists() and not path.is_dir():

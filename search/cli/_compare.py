@@ -13,12 +13,14 @@ import argparse
 import html
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search.cli._common import UsageError, open_run, print_json, search_task
 from search.cli._report import fitness_text, job_summary, percent_text, progress_text, table
 from search.epochs import epoch_curves, is_nas_job
-from search.store import JobRecord, Store
+
+if TYPE_CHECKING:  # the store imports SQLAlchemy: only when a command runs
+    from search.store import JobRecord, Store
 
 EPOCH_ACCURACY = ("val_accuracy", "val_acc", "valid_acc", "train_accuracy", "train_acc")  # first present is drawn
 

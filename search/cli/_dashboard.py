@@ -6,10 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-import sqlalchemy
-
 from search.cli._common import UsageError
-from search.store import Store
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -29,6 +26,10 @@ def _dashboard(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
     if args.db is not None:
+        import sqlalchemy
+
+        from search.store import Store
+
         try:
             Store(args.db, create=False, read_only=True).close()  # a bad URL or database: one line, exit 2, now
         except sqlalchemy.exc.ArgumentError as error:  # e.g. an unknown dialect ("sqlit://")

@@ -12,10 +12,13 @@ import argparse
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from search.cli._common import UsageError, open_run
 from search.cli._report import add_run_arguments, plural
-from search.store import JobRecord, LeaseHeldError, Store
+
+if TYPE_CHECKING:  # the store imports SQLAlchemy: only when a command runs
+    from search.store import JobRecord, Store
 
 _STUDY_PREFIX = "validate:"  # search.funnel names its Optuna studies validate:<job name>:<candidate>:<task>
 
@@ -28,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _delete(args: argparse.Namespace) -> int:
+    from search.store import LeaseHeldError, Store
+
     store, job = open_run(args.run, args.db)
     with store:
         doomed = _jobs_to_delete(store, job, whole_database=args.db is None)

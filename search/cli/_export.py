@@ -9,11 +9,13 @@ import math
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search.cli._common import UsageError, open_run
 from search.cli._report import resolve_candidate
-from search.store import CandidateRecord, JobRecord
+
+if TYPE_CHECKING:
+    from search.store import CandidateRecord, JobRecord
 
 EXPORTS_FOLDER = "exports"
 

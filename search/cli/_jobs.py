@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from search.cli._common import UsageError, executor_factory
-from search.jobs import Job, Runner
+
+if TYPE_CHECKING:
+    from search.jobs import Job
 
 EXIT_INTERRUPTED = 130
 
@@ -37,6 +39,8 @@ def executors(args: argparse.Namespace) -> Any:
 def run_to_end(job: Job, run: str, report: Callable[[Any], None] | None = None) -> int:
     """Run ``job``; on Ctrl-C/SIGTERM say how to continue (exit 130); at the end print its report (``report``
     instead, e.g. JSON, when given) and return the job's exit status."""
+    from search.jobs import Runner
+
     try:
         result = Runner(job).run()
     except KeyboardInterrupt:

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from search.cli._common import UsageError, device_option, new_run, open_run
+from search.cli._common import (
+    RESULTS_FILE, UsageError, add_threads_option, check_threads, device_option, new_run, open_run,
+)
 from search.cli._jobs import context_options, run_to_end
-from search.jobs import create_job, job_type_of
-from search.store import RESULTS_FILE, Store
 
 SPACES = ("darts", "sharpdarts")
 SHARPDARTS_WARMUP = 5  # sharpDARTS's warm-up epochs, capped at epochs - 1 for short searches
@@ -60,6 +60,7 @@ def _data_arguments(parser: argparse.ArgumentParser, run_required: bool) -> None
     parser.add_argument("--limit", type=int, metavar="N", help="use only the first N training examples")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", help="cpu or cuda[:i] (default: cuda if available)")
+    add_threads_option(parser)
     parser.add_argument("--run", required=run_required,
                         help="run folder, e.g. runs/darts-mnist1d (its name names the job)"
                              + ("" if run_required else "; default runs/train-<hash>-<dataset>"))
@@ -70,8 +71,11 @@ def _data_arguments(parser: argparse.ArgumentParser, run_required: bool) -> None
 
 
 def _darts(args: argparse.Namespace) -> int:
+    from search.jobs import create_job
     from search.jobs._darts import DartsJob, DartsJobConfig, load_data
+    from search.store import Store
 
+    check_threads(args)
     config = DartsJobConfig(args.dataset, _darts_config(args), limit=args.limit, device=device_option(args.device))
     run = new_run(args.run)
     data = load_data(config)
@@ -105,8 +109,11 @@ def _darts_config(args: argparse.Namespace) -> Any:
 
 def _train(args: argparse.Namespace) -> int:
     from nas.datasets import get_dataset as load_dataset
+    from search.jobs import create_job
     from search.jobs._train import TrainJob, TrainJobConfig
+    from search.store import Store
 
+    check_threads(args)
     genotype, source = _genotype(args.genotype)
     device = device_option(args.device)
     data = load_dataset(args.dataset, args.limit)
@@ -150,6 +157,7 @@ def _genotype(value: str) -> tuple[Any, str]:
 
 
 def _run_genotype(run: str) -> Any:
+    from search.jobs import job_type_of
     from search.jobs._darts import DartsJob, recorded_epochs
 
     if not (Path(run) / RESULTS_FILE).is_file():

@@ -9,8 +9,6 @@ from typing import Any
 
 from search.cli._common import UsageError, device_option, new_run
 from search.cli._jobs import context_options, run_to_end
-from search.jobs import create_job
-from search.store import Store
 
 DATASETS = ("mnist1d", "digits")
 
@@ -54,7 +52,9 @@ def register(nas_commands: argparse._SubParsersAction) -> None:
 
 
 def _fewshot(args: argparse.Namespace) -> int:
+    from search.jobs import create_job
     from search.jobs._fewshot import FewShotJob, make_backend
+    from search.store import Store
 
     config = _job_config(args)
     run = new_run(args.run)

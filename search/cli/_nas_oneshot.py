@@ -9,9 +9,6 @@ from typing import Any
 
 from search.cli._common import UsageError, add_executor_options, new_run, print_json
 from search.cli._jobs import context_options, run_to_end
-from search.jobs import create_job
-from search.store import Store
-
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -94,7 +91,9 @@ def _set_threads(threads: int) -> None:
 # -- oneshot ----------------------------------------------------------------------------------------------------------
 
 def _oneshot(args: argparse.Namespace) -> int:
+    from search.jobs import create_job
     from search.jobs._oneshot import OneShotJob, open_table
+    from search.store import Store
 
     config = _oneshot_config(args)
     _set_threads(args.threads)
@@ -214,7 +213,9 @@ def _write_json(path: Path, value: Any) -> None:
 
 def _groundtruth(args: argparse.Namespace) -> int:
     from nas.groundtruth import TrainBudget
+    from search.jobs import create_job
     from search.jobs._groundtruth import GroundTruthConfig, GroundTruthJob, output_path
+    from search.store import Store
 
     if args.dataset not in DATASETS:
         raise UsageError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search.cli._common import UsageError, open_run, print_json, search_task
 from search.cli._report import (
@@ -12,7 +12,9 @@ from search.cli._report import (
     resolve_candidate, table,
 )
 from search.epochs import is_nas_job, nas_figures
-from search.store import CandidateRecord, JobRecord, Ranked, Store
+
+if TYPE_CHECKING:
+    from search.store import CandidateRecord, JobRecord, Ranked, Store
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -7,10 +7,12 @@ import argparse
 import string
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from search.cli._common import UsageError, search_task
-from search.store import CandidateRecord, DamagedError, JobRecord, Store, StoreError
+
+if TYPE_CHECKING:
+    from search.store import CandidateRecord, JobRecord, Store
 
 HASH_SHOWN = 10  # hex digits of a functional hash shown in tables
 MUTATION_SHOWN = 48  # characters of a mutation description shown in tables
@@ -102,6 +104,8 @@ def resolve_candidate(store: Store, job: JobRecord, ident: str) -> CandidateReco
     prefix and names the first-born candidate with the one hash it matches. ``UsageError`` lists the matches when
     the prefix is ambiguous and says what to give when nothing matches.
     """
+    from search.store import DamagedError, StoreError
+
     text = ident.strip()
     if text.isdigit():
         try:

@@ -10,15 +10,17 @@ import argparse
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search.cli import _compare, _delete, _ranking
-from search.cli._common import UsageError, open_run, print_json, search_task
+from search.cli._common import RESULTS_FILE, UsageError, open_run, print_json, search_task
 from search.cli._report import (
     HASH_SHOWN, add_run_arguments, clip, fitness_text, indented, job_summary, percent_text, progress_text, table,
     time_text,
 )
-from search.store import RESULTS_FILE, JobRecord, Store
+
+if TYPE_CHECKING:
+    from search.store import JobRecord, Store
 
 FAILURE_REASONS_SHOWN = 5
 _NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.])")  # not in names
@@ -59,6 +61,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _jobs_of_database(url: str) -> list[dict[str, Any]]:
+    from search.store import Store
+
     with Store(url, create=False, read_only=True) as store:
         return [_summary_row(store, job, None) for job in store.list_jobs()]
 

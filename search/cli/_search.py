@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING, Any
 from search.cli._common import UsageError, add_executor_options, open_run
 from search.cli._config import RECORD_KEY, add_config_option
 from search.cli._jobs import context_options, refuse_finished, run_to_end, say
-from search.jobs import open_job
-from search.store import Store
 
-if TYPE_CHECKING:  # the job and kinds import numpy and the strategies: only when a command runs
+if TYPE_CHECKING:  # the store, jobs and kinds import SQLAlchemy, numpy and the strategies: only when a command runs
     from search.jobs._search import SearchConfig
     from search.kinds import CandidateKind
+    from search.store import Store
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -138,6 +137,8 @@ def start_search(args: argparse.Namespace, config: SearchConfig, kind: Candidate
 
 
 def _resume(args: argparse.Namespace) -> int:
+    from search.jobs import open_job
+
     store, record = open_run(args.run, args.db)
     with store:
         _check_plugins(record)  # before anything changes: a plug-in that no longer imports leaves the run as it is
@@ -216,6 +217,8 @@ def _warm_start_text(value: str) -> str:
 
 
 def _open_store(run: Path, db: str | None) -> Store:
+    from search.store import Store
+
     if db is not None:
         return Store(db)
     if run.exists() and not run.is_dir():

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search.cli._common import UsageError, add_executor_options, open_run, print_json
 from search.cli._jobs import context_options, run_to_end
 from search.cli._report import HASH_SHOWN, fitness_text, table
-from search.funnel import STAGES, CandidateOutcome, FunnelConfig, FunnelError, FunnelResult
-from search.jobs import create_job, open_job
-from search.jobs._registry import exists_message
+
+if TYPE_CHECKING:  # the funnel and the jobs import SQLAlchemy and the executors: only when a command runs
+    from search.funnel import CandidateOutcome, FunnelConfig, FunnelResult
+
+STAGES = ("10x", "100x")  # search.funnel.STAGES, written out for the parser (tests/test_layout.py checks it)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -33,6 +35,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from search.jobs import create_job, open_job
+    from search.jobs._registry import exists_message
     from search.jobs._validate import ValidateConfig, ValidateJob, validation_name
 
     funnel = _config(args)
@@ -63,6 +67,8 @@ def _settings(config: Any) -> str:
 
 
 def _config(args: argparse.Namespace) -> FunnelConfig:
+    from search.funnel import FunnelConfig, FunnelError
+
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     try:
         return FunnelConfig(k=args.k, trials=args.trials, stages=stages, seed=args.seed)

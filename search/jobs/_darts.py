@@ -18,8 +18,11 @@ after the file's epoch: the finished search equals one never stopped (same devic
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
+
+import torch
 
 import hashing
 from evaluators.data import DataSplits, get_dataset, split_dataset
@@ -115,6 +118,7 @@ class DartsJob(Job):
     def run(self, runner: Runner) -> DartsResult:
         config = self.config
         assert self.data is not None
+        use_threads(self.context)
         train, val = split_dataset(self.data.train, config.split_fraction, seed=config.search.seed)
         state = runner.load_file(CHECKPOINT_FILE)
         if state is not None:
@@ -124,8 +128,11 @@ class DartsJob(Job):
         def finished(record: EpochRecord) -> None:
             self._record_epoch(runner, record, say=True)
 
+        batches = min(batches_per_epoch(len(train), config.search.batch_size),  # one (w, α) batch pair a step
+                      batches_per_epoch(len(val), config.search.batch_size))
         return search(config.search, train, val, config.device, finished, resume=state,
-                      on_state=lambda s: runner.save_file(CHECKPOINT_FILE, s))  # fmt: skip
+                      on_state=lambda s: runner.save_file(CHECKPOINT_FILE, s),
+                      on_batch=batch_heartbeat(runner, config.search.epochs, batches))  # fmt: skip
 
     def progress(self) -> tuple[int, int | None, dict[str, Any]]:
         return self.epochs_done, self.config.search.epochs, {}
@@ -164,6 +171,30 @@ class DartsJob(Job):
         if say:
             self.context.say(epoch_line(record, self.config.search.epochs, self.last))
         self.last = record
+
+
+def use_threads(context: JobContext) -> None:
+    """Set this process's torch threads to the invocation's ``--threads`` (``nas darts|train``, ``resume``), unless it
+    is 'auto' or absent (torch's default). The jobs that train in the CLI's own process call it as they start."""
+    threads = (context.options or {}).get("threads")
+    if threads is not None and threads != "auto":
+        torch.set_num_threads(int(threads))
+
+
+def batches_per_epoch(examples: int, batch_size: int) -> int:
+    return math.ceil(examples / batch_size)
+
+
+def batch_heartbeat(runner: Runner, epochs: int, batches: int, note: Callable[[int], str] = lambda epoch: ""
+                    ) -> Callable[[Any, Any, Any], None]:
+    """``on_batch`` for ``evaluators.fit.fit``: inside a long epoch, a status line every few seconds — "epoch 3/50 |
+    batch 40/120 | loss 1.2345" (the loss is read off the device only for the line); ``note(epoch)`` is appended."""
+
+    def on_batch(epoch: int, batch: int, loss: Any) -> None:
+        runner.heartbeat(lambda: f"epoch {epoch}/{epochs} | batch {batch}/{batches} | loss {float(loss):.4f}"
+                                 f"{note(epoch)}")
+
+    return on_batch
 
 
 def epoch_line(record: Any, epochs: int, previous: Any = None) -> str:

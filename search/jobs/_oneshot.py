@@ -113,6 +113,7 @@ def _resume(path: Path, supernet: torch.nn.Module, optimizer: torch.optim.Optimi
                        "again") from None
 
 
+SCORE_CHUNK = 8  # architectures scored between two looks at the clock for the ranking's status line
 
 
 @register_job
@@ -179,7 +180,10 @@ class OneShotJob(Job):
             return OneShotJobResult(tuple(self.history), {}, None)
         self.context.say(f"ranking the table's {len(table.accuracy)} architectures with inherited weights")
         genotypes = [NB201Genotype.from_text(arch) for arch in table.accuracy]
-        accuracies = score(supernet, genotypes, data, config.inherit, config.device)
+        accuracies: list[float] = []
+        for start in range(0, len(genotypes), SCORE_CHUNK):  # each architecture's score is its own: chunks are exact
+            accuracies += score(supernet, genotypes[start:start + SCORE_CHUNK], data, config.inherit, config.device)
+            runner.heartbeat(lambda: f"ranking: scored {len(accuracies)}/{len(genotypes)} architectures")
         scores = {g.to_text(): a for g, a in zip(genotypes, accuracies)}
         ranking = rank_correlation(scores, table.accuracy)
         with runner.unit():

@@ -7,7 +7,7 @@ import signal
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from search.jobs._base import Job, JobError, checkpoint_state
 from search.progress import Progress
@@ -65,6 +65,18 @@ class Runner:
     def say(self, line: str) -> None:
         self.context.say(line)
 
+    def status(self, text: str) -> None:
+        """One status line at once: what a silence is spent on (workers starting, a baseline, a table being ranked).
+        Silent with ``--quiet``; see ``Progress.status``."""
+        if self._progress is not None:
+            self._progress.status(text)
+
+    def heartbeat(self, text: Callable[[], str]) -> None:
+        """Inside a long unit (the batches of an epoch): ``text()`` as a status line every ``Progress.interval_s``
+        (``text`` is only called then); see ``Progress.heartbeat``."""
+        if self._progress is not None:
+            self._progress.heartbeat(text)
+
     def show_progress(self) -> None:
         if self._progress is not None:
             done, _, fields = self.job.progress()
@@ -80,7 +92,8 @@ class Runner:
         with _terminate_as_interrupt(), store.job_running(record.id):
             done, total, _ = self.job.progress()
             enabled = self.context.show_progress and not self.job.own_progress_lines
-            self._progress = Progress(total, enabled=enabled, done=done, unit=self.job.unit)
+            self._progress = Progress(total, enabled=enabled, done=done, unit=self.job.unit,
+                                      status_lines=self.context.show_progress)
             try:
                 result = self.job.run(self)
                 self.show_progress()

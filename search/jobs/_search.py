@@ -246,6 +246,8 @@ class SearchJob(Job):
         if self.context.executor_factory is None:
             raise JobError("a search job needs an executor")
         with self.context.executor_factory(preload=self.kind.preload) as executor:
+            runner.status(f"{executor.num_workers} worker{'s' if executor.num_workers != 1 else ''} starting (each "
+                          "loads torch and the task before its first evaluation)")
             baseline = self.kind.baseline()
             if self.context_values["baselines"] is None and baseline is not None:
                 self._measure_baselines(runner, executor, baseline)
@@ -447,6 +449,8 @@ class SearchJob(Job):
 
     def _measure_baselines(self, runner: Runner, executor: Executor, baseline: Any) -> None:
         """The baseline's raw fitness on each task (optimizers: AdamW's): the denominators of the normalised fitness."""
+        started = time.monotonic()
+        runner.status(f"measuring the baseline ({self.kind.fitness_meaning}) on {', '.join(self.config.tasks)}")
         futures = {task: executor.submit(EvalRequest(
             key=f"baseline:{task}", fn=self.kind.worker_fn,
             payload=self.kind.payload(baseline, seed=self.config.seed, context={**self.context_values, "tasks": [task]})))
@@ -460,6 +464,8 @@ class SearchJob(Job):
                 raise JobError(f"the baseline ({self.kind.fitness_meaning}) failed on task {task!r}: {reason}")
             baselines[task] = float(result["fitness"])
         self.context_values["baselines"] = baselines
+        measured = ", ".join(f"{task} {fitness:.6g}" for task, fitness in baselines.items())
+        runner.status(f"baseline measured in {time.monotonic() - started:.1f} s ({measured}); searching")
         with self._unit(runner):
             pass
 

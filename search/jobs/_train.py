@@ -24,7 +24,7 @@ from nas.genotypes import Genotype
 from nas.network import Network, count_parameters
 from nas.train import TrainConfig, TrainEpoch, TrainResult, train_genotype
 from search.jobs._base import Job, JobContext
-from search.jobs._darts import epoch_line
+from search.jobs._darts import batch_heartbeat, batches_per_epoch, epoch_line, use_threads
 from search.jobs._registry import register_job
 from search.jobs._runner import Runner
 
@@ -94,6 +94,7 @@ class TrainJob(Job):
     def run(self, runner: Runner) -> TrainResult:
         config, store, job = self.config, self.store, self.record
         assert self.data is not None
+        use_threads(self.context)
         genotype = Genotype.from_text(config.genotype)
         recorded = store.list_candidates(job.id)
         if recorded:  # resumed: the one candidate is there already
@@ -117,7 +118,12 @@ class TrainJob(Job):
 
         if replayed:
             self.context.say(f"replaying epochs 1-{replayed} from the seed (they are recorded), then going on")
-        result = train_genotype(genotype, self.data, config.train, config.device, finished)
+        def replay(epoch: int) -> str:
+            return " (replay)" if epoch <= replayed else ""
+
+        batches = batches_per_epoch(len(self.data.train), config.train.batch_size)
+        result = train_genotype(genotype, self.data, config.train, config.device, finished,
+                                on_batch=batch_heartbeat(runner, config.train.epochs, batches, replay))
         if result.status != "ok":
             with runner.unit():
                 _record(store, job.id, candidate, config, f"epoch-{len(result.history) + 1}", "failed", None,

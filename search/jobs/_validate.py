@@ -96,6 +96,10 @@ class ValidateJob(Job):
 
         funnel = Funnel(self.store, target, self.config.funnel(), lambda: factory(preload=PRELOAD, recycle_every=None),
                         on_sweep=self._say, unit=unit)
+        config = self.config
+        runner.status(f"validating the top {config.k} of {config.target!r} against AdamW, stage {config.stages[0]} "
+                      f"first: the workers start, then each sweep ({config.trials} lr trials) prints a line as it "
+                      "finishes")
         return funnel.run()
 
     def read_back(self) -> FunnelResult:
