@@ -1,7 +1,7 @@
 """The driver's own CPU cost per recorded result, before (a baseline commit) vs after (this tree), side by side.
 
     python bench/bench_driver.py [--population 1000] [--marks 1000 10000 100000] [--baseline-rev d8e02ea]
-                                 [--baseline-marks 1000] [--workers 8] [--db sqlite|URL]
+                                 [--baseline-marks 1000] [--baseline REV:N,N ...] [--workers 8] [--db sqlite|URL]
 
 A search job (regularized evolution of optimizer programs, plain FEC cache, FCM on) runs with an executor that
 answers every evaluation at once (fitness drawn from the program text), so what is measured is the driver alone:
@@ -9,7 +9,9 @@ strategy ask/tell, functional hashes, the store's transactions and the checkpoin
 driver's CPU time (``time.process_time``) per recorded result over the results N - N/10 .. N, for the baseline source
 tree (``git archive`` of ``--baseline-rev``, run in its own process) and for this tree, and the ratio. The baseline is
 slow (tens of ms per result at P = 1000), so it runs only up to ``--baseline-marks``; marks it does not reach are
-shown as "-".
+shown as "-". ``--baseline REV:N,N`` (repeatable) measures several baseline commits, each up to its own marks, instead.
+With a PostgreSQL ``--db`` URL every measured tree gets a database of its own, created empty on that server and
+dropped afterwards (trees of different commits may have different schemas).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,11 +94,33 @@ def child(args: argparse.Namespace) -> None:
                       "total_cpu_s": elapsed}))
 
 
-def measure(source: Path, marks: list[int], args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--child", "--population", str(args.population), "--workers",
-               str(args.workers), "--db", args.db, "--marks", *map(str, marks)]
-    env = {**os.environ, "PYTHONPATH": str(source), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=source)
+@contextmanager
+def database(url: str, name: str) -> Iterator[str]:
+    """``url`` itself for SQLite; for a server URL, a new empty database ``name`` on that server, dropped after."""
+    if url == "sqlite" or url.startswith("sqlite"):
+        yield url
+        return
+    import sqlalchemy as sa
+
+    server = sa.engine.make_url(url)
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def measure(source: Path, marks: list[int], args: argparse.Namespace, label: str = "tree") -> dict:
+    with database(args.db, f"bench_driver_{label}_{os.getpid()}") as db:
+        command = [sys.executable, __file__, "--child", "--population", str(args.population), "--workers",
+                   str(args.workers), "--db", db, "--marks", *map(str, marks)]
+        env = {**os.environ, "PYTHONPATH": str(source), "OMP_NUM_THREADS": "1"}
+        done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=source)
     if done.returncode != 0:
         raise SystemExit(f"bench child failed in {source}:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -109,6 +135,8 @@ def main() -> None:
     parser.add_argument("--baseline-rev", default="d8e02ea", help="the commit measured as the baseline")
     parser.add_argument("--baseline-marks", type=int, nargs="*", default=[1000],
                         help="marks the baseline runs to (it is slow); none: skip the baseline")
+    parser.add_argument("--baseline", action="append", default=[], metavar="REV:N,N",
+                        help="a baseline commit and its marks (repeatable); replaces --baseline-rev/-marks")
     parser.add_argument("--workers", type=int, default=8, help="evaluations in flight (the executor's width)")
     parser.add_argument("--db", default="sqlite", help="'sqlite' (a temporary run folder) or a database URL")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -116,24 +144,34 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    print(f"population {args.population}, {args.workers} in flight, db {args.db}; cores {os.cpu_count()}, "
+    baselines = [(rev, sorted(int(n) for n in marks.split(",") if n))
+                 for rev, _, marks in (b.partition(":") for b in args.baseline)]
+    if not args.baseline and args.baseline_marks:
+        baselines = [(args.baseline_rev, sorted(args.baseline_marks))]
+    shown_db = args.db if args.db == "sqlite" else args.db.split("://")[0]
+    print(f"population {args.population}, {args.workers} in flight, db {shown_db}; cores {os.cpu_count()}, "
           f"load {os.getloadavg()[0]:.1f}")
-    baseline: dict[int, float] = {}
+    measured: dict[str, dict[int, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        if args.baseline_marks:
-            tree = Path(tmp) / "baseline"
+        for rev, marks in baselines:
+            tree = Path(tmp) / rev
             tree.mkdir()
-            archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline_rev], capture_output=True,
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True,
                                      check=True).stdout
             subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-            baseline = measure(tree, sorted(args.baseline_marks), args)
+            measured[rev] = measure(tree, marks, args, label=rev)
         after = measure(ROOT, sorted(args.marks), args)
-    print(f"{'evaluations':>12} {'baseline ms/result':>19} {'this tree ms/result':>20} {'speed-up':>9}")
-    for n in sorted(set(args.marks) | set(baseline)):
-        before, now = baseline.get(n), after.get(n)
-        ratio = f"{before / now:8.1f}x" if before and now else "        -"
-        show = (lambda v: f"{v * 1e3:19.3f}" if v is not None else f"{'-':>19}")
-        print(f"{n:>12} {show(before)} {show(now):>20} {ratio}")
+    heads = "".join(f" {rev + ' ms':>16}" for rev in measured)
+    ratios = "".join(f" {'vs ' + rev:>12}" for rev in measured)
+    print(f"{'evaluations':>12}{heads} {'this tree ms':>13}{ratios}")
+    for n in sorted(set(args.marks).union(*measured.values())):
+        now = after.get(n)
+        cells = "".join(f" {measured[rev][n] * 1e3:16.3f}" if n in measured[rev] else f" {'-':>16}"
+                        for rev in measured)
+        speedups = "".join(f" {measured[rev][n] / now:11.1f}x" if n in measured[rev] and now else f" {'-':>12}"
+                           for rev in measured)
+        shown = f"{now * 1e3:13.3f}" if now is not None else f"{'-':>13}"
+        print(f"{n:>12}{cells} {shown}{speedups}")
 
 
 if __name__ == "__main__":

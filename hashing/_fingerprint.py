@@ -10,10 +10,10 @@ import xxhash
 
 from hashing._config import HashConfig
 from hashing._quantize import quantize
-from hashing._registry import probe_runner_for
+from hashing._registry import canonical_form, probe_runner_for
 
 DEFAULT_CONFIG = HashConfig()
-MEMO_SIZE = 8192  # recent (candidate, config) -> digest: a search hashes each parent and child once, not per use
+MEMO_SIZE = 32768  # recent (candidate or canonical form, config) -> digest: parents are hashed once per mutation
 _memo: dict[tuple[Any, HashConfig], str] = {}
 
 
@@ -21,8 +21,11 @@ def functional_hash(candidate: Any, config: HashConfig | None = None) -> str:
     """The functional hash of ``candidate``: a 32-hex-digit xxh3-128 digest of its quantized probe outputs.
 
     Candidates that behave the same on the probes hash equal however they are written; the hash is deterministic
-    across processes and machines. Candidates are immutable, so recent digests are memoised (by equality). Dispatches on ``type(candidate)`` to the runner registered with
-    ``register_probe_runner``; raises ``HashingError`` when there is none.
+    across processes and machines. Dispatches on ``type(candidate)`` to the runner registered with
+    ``register_probe_runner``; raises ``HashingError`` when there is none. The probe runs on the candidate's canonical
+    form (``register_probe_runner(..., canonical=)``; programs: the live statements). Candidates are immutable, so
+    recent digests are memoised by equality, of the candidate and of its canonical form: a candidate that differs from
+    a recent one only where behaviour cannot see (dead code) is not probed again.
     """
     config = DEFAULT_CONFIG if config is None else config
     try:
@@ -32,13 +35,19 @@ def functional_hash(candidate: Any, config: HashConfig | None = None) -> str:
         key, found = None, None
     if found is not None:
         return found
-    outputs = probe_runner_for(candidate)(candidate, config)
-    digest = fingerprint(outputs, config)
-    if key is not None:
-        if len(_memo) >= MEMO_SIZE:
-            _memo.pop(next(iter(_memo)), None)  # the oldest entry
-        _memo[key] = digest
-    return digest
+    canonical = canonical_form(candidate)
+    canonical_key = (canonical, config) if key is not None and canonical is not candidate else None
+    if canonical_key is not None:
+        found = _memo.get(canonical_key)
+    if found is None:
+        found = fingerprint(probe_runner_for(canonical)(canonical, config), config)
+    for memo_key in (key, canonical_key):
+        if memo_key is not None:
+            _memo.pop(memo_key, None)
+            if len(_memo) >= MEMO_SIZE:
+                _memo.pop(next(iter(_memo)), None)  # the oldest entry
+            _memo[memo_key] = found
+    return found
 
 
 def fingerprint(outputs: np.ndarray, config: HashConfig | None = None) -> str:

@@ -6,7 +6,7 @@ its type, e.g. ``programs`` registers one for ``Program`` when imported, ``nas``
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -29,15 +29,26 @@ class ProbeRunner(Protocol):
 
 
 _RUNNERS: dict[type, ProbeRunner] = {}
+_CANONICAL: dict[type, Callable[[Any], Any]] = {}
 
 
-def register_probe_runner(cls: type, runner: ProbeRunner) -> None:
-    """Use ``runner`` for candidates of type ``cls`` and its subclasses (registering again replaces it)."""
+def register_probe_runner(cls: type, runner: ProbeRunner, *, canonical: Callable[[Any], Any] | None = None) -> None:
+    """Use ``runner`` for candidates of type ``cls`` and its subclasses (registering again replaces it).
+
+    ``canonical`` (optional) maps a candidate to one of equal behaviour that is cheaper to probe, by a structural
+    rule that never changes the probe outputs (programs: their live statements only, dead code dropped). It must be
+    hashable and cheap (linear in the candidate's size): ``functional_hash`` probes the canonical form and memoises
+    digests by it, so candidates that differ only where behaviour cannot see run the probe once.
+    """
     if not isinstance(cls, type):
         raise HashingError(f"register_probe_runner needs a class, got {cls!r}")
-    if not callable(runner):
+    if not callable(runner) or (canonical is not None and not callable(canonical)):
         raise HashingError(f"the probe runner for {cls.__name__} must be callable, got {runner!r}")
     _RUNNERS[cls] = runner
+    if canonical is None:
+        _CANONICAL.pop(cls, None)
+    else:
+        _CANONICAL[cls] = canonical
 
 
 def probe_runner_for(candidate: Any) -> ProbeRunner:
@@ -50,6 +61,15 @@ def probe_runner_for(candidate: Any) -> ProbeRunner:
         f"no probe runner registered for {type(candidate).__name__}; "
         f"call hashing.register_probe_runner({type(candidate).__name__}, runner) (programs: 'import programs')"
     )
+
+
+def canonical_form(candidate: Any) -> Any:
+    """The canonical form registered for ``type(candidate)`` (see ``register_probe_runner``), or the candidate."""
+    for cls in type(candidate).__mro__:
+        if cls in _RUNNERS:
+            canonical = _CANONICAL.get(cls)
+            return candidate if canonical is None else canonical(candidate)
+    return candidate
 
 
 def registered_types() -> tuple[type, ...]:

@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from programs.analysis import check
-from programs.primitives import PRIMITIVES
+from programs.analysis import check, input_types
+from programs.primitives import PRIMITIVES, result_kind
 from programs.program import Arg, Program
 
 
@@ -45,12 +45,8 @@ class Plan:
     """A program resolved for execution; immutable and cheap to call repeatedly."""
 
     def __init__(self, program: Program) -> None:
-        envs = check(program)
         self.program = program
-        self.steps = tuple(
-            _Step(PRIMITIVES[s.fn].impl, s.args, s.target, any(isinstance(a, str) and envs[i][a] for a in s.args))
-            for i, s in enumerate(program.statements)
-        )
+        self.steps = _resolve(program)
 
     def __call__(self, ops: Any, inputs: dict[str, Any]) -> tuple[Any, Any, Any]:
         """One step. If ``ops`` has ``scalar`` (a float type), constants and Python-float results are converted to it,
@@ -64,6 +60,27 @@ class Plan:
             env[step.target] = scalar(result) if scalar is not None and isinstance(result, float) else result
         update, m, v = (env[name] for name in self.program.outputs)
         return update, m, v
+
+
+def _resolve(program: Program) -> tuple[_Step, ...]:
+    """The steps of ``program`` from one pass of type inference (a plan is built for every program hashed); an
+    invalid program gets ``check``'s error."""
+    env = input_types(program)
+    steps = []
+    for statement in program.statements:
+        try:
+            arg_types = [isinstance(a, str) and env[a] for a in statement.args]
+        except KeyError:
+            arg_types = None
+        if arg_types is None:
+            check(program)  # raises the ProgramError that names the statement
+            raise AssertionError("check accepted a read of an unassigned variable")
+        steps.append(_Step(PRIMITIVES[statement.fn].impl, statement.args, statement.target, any(arg_types)))
+        env[statement.target] = result_kind(statement.fn, arg_types)
+    if not all(env.get(name) is True for name in program.outputs):
+        check(program)  # raises: an output never assigned, or a scalar
+        raise AssertionError("check accepted an output that is not a tensor")
+    return tuple(steps)
 
 
 class NumpyOps:

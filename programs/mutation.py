@@ -17,7 +17,9 @@ All randomness comes from the ``numpy.random.Generator`` passed in: the same gen
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Callable
 
 import numpy as np
@@ -99,26 +101,31 @@ def mutate_with_info(
     returned.
     """
     config = config or _DEFAULT
+    table = _kind_table(program, config)
     if not config.fcm:
-        return _edit(program, rng, config)
+        return _edit(program, rng, config, table).finish()
     from hashing import functional_hash  # lazy: hashing sits beside programs and registers a program runner
 
-    parent_live = _live_code(program)
+    live = live_indices(program)
+    parent_live = (tuple(program.statements[i] for i in live), program.inputs, program.outputs)
+    dead = frozenset(range(len(program))).difference(live)
     parent_hash: str | None = None  # hashed on the first child whose live code differs
     budget = config.fcm_budget
-    for _ in range(config.fcm_tries):
-        child, mutation = _edit(program, rng, config)
-        if _live_code(child) == parent_live:
+    for attempt in range(config.fcm_tries):
+        # An edit of a dead statement (delete, modify) keeps the live code: it is drawn (the same random numbers),
+        # then dropped without building the child. The last try is always built: it is returned if none differs.
+        edit = _edit(program, rng, config, table, dead if attempt < config.fcm_tries - 1 else None)
+        if edit.child is None or _live_code(edit.child) == parent_live:
             continue  # only dead code changed: the same behaviour, so the same hash (simplify keeps the hash)
-        cost = len(child) + (len(program) if parent_hash is None else 0)
+        cost = len(edit.child) + (len(program) if parent_hash is None else 0)
         if cost > budget:
             break
         budget -= cost
         if parent_hash is None:
             parent_hash = functional_hash(program)
-        if functional_hash(child) != parent_hash:
+        if functional_hash(edit.child) != parent_hash:
             break
-    return child, mutation
+    return edit.finish()
 
 
 def _live_code(program: Program) -> tuple[tuple[Statement, ...], tuple[str, ...], tuple[str, str, str]]:
@@ -127,32 +134,48 @@ def _live_code(program: Program) -> tuple[tuple[Statement, ...], tuple[str, ...]
     return tuple(statements[i] for i in live_indices(program)), program.inputs, program.outputs
 
 
-def _edit(program: Program, rng: np.random.Generator, config: MutationConfig) -> tuple[Program, Mutation]:
-    kinds, cumulative = _kind_table(program, config)
+@dataclass(frozen=True)
+class _Edit:
+    """A drawn edit: the child (None: an edit of dead code not built, see ``mutate_with_info``) and its record,
+    whose text is rendered only for the child returned."""
+
+    child: Program | None
+    kind: str
+    index: int
+    describe: Callable[[], str]
+
+    def finish(self) -> tuple[Program, Mutation]:
+        assert self.child is not None, "the returned edit is always built"
+        return self.child, Mutation(self.kind, self.index, self.describe())
+
+
+def _edit(program: Program, rng: np.random.Generator, config: MutationConfig, table: tuple[list[str], list[float]],
+          dead: frozenset[int] = frozenset()) -> _Edit:
+    kinds, cumulative = table
     if not kinds:
         raise ProgramError(f"cannot mutate a program of {len(program)} statements with insertion turned off")
     for _ in range(config.edit_tries):
-        kind = kinds[int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))]
-        result = _EDITS[kind](program, rng, config)
-        if result is not None and (kind == MODIFY or is_valid_fast(result[0])):
+        kind = kinds[bisect_right(cumulative, rng.random() * cumulative[-1])]
+        result = _EDITS[kind](program, rng, config, dead or frozenset())
+        if result is not None and (kind == MODIFY or result.child is None or is_valid_fast(result.child)):
             return result  # a modification keeps every type and definition, so its child is valid by construction
     raise ProgramError(f"no valid mutation found in {config.edit_tries} tries for a program of {len(program)} statements")
 
 
-def _kind_table(program: Program, config: MutationConfig) -> tuple[list[str], np.ndarray]:
+def _kind_table(program: Program, config: MutationConfig) -> tuple[list[str], list[float]]:
     weights = {INSERT: config.insert_weight if config.insertion and len(program) < config.max_statements else 0.0}
     if program.statements:
         weights[DELETE] = config.delete_weight
     if any(s.args for s in program.statements):
         weights[MODIFY] = config.modify_weight
     kinds = [k for k in KINDS if weights.get(k, 0.0) > 0]
-    return kinds, np.cumsum([weights[k] for k in kinds])
+    return kinds, list(accumulate(weights[k] for k in kinds))
 
 
-Edit = Callable[[Program, np.random.Generator, MutationConfig], "tuple[Program, Mutation] | None"]
+Edit = Callable[[Program, np.random.Generator, MutationConfig, frozenset], "_Edit | None"]
 
 
-def _insert(program: Program, rng: np.random.Generator, config: MutationConfig) -> tuple[Program, Mutation]:
+def _insert(program: Program, rng: np.random.Generator, config: MutationConfig, dead: frozenset[int]) -> _Edit:
     index = int(rng.integers(len(program) + 1))
     env = types_before(program, index)
     fn = config.functions[int(rng.integers(len(config.functions)))]
@@ -160,17 +183,21 @@ def _insert(program: Program, rng: np.random.Generator, config: MutationConfig) 
     target = _random_target(program, rng, config)
     statement = Statement(target, fn, args)
     statements = program.statements[:index] + (statement,) + program.statements[index:]
-    return program.replace_statements(statements), Mutation(INSERT, index, f"insert {index}: {statement.to_text()}")
+    return _Edit(program.replace_statements(statements), INSERT, index,
+                 lambda: f"insert {index}: {statement.to_text()}")
 
 
-def _delete(program: Program, rng: np.random.Generator, config: MutationConfig) -> tuple[Program, Mutation]:
+def _delete(program: Program, rng: np.random.Generator, config: MutationConfig, dead: frozenset[int]) -> _Edit:
     index = int(rng.integers(len(program)))
     removed = program.statements[index]
     statements = program.statements[:index] + program.statements[index + 1 :]
-    return program.replace_statements(statements), Mutation(DELETE, index, f"delete {index}: {removed.to_text()}")
+    child = program.replace_statements(statements)
+    if index in dead:  # deleting a dead statement leaves the live code as it is; still checked for validity
+        return _Edit(None, DELETE, index, str) if is_valid_fast(child) else None  # type: ignore[return-value]
+    return _Edit(child, DELETE, index, lambda: f"delete {index}: {removed.to_text()}")
 
 
-def _modify(program: Program, rng: np.random.Generator, config: MutationConfig) -> tuple[Program, Mutation] | None:
+def _modify(program: Program, rng: np.random.Generator, config: MutationConfig, dead: frozenset[int]) -> _Edit | None:
     candidates = [i for i, s in enumerate(program.statements) if s.args]
     index = candidates[int(rng.integers(len(candidates)))]
     statement = program.statements[index]
@@ -182,11 +209,13 @@ def _modify(program: Program, rng: np.random.Generator, config: MutationConfig) 
             return None  # no other variable of the same type is defined here: draw another edit
     else:
         new = _perturb_constant(old, rng)
+    if index in dead:  # a dead statement stays dead whatever its arguments: the live code is unchanged
+        return _Edit(None, MODIFY, index, str)
     args = statement.args[:position] + (new,) + statement.args[position + 1 :]
     modified = Statement(statement.target, statement.fn, args)
     statements = program.statements[:index] + (modified,) + program.statements[index + 1 :]
-    detail = f"modify {index}: {_show(old)} -> {_show(new)}"
-    return program.replace_statements(statements), Mutation(MODIFY, index, detail)
+    return _Edit(program.replace_statements(statements), MODIFY, index,
+                 lambda: f"modify {index}: {_show(old)} -> {_show(new)}")
 
 
 _EDITS: dict[str, Edit] = {INSERT: _insert, DELETE: _delete, MODIFY: _modify}

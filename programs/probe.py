@@ -26,6 +26,8 @@ import numpy as np
 from hashing import HashConfig, register_probe_runner
 from programs.execute import NumpyOps, Plan
 from programs.program import Program
+from programs.mutation import is_valid_fast
+from programs.simplify import live_indices
 
 _PROBE_STREAM = 0x0A11_5EED  # separates probe draws from any other use of the same seed
 
@@ -90,4 +92,16 @@ def run_program_probe(program: Program, config: HashConfig) -> np.ndarray:
     return updates
 
 
-register_probe_runner(Program, run_program_probe)
+def live_program(program: Program) -> Program:
+    """``program`` without its dead statements (those the update never depends on): the same probe outputs, so the
+    functional hash probes this and memoises by it (``register_probe_runner(..., canonical=)``). ``program`` itself
+    when dropping them leaves a state output that is not a tensor (its last write dead, an earlier one a scalar)."""
+    live = live_indices(program)
+    if len(live) == len(program):
+        return program
+    statements = program.statements
+    pruned = program.replace_statements(tuple(statements[i] for i in live))
+    return pruned if is_valid_fast(pruned) else program
+
+
+register_probe_runner(Program, run_program_probe, canonical=live_program)

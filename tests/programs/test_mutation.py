@@ -295,11 +295,11 @@ def test_live_indices_are_the_update_ancestors_in_the_dataflow_graph():
 def _fcm_hashing_every_child(program, rng, config):
     """The reference FCM: hash every child (what mutate_with_info did before it skipped dead-code edits)."""
     from hashing import functional_hash
-    from programs.mutation import _edit
+    from programs.mutation import _edit, _kind_table
 
     parent_hash = functional_hash(program)
     for _ in range(config.fcm_tries):
-        child, mutation = _edit(program, rng, config)
+        child, mutation = _edit(program, rng, config, _kind_table(program, config)).finish()
         if functional_hash(child) != parent_hash:
             break
     return child, mutation
