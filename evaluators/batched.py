@@ -5,8 +5,10 @@ same initial weights and see the same batches (exactly what K separate evaluatio
 parameters are stacked into the rows of one buffer ``W[K, P]`` (laid out as ``FlatParameters`` lays out one model),
 forward and backward run once for all rows (``evaluators.stacked``: batched matmuls written out for an MLP,
 ``torch.func.functional_call`` under ``vmap`` for other models), and the K update rules run in the batched program
-interpreter (``programs.batched``). The learning-rate schedule, the divergence checks and their messages are the one-at-a-time loop's (``evaluators.loop``): a row that
-fails is reported with the step and reason the loop would give, and is dropped from the batch; the others go on.
+interpreter (``programs.batched``) on a GPU, or each row's compiled program on its row on a CPU (``updates``). The
+learning-rate schedule, the divergence checks and their messages are the one-at-a-time loop's (``evaluators.loop``):
+a row that fails is reported with the step and reason the loop would give, and is dropped from the batch; the others
+go on.
 
 ``evaluate_batch`` is the same over requests (program texts, ``evaluators.evaluate``'s result format), split into
 batches that fit a memory bound (``max_batch``); a batch that runs out of memory is retried in halves.
@@ -50,12 +52,16 @@ def train_batch(
     lr: float | None = None,
     device: str | torch.device = "cpu",
     cache_dir: Path | str | None = None,
+    updates: str = "auto",
 ) -> list[Row]:
     """Train ``task`` once with each of ``programs`` (all rows at once); one entry per program, in order.
 
     An entry is the metrics dict of ``evaluators.train`` (plus ``batch``: the number of rows trained together;
     ``wall_time`` is the batch's time divided by that number) or the ``EvaluationFailed`` that ``train`` would have
     raised. Raises ``torch.OutOfMemoryError`` if the batch does not fit (``evaluate_batch`` then splits it).
+
+    ``updates``: how the K update rules run — ``"grouped"`` (the batched interpreter, kernels per step independent
+    of K), ``"rows"`` (each row's compiled program on its row) or ``"auto"`` (rows on a CPU, grouped elsewhere).
     """
     if len(programs) == 1 or batch_problem(task) is not None:  # a batch of one, or a plug-in model vmap cannot
         # batch (evaluators.plugins): the one-at-a-time loop
@@ -65,15 +71,17 @@ def train_batch(
     setup = prepare(task, seed, device, cache_dir)
     flat = FlatParameters(setup.model)
     schedule = lr_schedule(base_lr, task.steps, task.warmup)
-    # rows with the same instructions side by side: their groups are contiguous (views, not gathers)
-    order = sorted(range(len(programs)), key=lambda k: BatchedProgram.layout_key(programs[k]))
-    run = _BatchRun(setup, flat, [programs[k] for k in order], schedule)
+    form = _updates_form(updates, flat.w.device)
+    order = list(range(len(programs)))
+    if form == "grouped":  # rows with the same instructions side by side: their groups are views, not gathers
+        order.sort(key=lambda k: BatchedProgram.layout_key(programs[k]))
+    run = _BatchRun(setup, flat, [programs[k] for k in order], schedule, form)
     seconds = run.train()
     rows: list[Row] = [None] * len(programs)  # type: ignore[list-item]
     for position, failure in run.failures.items():
         rows[order[position]] = failure
     if run.active:
-        val_loss, accuracy = run.model.validate(run.regs[W])
+        val_loss, accuracy = run.model.validate(run.updates.w)
         for position, k in enumerate(run.active):
             rows[order[k]] = _metrics(setup, run.losses[position], float(val_loss[position]),
                                       None if accuracy is None else float(accuracy[position]))
@@ -82,6 +90,17 @@ def train_batch(
         if isinstance(row, dict):
             row.update(steps_per_s=task.steps / max(seconds, 1e-9), wall_time=share, lr=base_lr, batch=len(programs))
     return rows  # type: ignore[return-value]
+
+
+UPDATES = ("auto", "grouped", "rows")
+
+
+def _updates_form(updates: str, device: torch.device) -> str:
+    if updates not in UPDATES:
+        raise ValueError(f"updates must be one of {', '.join(UPDATES)}, got {updates!r}")
+    if updates == "auto":
+        return "rows" if device.type == "cpu" else "grouped"
+    return updates
 
 
 def _train_one(task: Task, program: Program, **options: Any) -> Row:
@@ -103,38 +122,101 @@ def _metrics(setup: Setup, losses: Tensor, val_loss: float, accuracy: float | No
             "steps": task.steps}
 
 
+class _GroupedUpdates:
+    """The K update rules in the batched program interpreter (``programs.batched``): one kernel per group of rows
+    that share an instruction, so the kernels per step do not grow with K — the form for a GPU, where a launch costs
+    more than the gathers and scatters it saves. ``w``/``g``: the stacked parameters and gradients ``[K, P]``."""
+
+    def __init__(self, programs: list[Program], segments: tuple[int, ...], schedule: list[float], w: Tensor) -> None:
+        self.segments = segments
+        self.batch = BatchedProgram(programs, segments)
+        self.regs = self.batch.registers_for(w)
+        steps = np.arange(1, len(schedule) + 1)
+        self.statics = self.batch.statics(schedule, steps, dtype=w.dtype, device=w.device).transpose(0, 1).contiguous()
+
+    @property
+    def w(self) -> Tensor:
+        return self.regs[W]
+
+    @property
+    def g(self) -> Tensor:
+        return self.regs[G]
+
+    def step(self, t: int) -> None:
+        self.batch.step(self.regs, self.statics[:, t - 1])
+
+    def keep(self, rows: list[int]) -> None:
+        """Go on with these rows only (positions, in order)."""
+        index = torch.tensor(rows, dtype=torch.int64, device=self.regs.device)
+        self.regs = self.regs.index_select(1, index)
+        self.statics = self.statics.index_select(0, index)
+        self.batch = BatchedProgram([self.batch.programs[k] for k in rows], self.segments)
+
+
+class _RowUpdates:
+    """The K update rules on a CPU: each row runs its compiled program (``programs.compile``, exactly the
+    one-at-a-time step) on its own row of ``w`` and ``g``, with its ``m`` and ``v`` held apart. On a CPU a kernel
+    launch costs little and a copy costs as much as the op it feeds, so the interpreter's gathers and scatters cost
+    more than the launches they save: this loop takes a third to a half of the interpreter's time at K = 32."""
+
+    def __init__(self, programs: list[Program], segments: tuple[int, ...], schedule: list[float], w: Tensor) -> None:
+        self.schedule = schedule
+        self.steps = [compile_program(program, segments) for program in programs]
+        self.wg = torch.zeros((2, *w.shape), dtype=w.dtype, device=w.device)
+        self.wg[0].copy_(w)
+        self.m = list(torch.zeros_like(w).unbind(0))
+        self.v = list(torch.zeros_like(w).unbind(0))
+
+    @property
+    def w(self) -> Tensor:
+        return self.wg[0]
+
+    @property
+    def g(self) -> Tensor:
+        return self.wg[1]
+
+    def step(self, t: int) -> None:
+        lr, m, v = self.schedule[t - 1], self.m, self.v
+        for k, (step, w, g) in enumerate(zip(self.steps, self.wg[0].unbind(0), self.wg[1].unbind(0))):
+            update, m[k], v[k] = step(w, g, m[k], v[k], lr, t)
+            w.sub_(update)
+
+    def keep(self, rows: list[int]) -> None:
+        self.wg = self.wg.index_select(1, torch.tensor(rows, dtype=torch.int64, device=self.wg.device))
+        self.steps, self.m, self.v = ([items[k] for k in rows] for items in (self.steps, self.m, self.v))
+
+
 class _BatchRun:
     """The training steps of one batch; rows that fail are dropped (``active`` maps positions to program indices)."""
 
-    def __init__(self, setup: Setup, flat: FlatParameters, programs: list[Program], schedule: list[float]) -> None:
-        self.setup, self.programs, self.schedule = setup, programs, schedule
+    def __init__(self, setup: Setup, flat: FlatParameters, programs: list[Program], schedule: list[float],
+                 updates: str) -> None:
+        self.setup, self.schedule = setup, schedule
         self.model = stacked_model(setup)
         self.active = list(range(len(programs)))
         self.failures: dict[int, EvaluationFailed] = {}
         k, device = len(programs), flat.w.device
-        self.batch = BatchedProgram(programs, flat.segments)
-        self.regs = self.batch.registers_for(flat.w.expand(k, -1))
-        steps = np.arange(1, len(schedule) + 1)
-        self.statics = self.batch.statics(schedule, steps, dtype=flat.w.dtype, device=device).transpose(0, 1).contiguous()
+        form = _RowUpdates if updates == "rows" else _GroupedUpdates
+        self.updates = form(programs, flat.segments, schedule, flat.w.expand(k, -1))
         self.losses = torch.empty((k, len(schedule)), device=device, dtype=torch.float32)
         self.limits = np.full(k, math.inf)
 
     def train(self) -> float:
-        setup, factor = self.setup, self.setup.task.diverge_factor
-        _synchronize(self.regs.device)
+        setup, factor, updates = self.setup, self.setup.task.diverge_factor, self.updates
+        _synchronize(self.losses.device)
         started = time.perf_counter()
         for t in range(1, len(self.schedule) + 1):
             index = setup.batches[t - 1]
-            self.losses[:, t - 1] = self.model.loss_and_grad(self.regs[W], self.regs[G], setup.x_train[index],
+            self.losses[:, t - 1] = self.model.loss_and_grad(updates.w, updates.g, setup.x_train[index],
                                                              setup.y_train[index])
-            self.batch.step(self.regs, self.statics[:, t - 1])
+            updates.step(t)
             if t == 1:
                 self._first_step(factor)
             if (t % CHECK_EVERY == 0 or t == len(self.schedule)) and self.active:
                 self._check(max(t - CHECK_EVERY, 0), t, factor)
             if not self.active:
                 break
-        _synchronize(self.regs.device)
+        _synchronize(self.losses.device)
         return time.perf_counter() - started
 
     def _first_step(self, factor: float) -> None:
@@ -169,12 +251,9 @@ class _BatchRun:
         self.active = [self.active[p] for p in keep]
         if not keep:
             return
-        rows = torch.tensor(keep, dtype=torch.int64, device=self.regs.device)
-        self.regs = self.regs.index_select(1, rows)
-        self.statics = self.statics.index_select(0, rows)
-        self.losses = self.losses.index_select(0, rows)
+        self.updates.keep(keep)
+        self.losses = self.losses.index_select(0, torch.tensor(keep, dtype=torch.int64, device=self.losses.device))
         self.limits = self.limits[keep]
-        self.batch = BatchedProgram([self.programs[k] for k in self.active], self.batch.segments)
 
 
 def evaluate_batch(

@@ -94,6 +94,22 @@ def test_rows_equal_one_at_a_time(name: str, count: int, steps: int) -> None:
         return
 
 
+@pytest.mark.parametrize("name,count", [("quadratic", 110), ("mnist1d-mlp", 8)])
+def test_grouped_updates_equal_row_updates(name: str, count: int) -> None:
+    """The batched interpreter (the GPU's form, ``updates="grouped"``) gives the rows that each row's compiled program
+    gives (the CPU's form, checked against one-at-a-time evaluation above, on the same mutants: a program that divides
+    by a near-zero gradient entry is chaotic, like ``sign``, and no tolerance holds for it over 12 steps)."""
+    task = short(evaluators.get_task(name))
+    members = mutants(count, seed=len(name))
+    grouped = train_batch(task, members, seed=3, updates="grouped")
+    rows = train_batch(task, members, seed=3, updates="rows")
+    for program, row, expected in zip(members, grouped, rows):
+        assert_same(row, expected, task, program)
+    assert sum(isinstance(row, EvaluationFailed) for row in rows) >= 2
+    with pytest.raises(ValueError, match="updates must be one of"):
+        train_batch(task, members[:2], seed=3, updates="fused")
+
+
 def test_failures_keep_their_step_and_reason() -> None:
     task = short(evaluators.get_task("quadratic"))
     rows = train_batch(task, [parse(NAN), library.get("adamw"), parse(DIVERGING)], seed=0)
