@@ -147,8 +147,11 @@ def test_cli_oneshot_then_score_round_trip(tmp_path: Path, capsys: pytest.Captur
     scores = json.loads(out.read_text())
     assert list(scores) == [ARCHS[2], ARCHS[0], SPECIAL[4].to_text()]
     with sqlite3.connect(run / "results.db") as db:
-        recorded = dict(db.execute("SELECT c.text, e.fitness FROM evaluations e JOIN candidates c "
-                                   "ON c.id = e.candidate_id"))
+        rows = db.execute("SELECT c.text, e.fitness, e.metrics FROM evaluations e JOIN candidates c "
+                          "ON c.id = e.candidate_id").fetchall()
+        recorded = {text: json.loads(metrics)["inherited_accuracy"] for text, _, metrics in rows}
+        # the fitness is the ranking score: minus the inherited loss by default
+        assert all(fitness == pytest.approx(-json.loads(metrics)["inherited_loss"]) for _, fitness, metrics in rows)
         assert db.execute("SELECT kind FROM jobs").fetchone() == ("architecture",)
     for arch in (ARCHS[0], ARCHS[2]):  # `nas score` reproduces what `nas oneshot` recorded
         assert scores[arch] == pytest.approx(recorded[arch])
