@@ -5,8 +5,9 @@
   batch-order generator. Score: accuracy and loss on the α (validation) split. Result: the winner's genotype.
 - ``OneShotBackend``: the single-path NB201 supernet (``nas.oneshot``, trained by ``nas.oneshot_train``); a state
   holds the supernet (with its ``allowed`` mask), its SGD and the path/data sampler. Score: mean inherited
-  accuracy of a fixed sample of architectures from the subspace it may use. Result: the best of a larger sample
-  of the winner's subspace by inherited accuracy and, with a ground-truth table, Kendall τ — each table
+  accuracy (then loss) of a fixed sample of architectures from the subspace it may use. Result: the best of a
+  larger sample of the winner's subspace by the inherited metric (``InheritConfig.metric``: loss by default) and,
+  with a ground-truth table, Kendall τ and the top pick's rank — each table
   architecture scored by the last-generation sub-supernet whose subspace holds it (the leaves partition the
   space).
 """
@@ -30,7 +31,7 @@ from nas.fewshot import FewShotBackend
 from nas.genotypes import Genotype
 from nas.gradient_matching import Batch, DartsSplitSpace, OneShotSplitSpace, SplitSpace
 from nas.nb201 import NB201Genotype
-from nas.oneshot import InheritConfig, OneShotSupernet, genotype_of, inherited_accuracy
+from nas.oneshot import InheritConfig, InheritedScore, OneShotSupernet, genotype_of, inherited_scores
 from nas.oneshot_train import OneShotConfig, SupernetData
 from nas.pada import Sampler, make_sampler
 from nas.ranking import rank_correlation
@@ -165,8 +166,8 @@ class OneShotBackend(FewShotBackend):
         return {"lr": record.lr, "train_loss": record.train_loss, "train_accuracy": record.train_accuracy}
 
     def score(self, state: OneShotState) -> tuple[float, float]:
-        accuracies = self._accuracy(state, subspace_sample(state.supernet, self.score_archs, self.config.seed))
-        return float(np.mean(accuracies)), 0.0
+        results = self._evaluate(state, subspace_sample(state.supernet, self.score_archs, self.config.seed))
+        return float(np.mean([r.accuracy for r in results])), float(np.mean([r.loss for r in results]))
 
     def batches(self, count: int, generator: torch.Generator) -> list[Batch]:
         return random_batches(*self.data.train, count, self.config.batch_size, generator, self.device)
@@ -175,17 +176,19 @@ class OneShotBackend(FewShotBackend):
         self, winner: OneShotState, leaves: Sequence[OneShotState]
     ) -> tuple[NB201Genotype, str, dict[str, Any]]:
         candidates = subspace_sample(winner.supernet, self.final_archs, self.config.seed + 1)
-        accuracies = self._accuracy(winner, candidates)
-        best = int(np.argmax(accuracies))
-        metrics: dict[str, Any] = {"inherited_accuracy": accuracies[best],
-                                   "scores": {g.to_text(): a for g, a in zip(candidates, accuracies)}}  # fmt: skip
+        results = self._evaluate(winner, candidates)
+        values = [r.value(self.inherit.metric) for r in results]
+        best = int(np.argmax(values))
+        metrics: dict[str, Any] = {"inherited_accuracy": results[best].accuracy, "inherited_loss": results[best].loss,
+                                   "scores": {g.to_text(): v for g, v in zip(candidates, values)}}  # fmt: skip
         if self.table:
             predicted = self.table_scores(leaves)
             metrics.update(rank_correlation(predicted, self.table).to_dict(), table_scores=predicted)
         return candidates[best], candidates[best].to_text(), metrics
 
     def table_scores(self, leaves: Sequence[OneShotState]) -> dict[str, float]:
-        """Each table architecture's inherited accuracy from the leaf whose subspace holds it."""
+        """Each table architecture's ranking score (``InheritedScore.value`` of ``inherit.metric``) from the leaf
+        whose subspace holds it."""
         owners: dict[int, list[NB201Genotype]] = {}
         for text in self.table or {}:
             genotype = NB201Genotype.from_text(text)
@@ -195,12 +198,13 @@ class OneShotBackend(FewShotBackend):
             owners.setdefault(owner[0], []).append(genotype)
         scores: dict[str, float] = {}
         for i, genotypes in owners.items():
-            scores.update(zip((g.to_text() for g in genotypes), self._accuracy(leaves[i], genotypes)))
+            values = [r.value(self.inherit.metric) for r in self._evaluate(leaves[i], genotypes)]
+            scores.update(zip((g.to_text() for g in genotypes), values))
         return scores
 
-    def _accuracy(self, state: OneShotState, genotypes: Sequence[NB201Genotype]) -> list[float]:
-        return inherited_accuracy(state.supernet, genotypes, self.data.train[0], self.data.val, self.inherit,
-                                  self.device)  # fmt: skip
+    def _evaluate(self, state: OneShotState, genotypes: Sequence[NB201Genotype]) -> list[InheritedScore]:
+        return inherited_scores(state.supernet, genotypes, self.data.train[0], self.data.val, self.inherit,
+                                self.device)  # fmt: skip
 
 
 def subspace_sample(supernet: OneShotSupernet, count: int, seed: int) -> list[NB201Genotype]:

@@ -30,7 +30,7 @@ from evaluators.fit import EpochStats, SGDConfig, TrainStep, fit
 from nas.errors import NasError
 from nas.nb201 import NB201Genotype
 from nas.nb201_network import NB201NetConfig
-from nas.oneshot import InheritConfig, OneShotSupernet, inherited_accuracy, path_grad_norms
+from nas.oneshot import InheritConfig, InheritedScore, OneShotSupernet, inherited_scores, path_grad_norms
 from nas.pada import SAMPLERS, Sampler, make_sampler
 
 DATASETS = ("mnist1d", "digits")
@@ -41,7 +41,8 @@ Pair = tuple[torch.Tensor, torch.Tensor]
 
 @dataclass(frozen=True)
 class OneShotConfig(SGDConfig):
-    """Supernet training: ``net`` shape, ``sampler`` ("uniform" or "pada"), and the SGD of ``SGDConfig`` (``epochs``,
+    """Supernet training: ``net`` shape, ``sampler`` ("uniform", "fair" or "pada"), ``paths_per_step`` paths whose
+    gradients are summed before each SGD step (FairNAS: 5 with the "fair" sampler), and the SGD of ``SGDConfig`` (``epochs``,
     ``lr`` cosine-annealed to ``lr_min``, ``momentum``, ``weight_decay``, gradient norm clipped to ``grad_clip``);
     ``seed`` decides the initial weights and every draw of the sampler."""
 
@@ -53,10 +54,13 @@ class OneShotConfig(SGDConfig):
     weight_decay: float = 5e-4
     net: NB201NetConfig = field(default_factory=NB201NetConfig)
     sampler: str = "uniform"
+    paths_per_step: int = 1
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
             raise NasError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if self.paths_per_step < 1:
+            raise NasError(f"paths_per_step must be >= 1, got {self.paths_per_step}")
         super().__post_init__()
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,18 +182,27 @@ class SinglePathStep(TrainStep):
         if len(index) < 2:  # BatchNorm needs two examples
             return None
         supernet, sampler, (x, y) = self.model, self.sampler, self.train
-        genotype = sampler.sample(supernet.allowed_mask())
         rows = torch.from_numpy(index)
         xb, yb = x[rows].to(self.device), y[rows].to(self.device)
-        logits = supernet(xb, genotype)
-        loss = F.cross_entropy(logits, yb)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        norms = path_grad_norms(supernet, genotype) if sampler.wants_grad_norms else None
+        paths = self.config.paths_per_step
+        losses, hits = [], []
+        for _ in range(paths):  # gradients of the paths add up (FairNAS); one path: plain SPOS
+            genotype = sampler.sample(supernet.allowed_mask())
+            logits = supernet(xb, genotype)
+            loss = F.cross_entropy(logits, yb)
+            loss.backward()
+            # With several paths an operation two of them share carries both gradients: PA&DA's norms are then
+            # those of the sum so far (exact for the "fair" sampler's blocks, where no operation repeats).
+            norms = path_grad_norms(supernet, genotype) if sampler.wants_grad_norms else None
+            sampler.observe(genotype, norms, index, logits, yb)
+            losses.append(loss.detach())
+            hits.append((logits.argmax(dim=1) == yb).sum())
         self.config.clip(supernet.parameters())
         self.optimizer.step()
-        sampler.observe(genotype, norms, index, logits, yb)
-        return loss.detach(), (logits.argmax(dim=1) == yb).sum(), len(index)
+        if paths == 1:
+            return losses[0], hits[0], len(index)
+        return torch.stack(losses).mean(), torch.div(torch.stack(hits).sum(), paths, rounding_mode="floor"), len(index)
 
     def end_epoch(self, stats: EpochStats) -> OneShotEpoch:
         self.sampler.end_epoch(stats.epoch)
@@ -198,11 +211,18 @@ class SinglePathStep(TrainStep):
                             time.perf_counter() - stats.started, self.sampler.describe())  # fmt: skip
 
 
+def evaluate(supernet: OneShotSupernet, genotypes: Sequence[NB201Genotype], data: SupernetData,
+             config: InheritConfig = InheritConfig(), device: str | torch.device = "cpu") -> list[InheritedScore]:
+    """Inherited-weight validation accuracy and loss of each genotype (``nas.oneshot.inherited_scores``), BatchNorm
+    recalibrated on ``data``'s training inputs and measured on its validation split; rank with
+    ``InheritedScore.value(config.metric)``."""
+    return inherited_scores(supernet, genotypes, data.train[0], data.val, config, device)
+
+
 def score(supernet: OneShotSupernet, genotypes: Sequence[NB201Genotype], data: SupernetData,
           config: InheritConfig = InheritConfig(), device: str | torch.device = "cpu") -> list[float]:
-    """Inherited-weight validation accuracy of each genotype (``nas.oneshot.inherited_accuracy``), BatchNorm
-    recalibrated on ``data``'s training inputs and measured on its validation split."""
-    return inherited_accuracy(supernet, genotypes, data.train[0], data.val, config, device)
+    """Inherited-weight validation accuracy of each genotype (``evaluate``'s accuracies)."""
+    return [s.accuracy for s in evaluate(supernet, genotypes, data, config, device)]
 
 
 def save_supernet(path: str | Path, supernet: OneShotSupernet, config: OneShotConfig, dataset: str, epoch: int, *,

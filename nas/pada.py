@@ -1,7 +1,12 @@
 """Samplers of one-shot supernet training: which path each step trains, and which examples each epoch sees.
 
 ``UniformSampler`` is SPOS's baseline: each edge's operation uniformly among the allowed ones, every example once
-per epoch in a random order. ``PADASampler`` is PA&DA (Lu et al. 2023, PAPERS.md §7), importance sampling of paths
+per epoch in a random order. ``FairSampler`` is FairNAS's strict fairness (Chu et al. 2021): steps come in blocks of
+``n`` (the most operations an edge allows, 5 unrestricted); within a block every edge runs each of its allowed
+operations exactly once, in an order drawn afresh per edge and block — so after every block each operation has
+been trained equally often, not just in expectation (an edge restricted to fewer operations cycles through its
+own permutation). With ``OneShotConfig.paths_per_step = n`` one block is one optimiser step (FairNAS's gradient
+accumulation). ``PADASampler`` is PA&DA (Lu et al. 2023, PAPERS.md §7), importance sampling of paths
 and data that lowers the variance of the supernet's gradient:
 
 - **Path.** After each backward pass, the gradient norm of the sampled parametric operation on each edge (over all
@@ -34,7 +39,7 @@ from nas.nb201 import NB201Genotype
 from nas.oneshot import N_EDGES, N_OPS, PARAMETRIC, genotype_of
 from nas.spaces import NB201_PRIMITIVES
 
-SAMPLERS = ("uniform", "pada")
+SAMPLERS = ("uniform", "fair", "pada")
 _PARAMETRIC_COLUMNS = np.array([op in PARAMETRIC for op in NB201_PRIMITIVES])
 
 
@@ -135,6 +140,50 @@ class UniformSampler(Sampler):
         return path_probabilities(np.zeros((N_EDGES, N_OPS)), 0.0, allowed)
 
 
+class FairSampler(Sampler):
+    """FairNAS strict fairness (see the module docstring): each block of steps runs every allowed operation of
+    every edge once. The block in progress is part of the state, so a resumed run draws what this one would."""
+
+    name = "fair"
+
+    def __init__(self, epochs: int, n_train: int, seed: int) -> None:
+        super().__init__(epochs, n_train, seed)
+        self.block: list[list[int]] = []  # per edge, the operation of each step of the block
+        self.position = 0
+        self.block_mask: list[list[bool]] = []
+
+    def sample(self, allowed: np.ndarray) -> NB201Genotype:
+        mask = np.asarray(allowed, dtype=bool)
+        self.probabilities(mask)  # validates the mask
+        finished = not self.block or self.position >= len(self.block[0])
+        if finished or mask.tolist() != self.block_mask:  # a few-shot split may narrow an edge mid-block
+            self._new_block(mask)
+        choice = [row[self.position] for row in self.block]
+        self.position += 1
+        return genotype_of(choice)
+
+    def _new_block(self, mask: np.ndarray) -> None:
+        size = int(mask.sum(axis=1).max())
+        block = []
+        for row in mask:
+            ops = self.rng.permutation(np.flatnonzero(row))
+            block.append([int(ops[i % len(ops)]) for i in range(size)])
+        self.block, self.position, self.block_mask = block, 0, mask.tolist()
+
+    def probabilities(self, allowed: np.ndarray) -> np.ndarray:
+        """Each edge's long-run frequency of every operation (uniform over the allowed ones)."""
+        return path_probabilities(np.zeros((N_EDGES, N_OPS)), 0.0, allowed)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "block": self.block, "position": self.position, "block_mask": self.block_mask}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.block = [[int(o) for o in row] for row in state["block"]]
+        self.position = int(state["position"])
+        self.block_mask = [[bool(v) for v in row] for row in state["block_mask"]]
+
+
 class PADASampler(Sampler):
     """PA&DA (see the module docstring). ``path`` / ``data`` switch either half off (ablations)."""
 
@@ -203,9 +252,11 @@ class PADASampler(Sampler):
 
 
 def make_sampler(name: str, epochs: int, n_train: int, seed: int) -> Sampler:
-    """``"uniform"`` or ``"pada"``; ``NasError`` naming the choices otherwise."""
+    """``"uniform"``, ``"fair"`` or ``"pada"``; ``NasError`` naming the choices otherwise."""
     if name == "uniform":
         return UniformSampler(epochs, n_train, seed)
+    if name == "fair":
+        return FairSampler(epochs, n_train, seed)
     if name == "pada":
         return PADASampler(epochs, n_train, seed)
     raise NasError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")

@@ -20,7 +20,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 # The choices of nas.oneshot_train.DATASETS and nas.pada.SAMPLERS, written out so that building the parser imports no
 # torch (``autodisco --help`` answers at once); tests/test_layout.py checks they stay equal.
 DATASETS = ("mnist1d", "digits")
-SAMPLERS = ("uniform", "pada")
+SAMPLERS = ("uniform", "fair", "pada")
 
 
 def _register_oneshot(commands: argparse._SubParsersAction) -> None:

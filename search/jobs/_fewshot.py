@@ -210,8 +210,10 @@ class FewShotJob(Job):
                          f"architectures (inherited accuracy {metrics['inherited_accuracy']:.4f}):")
         lines = [result.text]
         if "kendall_tau" in metrics:
+            rank = metrics.get("top_pick_rank")
             lines.append(f"Kendall tau {metrics['kendall_tau']:.4f} (Spearman {metrics['spearman']:.4f}) over "
-                         f"{metrics['n']} table architectures")
+                         f"{metrics['n']} table architectures" + (f"; the leaves' top pick ranks {rank} of "
+                                                                  f"{metrics['n']} in the table" if rank else ""))
         return lines
 
     # -- events -------------------------------------------------------------------------------------------------

@@ -7,10 +7,11 @@ Schema use (job kind "architecture"):
   * ``checkpoints``: after every epoch ``{"epoch": N, "file": "supernet.pt", "history": [epoch records]}`` (the
     newest holds every epoch so far: lr, train loss/accuracy, distinct examples drawn, seconds, and the sampler's
     figures — PA&DA's τ and path probabilities); the last one adds ``"ranking"``: Kendall τ, Spearman ρ, n and
-    p-values.
+    p-values, the top pick and its rank in the table.
   * after training, one candidate per table architecture (NB201 text, functional hash, birth = table order) with
-    one evaluation each: key ``inherited:<arch>``, task ``inherited:<dataset>``, status "ok", fitness = inherited
-    accuracy, metrics ``{"inherited_accuracy", "ground_truth"}`` — so ``autodisco runs top`` lists the
+    one evaluation each: key ``inherited:<arch>``, task ``inherited:<dataset>``, status "ok", fitness = the
+    ranking score (``inherit.metric``: minus the inherited validation loss by default, or the accuracy), metrics
+    ``{"inherited_accuracy", "inherited_loss", "ground_truth"}`` — so ``autodisco runs top`` lists the
     architectures the supernet ranks best.
 
 ``<run>/supernet.pt`` (``save_supernet``) holds the weights with the ``allowed`` mask, the config, the optimizer
@@ -34,7 +35,7 @@ from nas.groundtruth import GroundTruthTable, load_table
 from nas.nb201 import NB201Genotype
 from nas.oneshot import InheritConfig, OneShotSupernet
 from nas.oneshot_train import (
-    SUPERNET_FILE, OneShotConfig, OneShotEpoch, SupernetData, new_optimizer, new_supernet, save_supernet, score,
+    SUPERNET_FILE, OneShotConfig, OneShotEpoch, SupernetData, evaluate, new_optimizer, new_supernet, save_supernet,
     supernet_data, train_epoch,
 )
 from nas.pada import make_sampler
@@ -79,8 +80,8 @@ class OneShotJobConfig:
 
 @dataclass(frozen=True)
 class OneShotJobResult:
-    """The epoch records, inherited accuracy of each table architecture, and the rank correlation (None
-    without a table)."""
+    """The epoch records, the ranking score of each table architecture (``InheritedScore.value`` of the job's
+    ``inherit.metric``: −loss by default), and the rank correlation (None without a table)."""
 
     history: tuple[OneShotEpoch, ...]
     scores: dict[str, float]
@@ -180,11 +181,13 @@ class OneShotJob(Job):
             return OneShotJobResult(tuple(self.history), {}, None)
         self.context.say(f"ranking the table's {len(table.accuracy)} architectures with inherited weights")
         genotypes = [NB201Genotype.from_text(arch) for arch in table.accuracy]
-        accuracies: list[float] = []
+        results: dict[str, Any] = {}
         for start in range(0, len(genotypes), SCORE_CHUNK):  # each architecture's score is its own: chunks are exact
-            accuracies += score(supernet, genotypes[start:start + SCORE_CHUNK], data, config.inherit, config.device)
-            runner.heartbeat(lambda: f"ranking: scored {len(accuracies)}/{len(genotypes)} architectures")
-        scores = {g.to_text(): a for g, a in zip(genotypes, accuracies)}
+            chunk = genotypes[start:start + SCORE_CHUNK]
+            results.update(zip((g.to_text() for g in chunk), evaluate(supernet, chunk, data, config.inherit,
+                                                                       config.device)))
+            runner.heartbeat(lambda: f"ranking: scored {len(results)}/{len(genotypes)} architectures")
+        scores = {arch: r.value(config.inherit.metric) for arch, r in results.items()}
         ranking = rank_correlation(scores, table.accuracy)
         with runner.unit():
             for birth, genotype in enumerate(genotypes):
@@ -195,7 +198,8 @@ class OneShotJob(Job):
                 evaluation = store.add_evaluation(job.id, candidate, key=f"inherited:{arch}", task=config.task,
                                                   seed=config.train.seed)
                 store.finish_evaluation(evaluation, status="ok", fitness=scores[arch],
-                                        metrics={"inherited_accuracy": scores[arch],
+                                        metrics={"inherited_accuracy": results[arch].accuracy,
+                                                 "inherited_loss": results[arch].loss,
                                                  "ground_truth": table.accuracy[arch]})
             self.ranking = ranking.to_dict()
         return OneShotJobResult(tuple(self.history), scores, ranking)
@@ -218,8 +222,8 @@ class OneShotJob(Job):
         if result.ranking is None:
             return [f"trained {where}; no ground-truth table, so no ranking"]
         r = result.ranking
-        return [f"Kendall tau {r.kendall_tau:.4f}, Spearman rho {r.spearman:.4f} over {r.n} architectures "
-                f"(inherited accuracy vs {self.config.table}); supernet in {where}"]
+        return [f"{r.line()} (inherited {self.config.inherit.metric} vs {self.config.table}); supernet in {where}",
+                f"top pick: {r.top_pick}"]
 
 
 def epoch_line(record: OneShotEpoch) -> str:

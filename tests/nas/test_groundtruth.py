@@ -4,6 +4,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nas import NasError, NB201Genotype
@@ -11,7 +12,7 @@ from nas.groundtruth import (
     SPECIAL, GroundTruthTable, TrainBudget, default_table_path, load_table, sample_architectures,
     write_table,
 )
-from nas.ranking import kendall_tau, rank_correlation, rank_correlation_of
+from nas.ranking import kendall_tau, rank_correlation, rank_correlation_of, summarize
 from search.kinds.workers import train_nb201
 from search.store import Store
 from search.cli import main
@@ -30,6 +31,26 @@ def test_kendall_tau_and_spearman_on_known_rankings() -> None:
     assert rank_correlation_of([1, 2, 3], [3, 1, 2]).spearman == pytest.approx(-0.5)
     with pytest.raises(NasError, match="at least 2"):
         kendall_tau([1], [1])
+
+
+def test_top_pick_rank_and_the_spread_over_seeds() -> None:
+    truth = {"a": 0.9, "b": 0.7, "c": 0.7, "d": 0.5, "e": 0.1}
+    r = rank_correlation({"a": 0.2, "b": 0.1, "c": 0.8, "d": 0.8, "e": 0.3}, truth)
+    assert (r.top_pick, r.top_pick_rank) == ("c", 2)  # the first of the tied best scores; b and c share rank 2
+    assert r.top_pick_percentile == pytest.approx(2 / 5)
+    assert r.line().endswith("top pick ranks 2 of 5 (top 40.0 %)") and r.to_dict()["top_pick_rank"] == 2
+    assert rank_correlation({"a": -1.0, "e": -5.0, "d": -2.0}, truth).top_pick_rank == 1
+    assert rank_correlation_of([3, 1, 2], [1, 2, 3]).top_pick == None  # noqa: E711 (no names)
+    spread = summarize([rank_correlation_of(p, [1, 2, 3, 4]) for p in ([1, 2, 3, 4], [4, 3, 2, 1], [1, 3, 2, 4])])
+    assert spread.seeds == 3 and spread.n == 4
+    assert spread.kendall_tau.mean == pytest.approx((1 - 1 + 4 / 6) / 3)
+    assert spread.kendall_tau.low == pytest.approx(-1) and spread.kendall_tau.high == pytest.approx(1)
+    assert spread.top_pick_rank is not None and (spread.top_pick_rank.low, spread.top_pick_rank.high) == (1, 4)
+    assert spread.kendall_tau.std == pytest.approx(np.std([1, -1, 4 / 6], ddof=1))
+    assert "over 3 seeds" in spread.line() and "top pick rank 2.0 ± 1.7 (1–4) of 4" in spread.line()
+    assert summarize([r]).kendall_tau.std == 0.0
+    with pytest.raises(NasError, match="at least one"):
+        summarize([])
 
 
 def test_sampled_architectures_are_distinct_seeded_and_prefix_stable() -> None:
@@ -147,8 +168,11 @@ def test_cli_oneshot_then_score_round_trip(tmp_path: Path, capsys: pytest.Captur
     scores = json.loads(out.read_text())
     assert list(scores) == [ARCHS[2], ARCHS[0], SPECIAL[4].to_text()]
     with sqlite3.connect(run / "results.db") as db:
-        recorded = dict(db.execute("SELECT c.text, e.fitness FROM evaluations e JOIN candidates c "
-                                   "ON c.id = e.candidate_id"))
+        rows = db.execute("SELECT c.text, e.fitness, e.metrics FROM evaluations e JOIN candidates c "
+                          "ON c.id = e.candidate_id").fetchall()
+        recorded = {text: json.loads(metrics)["inherited_accuracy"] for text, _, metrics in rows}
+        # the fitness is the ranking score: minus the inherited loss by default
+        assert all(fitness == pytest.approx(-json.loads(metrics)["inherited_loss"]) for _, fitness, metrics in rows)
         assert db.execute("SELECT kind FROM jobs").fetchone() == ("architecture",)
     for arch in (ARCHS[0], ARCHS[2]):  # `nas score` reproduces what `nas oneshot` recorded
         assert scores[arch] == pytest.approx(recorded[arch])

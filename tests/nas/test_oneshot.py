@@ -10,8 +10,11 @@ import torch
 
 from nas import NasError, NB201Genotype
 from nas.nb201_network import NB201NetConfig, NB201Network, build_network
-from nas.oneshot import InheritConfig, OneShotSupernet, inherited_accuracy, path_grad_norms
-from nas.oneshot_train import OneShotConfig, load_supernet, train_supernet
+from nas.oneshot import (
+    InheritConfig, InheritedScore, OneShotSupernet, inherited_accuracy, inherited_scores, path_grad_norms,
+)
+from nas.oneshot_train import OneShotConfig, SinglePathStep, load_supernet, train_supernet
+from nas.pada import make_sampler
 from search.jobs import create_job, open_job, run_job
 from search.jobs._oneshot import OneShotJob, OneShotJobConfig
 from nas.spaces import NB201_PRIMITIVES
@@ -120,9 +123,53 @@ def test_inherited_accuracy_recalibrates_batchnorm_and_leaves_the_supernet_alone
     assert inherited_accuracy(supernet, [MIXED, CONVS, EMPTY], x, (x, y), config) == first
 
 
-def test_training_is_deterministic_for_both_samplers() -> None:
+def test_inherited_loss_is_the_validation_cross_entropy_and_ranks_by_default() -> None:
+    supernet = _supernet(1)
+    x, y = _data(1, n=64)
+    config = InheritConfig(calibration_batches=2, batch_size=16, seed=0)
+    scores = inherited_scores(supernet, [MIXED, CONVS], x, (x, y), config)
+    assert [s.accuracy for s in scores] == inherited_accuracy(supernet, [MIXED, CONVS], x, (x, y), config)
+    model = copy.deepcopy(supernet)  # the same recalibration by hand, then the loss over the whole set at once
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None
+    order = torch.from_numpy(np.random.default_rng(0).permutation(64))
+    model.train()
+    with torch.no_grad():
+        for i in range(2):
+            model(x[order[16 * i : 16 * (i + 1)]], CONVS)
+        model.eval()
+        expected = float(torch.nn.functional.cross_entropy(model(x, CONVS), y))
+    assert scores[1].loss == pytest.approx(expected, rel=1e-5)
+    assert InheritConfig().metric == "loss" and scores[1].value("loss") == -scores[1].loss
+    assert scores[1].value("accuracy") == scores[1].accuracy
+    with pytest.raises(NasError, match="metric"):
+        InheritConfig(metric="f1")
+    with pytest.raises(NasError, match="metric"):
+        InheritedScore(0.5, 1.0).value("f1")
+
+
+def test_paths_per_step_sums_the_gradients_of_a_fair_block() -> None:
+    x, y = _data(1, n=16)
+    for paths, trained in ((1, 1), (5, 2)):  # one path: one conv per edge; a fair block of 5: both convs
+        supernet = _supernet(1)
+        config = OneShotConfig(net=TINY, sampler="fair", epochs=1, batch_size=16, paths_per_step=paths)
+        optimizer = config.optimizer(supernet.parameters())
+        step = SinglePathStep(supernet, optimizer, make_sampler("fair", 1, 16, 0), (x, y), config, "cpu")
+        loss, hits, n = step(step.batches(1)[0])
+        assert n == 16 and 0 <= int(hits) <= 16 and torch.isfinite(loss)
+        for k in range(6):
+            with_grad = [op for op in ("nor_conv_1x1", "nor_conv_3x3")
+                         if any(p.grad is not None for p in supernet.op_parameters(k, op))]
+            assert len(with_grad) <= trained and (paths == 1 or len(with_grad) == 2)
+    with pytest.raises(NasError, match="paths_per_step"):
+        OneShotConfig(paths_per_step=0)
+
+
+def test_training_is_deterministic_for_every_sampler() -> None:
     x, y = _data(1, n=40)
-    for sampler in ("uniform", "pada"):
+    for sampler in ("uniform", "fair", "pada"):
         config = OneShotConfig(net=TINY, sampler=sampler, epochs=2, batch_size=8, seed=1)
         (a, history), (b, _) = (train_supernet(config, (x, y), in_channels=1, dim=1) for _ in range(2))
         assert len(history) == 2 and history[0].distinct_examples == 40

@@ -9,7 +9,7 @@ import torch
 from nas import NasError
 from nas.oneshot import N_EDGES, N_OPS, op_indices
 from nas.pada import (
-    PADASampler, UniformSampler, data_probabilities, make_sampler, pada_tau, path_probabilities, sample_importance,
+    FairSampler, PADASampler, UniformSampler, data_probabilities, make_sampler, pada_tau, path_probabilities, sample_importance,
 )
 from nas.spaces import NB201_PRIMITIVES
 
@@ -93,7 +93,7 @@ def test_samplers_are_deterministic_and_resume_exactly() -> None:
     def draws(sampler: PADASampler | UniformSampler, n: int = 20) -> list[tuple[int, ...]]:
         return [op_indices(sampler.sample(ALL)) for _ in range(n)]
 
-    for name in ("uniform", "pada"):
+    for name in ("uniform", "fair", "pada"):
         a, b = make_sampler(name, 5, 50, seed=3), make_sampler(name, 5, 50, seed=3)
         assert draws(a) == draws(b)
         assert list(a.epoch_indices(1)) == list(b.epoch_indices(1))
@@ -110,7 +110,38 @@ def test_samplers_draw_only_allowed_operations() -> None:
     allowed[5] = False
     allowed[5, CONV1] = True
     allowed[0, 0] = False
-    for sampler in (UniformSampler(3, 10, 0), PADASampler(3, 10, 0)):
+    for sampler in (UniformSampler(3, 10, 0), FairSampler(3, 10, 0), PADASampler(3, 10, 0)):
         seen = np.array([op_indices(sampler.sample(allowed)) for _ in range(300)])
         assert (seen[:, 5] == CONV1).all() and (seen[:, 0] != 0).all()
         assert len(np.unique(seen[:, 1])) == N_OPS  # unrestricted edges still see every operation
+
+
+def test_fair_sampler_runs_every_operation_once_per_block() -> None:
+    sampler = FairSampler(3, 10, seed=0)
+    seen = np.array([op_indices(sampler.sample(ALL)) for _ in range(4 * N_OPS)])
+    for block in seen.reshape(4, N_OPS, N_EDGES):
+        assert all(sorted(block[:, k]) == list(range(N_OPS)) for k in range(N_EDGES))
+    assert len({tuple(b.ravel()) for b in seen.reshape(4, -1)}) == 4  # each block in a fresh order
+    uniform = np.array([op_indices(UniformSampler(3, 10, seed=0).sample(ALL)) for _ in range(N_OPS)])
+    assert not all(sorted(uniform[:, k]) == list(range(N_OPS)) for k in range(N_EDGES))  # not so by chance
+
+
+def test_fair_sampler_on_a_narrowed_edge_and_resumed_mid_block() -> None:
+    allowed = ALL.copy()
+    allowed[2] = False
+    allowed[2, [CONV1, CONV3]] = True
+    sampler = FairSampler(3, 10, seed=5)
+    seen = np.array([op_indices(sampler.sample(allowed)) for _ in range(2 * N_OPS)])
+    assert set(seen[:, 2]) == {CONV1, CONV3}
+    for block in seen.reshape(2, N_OPS, N_EDGES):  # 5 steps over 2 operations: 3 and 2, cycling one permutation
+        assert sorted(np.bincount(block[:, 2], minlength=N_OPS)[[CONV1, CONV3]]) == [2, 3]
+        assert sorted(block[:, 0]) == list(range(N_OPS))
+    sampler.sample(allowed), sampler.sample(allowed)  # two steps into a block
+    twin = FairSampler(3, 10, seed=99)
+    twin.load_state_dict(json.loads(json.dumps(sampler.state_dict())))
+    assert [op_indices(twin.sample(allowed)) for _ in range(7)] == [op_indices(sampler.sample(allowed))
+                                                                      for _ in range(7)]
+    narrower = allowed.copy()
+    narrower[0] = False
+    narrower[0, CONV3] = True  # a split narrows an edge mid-block: a new block starts, within the new mask
+    assert all(op_indices(sampler.sample(narrower))[0] == CONV3 for _ in range(N_OPS))
