@@ -1,6 +1,7 @@
 """Proxy tasks for optimizer discovery: train a model with a candidate program and return metrics.
 
 - ``TASKS`` / ``get_task``: the registry (``mnist1d-mlp``, ``digits-cnn``, ``modadd-transformer``, ``quadratic``,
+  ``markov-gru``, ``digits-autoencoder``,
   each with ``@10x`` and ``@100x`` meta-validation variants);
 - ``get_dataset`` / ``DATASETS``: the dataset registry of proxy tasks and architecture search (``evaluators.data``);
 - ``evaluators.fit.fit``: the one training loop with a pluggable ``TrainStep``; ``SGDConfig`` the shared SGD settings;
