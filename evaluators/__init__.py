@@ -1,6 +1,7 @@
 """Proxy tasks for optimizer discovery: train a model with a candidate program and return metrics.
 
 - ``TASKS`` / ``get_task``: the registry (``mnist1d-mlp``, ``digits-cnn``, ``modadd-transformer``, ``quadratic``,
+  ``markov-gru``, ``digits-autoencoder``,
   each with ``@10x`` and ``@100x`` meta-validation variants);
 - ``user_task`` / ``PluginError``: your own task (data, model, budget, fitness) in your own module, named
   ``MODULE:ATTRIBUTE`` or by an ``autodisco.tasks`` entry point (``evaluators.plugins``);

@@ -10,6 +10,10 @@ so MNIST-1D is generated once per process for both (and cached on disk under ``c
 - ``digits``: scikit-learn's bundled 8×8 digits scaled to [0, 1]; splits ``(N, 1, 8, 8)``: a seeded 80 / 20 cut.
 - ``modadd``: every ``(a, b, '=')`` of Z_47, labelled ``(a + b) mod 47`` (tokens; proxy tasks only).
 - ``quadratic``: ill-conditioned noisy linear regression (proxy tasks only).
+- ``markov``: character windows of a seeded sparse order-2 Markov chain over 16 characters, labelled with the next
+  character (tokens; proxy tasks only).
+- ``digits-ae``: scikit-learn's digits flattened to 64 values in [0, 1], the target being the input (autoencoding;
+  proxy tasks only).
 - ``cifar10:PATH``: CIFAR-10 from a folder the user names, in torchvision's on-disk layout (``CIFAR_LAYOUT``):
   splits ``(N, 3, 32, 32)`` normalised per channel (architecture search only).
 
@@ -38,6 +42,10 @@ QUADRATIC_DIM = 32
 QUADRATIC_CONDITION = 1e3  # ratio of the largest to the smallest eigenvalue of the input covariance
 QUADRATIC_NOISE = 0.1  # standard deviation of the label noise
 QUADRATIC_SAMPLES = 2048
+MARKOV_VOCAB = 16  # characters of the generated language
+MARKOV_LENGTH = 16  # characters a model reads before predicting the next one
+MARKOV_SAMPLES = 4096
+MARKOV_CONCENTRATION = 0.1  # Dirichlet concentration of each context's next-character distribution: ~2-3 likely
 DATA_SEED = 0  # the synthetic pools are fixed; a task's seed only decides the split, the init and the batch order
 MNIST1D_TRAIN = 4000  # the package's default split: the first 4,000 sequences train, the last 1,000 test
 DIGITS_TEST_FRACTION = 0.2
@@ -174,6 +182,37 @@ def quadratic(cache_dir: Path | None) -> Arrays:
     return Arrays(x.astype(np.float32), y.astype(np.float32)[:, None], 0)
 
 
+def markov(cache_dir: Path | None) -> Arrays:
+    """Windows of ``MARKOV_LENGTH`` characters from one stream of a fixed random order-2 Markov chain (each pair of
+    characters has its own sparse next-character distribution), each labelled with the character that follows it.
+
+    Predicting well needs the last two characters, so a recurrent model must carry them through its state; the
+    best possible accuracy is about 0.55 (each context's most likely next character, weighted by how often it
+    occurs).
+    """
+    rng = np.random.default_rng(DATA_SEED)
+    v = MARKOV_VOCAB
+    table = rng.dirichlet(np.full(v, MARKOV_CONCENTRATION), size=(v, v))
+    cumulative = np.cumsum(table, axis=2)
+    n = MARKOV_SAMPLES + MARKOV_LENGTH
+    stream = np.empty(n, dtype=np.int64)
+    stream[:2] = rng.integers(v, size=2)
+    draws = rng.random(n)
+    for i in range(2, n):
+        stream[i] = min(int(np.searchsorted(cumulative[stream[i - 2], stream[i - 1]], draws[i])), v - 1)
+    windows = np.lib.stride_tricks.sliding_window_view(stream[:-1], MARKOV_LENGTH)[:MARKOV_SAMPLES]
+    labels = stream[MARKOV_LENGTH : MARKOV_LENGTH + MARKOV_SAMPLES]
+    return Arrays(np.ascontiguousarray(windows), labels.copy(), v, vocab=v)
+
+
+def digits_autoencoding(cache_dir: Path | None) -> Arrays:
+    """scikit-learn's 8×8 digits as 64 values in [0, 1], each its own target (regression of the input)."""
+    from sklearn.datasets import load_digits
+
+    x = (load_digits().data / 16.0).astype(np.float32)
+    return Arrays(x, x.copy(), 0)
+
+
 def mnist1d_splits(pool: Arrays, n_train: int = MNIST1D_TRAIN) -> DataSplits:
     """MNIST-1D's sequences ``(N, 1, 40)``: the first ``n_train`` of ``pool`` train, the rest test."""
     x = pool.x[:, None, :]
@@ -207,6 +246,8 @@ DATASETS: dict[str, Dataset] = {
     "digits": Dataset(digits, digits_splits),
     "modadd": Dataset(modadd),
     "quadratic": Dataset(quadratic),
+    "markov": Dataset(markov),
+    "digits-ae": Dataset(digits_autoencoding),
     "cifar10": Dataset(None, needs_path=True),
 }
 SPECS = tuple(f"{name}:PATH" if d.needs_path else name for name, d in DATASETS.items() if d.splits or d.needs_path)

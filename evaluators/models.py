@@ -104,11 +104,60 @@ def transformer(spec: ModelSpec, data: Arrays) -> nn.Module:
     return Transformer(spec, data.vocab, data.x.shape[1], _n_outputs(data))
 
 
+class CharGRU(nn.Module):
+    """A character-level GRU read out after the last character: embedding of ``width``, ``depth`` stacked GRU
+    layers of ``width`` units, a linear head.
+
+    The cell is written with ``nn.Linear`` (the equations of ``torch.nn.GRUCell``), not ``nn.GRU``: the fused kernel
+    has no ``vmap`` rule, and batched evaluation runs the model under ``vmap`` over stacked parameters.
+    """
+
+    def __init__(self, spec: ModelSpec, vocab: int, n_out: int) -> None:
+        super().__init__()
+        self.width = spec.width
+        self.embed = nn.Embedding(vocab, spec.width)
+        self.inputs = nn.ModuleList(nn.Linear(spec.width, 3 * spec.width) for _ in range(spec.depth))
+        self.hidden = nn.ModuleList(nn.Linear(spec.width, 3 * spec.width) for _ in range(spec.depth))
+        self.head = nn.Linear(spec.width, n_out)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        h_seq = self.embed(tokens)  # [batch, length, width]
+        for inputs, hidden in zip(self.inputs, self.hidden):
+            x_gates = inputs(h_seq)  # every step's input gates at once
+            h = h_seq.new_zeros(h_seq.shape[0], self.width)
+            steps = []
+            for t in range(h_seq.shape[1]):
+                x_r, x_z, x_n = x_gates[:, t].chunk(3, dim=-1)
+                h_r, h_z, h_n = hidden(h).chunk(3, dim=-1)
+                r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+                h = (1 - z) * torch.tanh(x_n + r * h_n) + z * h
+                steps.append(h)
+            h_seq = torch.stack(steps, dim=1)
+        return self.head(h_seq[:, -1])
+
+
+def gru(spec: ModelSpec, data: Arrays) -> nn.Module:
+    return CharGRU(spec, data.vocab, _n_outputs(data))
+
+
+def autoencoder(spec: ModelSpec, data: Arrays) -> nn.Module:
+    """features → ``width`` → ``width // 4`` (the code) → ``width`` → features, ReLU between the layers.
+
+    Only Linear and ReLU layers: batched evaluation runs such a stack as batched matmuls, its fast path."""
+    n_in, code = data.x.shape[1], max(1, spec.width // 4)
+    return nn.Sequential(
+        nn.Linear(n_in, spec.width), nn.ReLU(), nn.Linear(spec.width, code), nn.ReLU(),
+        nn.Linear(code, spec.width), nn.ReLU(), nn.Linear(spec.width, _n_outputs(data)),
+    )
+
+
 MODELS: dict[str, Callable[[ModelSpec, Arrays], nn.Module]] = {
     "linear": linear,
     "mlp": mlp,
     "cnn": cnn,
     "transformer": transformer,
+    "gru": gru,
+    "autoencoder": autoencoder,
 }
 
 

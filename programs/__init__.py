@@ -18,9 +18,11 @@ from programs.program import Program, Statement
 from programs.simplify import SimplifyReport, redundancy_fraction, simplify, simplify_report
 
 import programs.probe  # registers the probe runner with hashing  # noqa: E402,F401
+from programs.lr_probe import LrScaling, lr_scaling, mutate_scaling, random_scaling_program  # noqa: E402
 
 __all__ = [
     "CompiledProgram",
+    "LrScaling",
     "Mutation",
     "MutationConfig",
     "PRIMITIVES",
@@ -33,10 +35,13 @@ __all__ = [
     "compile",
     "infer_types",
     "is_valid",
+    "lr_scaling",
     "mutate",
+    "mutate_scaling",
     "mutate_with_info",
     "parse",
     "random_program",
+    "random_scaling_program",
     "redundancy_fraction",
     "reference_step",
     "simplify",

@@ -41,6 +41,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     optimizer.add_argument("--plateau-restart", type=int, metavar="K",
                            help="restart from the best after K results without a new best")
     optimizer.add_argument("--lr", type=float, help="base learning rate of the tasks (default: each task's own)")
+    optimizer.add_argument("--lr-grid", metavar="M,M,...",
+                           help="score each task at its best lr of base lr x these multipliers, e.g. 0.25,1,4 (costs "
+                                "one training per multiplier; default: the base lr alone)")
+    optimizer.add_argument("--allow-lr-free", action="store_true",
+                           help="do not reject programs whose update does not scale with lr (programs.lr_scaling)")
     optimizer.add_argument("--batch", default="1", metavar="K|auto",
                            help="evaluations a worker trains at once (population-batched evaluation); 'auto': as many "
                                 "as fit in memory, at most the population per worker (default 1)")
@@ -82,11 +87,29 @@ def _search_optimizer(args: argparse.Namespace) -> int:
     from search.jobs._search import SearchConfig
     from search.kinds import OptimizerKind
 
+    kind = _optimizer_kind(args, warm_start)
     config = SearchConfig(tasks=tasks, strategy=args.strategy, population=args.population, tournament=args.tournament,
                           evaluations=evaluations, hours=args.hours, seed=args.seed, warm_start=(warm_start,),
                           fcm=not args.no_fcm, cache=args.cache, plateau_restart=args.plateau_restart, lr=args.lr,
-                          batch=_batch(args.batch))
-    return start_search(args, config, OptimizerKind(fcm=config.fcm))
+                          batch=_batch(args.batch), kind_options=kind.options())
+    return start_search(args, config, kind)
+
+
+def _optimizer_kind(args: argparse.Namespace, warm_start: str) -> CandidateKind[Any]:
+    """The kind from ``--no-fcm``, ``--lr-grid``, ``--allow-lr-free``; a warm start whose update does not scale with
+    lr is refused unless lr-free programs are allowed (its children would not either)."""
+    from programs import lr_scaling, parse
+    from search.kinds import OptimizerKind
+
+    try:
+        grid = (1.0,) if args.lr_grid is None else tuple(float(x) for x in args.lr_grid.split(","))
+        kind = OptimizerKind(fcm=not args.no_fcm, lr_free=args.allow_lr_free, lr_grid=grid)
+    except ValueError as error:
+        raise UsageError(f"--lr-grid {args.lr_grid}: {error} (give positive multipliers, e.g. 0.25,1,4)") from None
+    verdict = lr_scaling(parse(warm_start))
+    if not (verdict.ok or args.allow_lr_free):
+        raise UsageError(f"--warm-start {args.warm_start}: {verdict.reason}; pass --allow-lr-free to search from it")
+    return kind
 
 
 def require_run(args: argparse.Namespace) -> None:

@@ -15,6 +15,11 @@ class OptimizerKind(CandidateKind[Any]):
     """Optimizer programs (``programs.Program``); evaluated on proxy tasks, fitness normalised by AdamW's."""
 
     fcm: bool = True  # re-mutate until the child's functional hash differs from the parent's
+    # fitness (README "Fitness that survives tuning"): reject children whose update does not scale with lr unless
+    # lr_free; score each task at its best lr of base lr x lr_grid; aggregate per-task ratios with evaluators.fitness
+    lr_free: bool = False
+    lr_grid: tuple[float, ...] = (1.0,)
+    aggregate: str = "geomean"
 
     name = "optimizer"
     worker_fn = "search.kinds.workers:evaluate_optimizer"
@@ -23,7 +28,19 @@ class OptimizerKind(CandidateKind[Any]):
 
     @classmethod
     def from_job_config(cls, config: Mapping[str, Any]) -> OptimizerKind:
-        return cls(fcm=bool(config.get("fcm", True)))
+        options = config.get("kind_options") or {}
+        return cls(fcm=bool(config.get("fcm", True)), **{k: options[k] for k in _OPTIONS if k in options})
+
+    def __post_init__(self) -> None:
+        from evaluators.fitness import AGGREGATES, check_lr_grid
+
+        object.__setattr__(self, "lr_grid", check_lr_grid(self.lr_grid))  # TaskError (a ValueError) if malformed
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"unknown fitness aggregate {self.aggregate!r}; choose from {', '.join(AGGREGATES)}")
+
+    def options(self) -> dict[str, Any]:
+        """The settings stored as the job's ``kind_options`` (``from_job_config`` reads them back; fcm aside)."""
+        return {"lr_free": bool(self.lr_free), "lr_grid": list(self.lr_grid), "aggregate": self.aggregate}
 
     def check_tasks(self, tasks: tuple[str, ...]) -> None:
         from evaluators.plugins import check
@@ -47,9 +64,9 @@ class OptimizerKind(CandidateKind[Any]):
         return functional_hash(candidate)
 
     def mutate(self, candidate: Any, rng: np.random.Generator) -> tuple[Any, str]:
-        from programs import MutationConfig, mutate_with_info
+        from programs import MutationConfig, mutate_scaling
 
-        child, mutation = mutate_with_info(candidate, rng, MutationConfig(fcm=self.fcm))
+        child, mutation = mutate_scaling(candidate, rng, MutationConfig(fcm=self.fcm), allow_lr_free=self.lr_free)
         return child, mutation.detail
 
     def next_step(self, run: str, candidate_id: int) -> str | None:
@@ -66,9 +83,9 @@ class OptimizerKind(CandidateKind[Any]):
         return simplify(candidate)
 
     def random_candidate(self, rng: np.random.Generator) -> Any:
-        from programs import random_program
+        from programs import random_scaling_program
 
-        return random_program(rng, int(rng.integers(3, 13)))
+        return random_scaling_program(rng, allow_lr_free=self.lr_free, statements=(3, 13))
 
     def payload(self, candidate: Any, *, seed: int, context: Mapping[str, Any]) -> dict[str, Any]:
         return {
@@ -77,7 +94,12 @@ class OptimizerKind(CandidateKind[Any]):
             "baselines": dict(context.get("baselines") or {}),
             "seed": int(seed),
             "lr": context.get("lr"),
+            "lr_grid": list(self.lr_grid),
+            "aggregate": self.aggregate,
         }
+
+
+_OPTIONS = ("lr_free", "lr_grid", "aggregate")
 
 
 KINDS[OptimizerKind.name] = OptimizerKind

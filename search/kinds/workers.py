@@ -19,43 +19,49 @@ import numpy as np
 def evaluate_optimizer(payload: Mapping[str, Any]) -> dict[str, Any]:
     """Evaluate an optimizer program on every task of ``payload["tasks"]`` with ``evaluators.evaluate``.
 
-    Returns ``{"status", "fitness", "metrics": {task: metrics}, "error"}``. With ``baselines`` (task → AdamW's
-    fitness) the fitness is normalised (AdamW = 1.0, ``evaluators.normalized_fitness``); without, it is the mean raw
-    task fitness. The first failing task fails the evaluation with its reason.
+    With ``lr_grid`` (multipliers of the base lr: ``payload["lr"]`` or each task's own) a task is trained at every lr
+    of the grid and scored at its best (``evaluators.fitness.best_on_grid``); its metrics are the best lr's, with
+    ``lr`` the lr chosen and ``lr_grid`` {lr: fitness or None}. A task fails only when every lr of the grid fails.
+
+    Returns ``{"status", "fitness", "metrics": {task: metrics}, "scores", "error"}``. With ``baselines`` (task →
+    AdamW's fitness) the fitness is normalised (AdamW = 1.0, ``evaluators.normalized_fitness`` with the payload's
+    ``aggregate``, default the geometric mean) and each task's metrics hold its ``ratio`` to AdamW; without, the
+    fitness is the mean raw task fitness. The first failing task fails the evaluation with its reason.
     """
     import torch
 
-    from evaluators import evaluate, normalized_fitness
+    from evaluators import evaluate
 
     device = payload.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        lrs = _grid_lrs(payload)
+    except ValueError as error:
+        return {"status": "failed", "fitness": None, "metrics": {}, "error": f"invalid request: {error}"}
     scores: dict[str, float] = {}
     metrics: dict[str, Any] = {}
     for task in payload["tasks"]:
-        result = evaluate({"program": payload["program"], "task": task, "seed": int(payload.get("seed", 0)),
-                           "lr": payload.get("lr"), "device": device})
+        results = {lr: evaluate({"program": payload["program"], "task": task, "seed": int(payload.get("seed", 0)),
+                                 "lr": lr, "device": device}) for lr in lrs(task)}
+        result = _on_grid(results, len(lrs(task)) > 1)
         metrics[task] = result["metrics"]
         if result["status"] != "ok":
             return {"status": "failed", "fitness": None, "metrics": metrics, "error": f"{task}: {result['error']}"}
         scores[task] = float(result["metrics"]["fitness"])
-    baselines = payload.get("baselines") or {}
-    if baselines:
-        fitness = normalized_fitness(scores, baselines)
-    else:
-        fitness = sum(scores.values()) / len(scores)
-    return {"status": "ok", "fitness": fitness, "metrics": metrics, "scores": scores, "error": None}
+    return _scored(payload, scores, metrics)
 
 
 def evaluate_optimizer_batch(payload: Mapping[str, Any]) -> dict[str, Any]:
     """``evaluate_optimizer`` for a batch: ``payload["requests"]`` is a list of its payloads, one per program.
 
-    Requests with the same tasks, seed and lr are trained together, one task at a time (``evaluators.evaluate_batch``:
-    K programs at once, each row equal to its one-at-a-time evaluation); a program that fails a task is not run on
-    the next ones, as ``evaluate_optimizer`` stops at its first failing task. Returns ``{"results": [...]}``, one
-    ``evaluate_optimizer`` result per request, in order (a malformed request gets its own failed result).
+    Requests with the same tasks, seed, lr, lr grid and baselines are trained together, one task at a time and one
+    lr of the grid at a time (``evaluators.evaluate_batch``: K programs at once, each row equal to its one-at-a-time
+    evaluation; a batch shares one lr, so a grid of G lrs is G batches); a program that fails a task (at every lr) is
+    not run on the next ones, as ``evaluate_optimizer`` stops at its first failing task. Returns ``{"results":
+    [...]}``, one ``evaluate_optimizer`` result per request, in order (a malformed request gets its own failed result).
     """
     import torch
 
-    from evaluators import evaluate_batch, normalized_fitness
+    from evaluators import evaluate_batch
 
     requests = payload.get("requests")
     if not isinstance(requests, list) or not all(isinstance(r, Mapping) for r in requests):
@@ -67,38 +73,92 @@ def evaluate_optimizer_batch(payload: Mapping[str, Any]) -> dict[str, Any]:
         groups.setdefault(batch_key(request), []).append(index)
     for indices in groups.values():
         first = requests[indices[0]]
+        try:
+            lrs = _grid_lrs(first)
+        except ValueError as error:
+            for i in indices:
+                results[i] = {"status": "failed", "fitness": None, "metrics": {}, "error": f"invalid request: {error}"}
+            continue
         device = first.get("device") or default_device
         scores: dict[int, dict[str, float]] = {i: {} for i in indices}
         metrics: dict[int, dict[str, Any]] = {i: {} for i in indices}
         alive = list(indices)
         for task in first["tasks"]:
-            rows = evaluate_batch([requests[i]["program"] for i in alive], task, seed=int(first.get("seed", 0)),
-                                  lr=first.get("lr"), device=device)
+            task_lrs = lrs(task)
+            by_lr = {lr: evaluate_batch([requests[i]["program"] for i in alive], task, seed=int(first.get("seed", 0)),
+                                        lr=lr, device=device) for lr in task_lrs}
             still = []
-            for i, row in zip(alive, rows):
-                metrics[i][task] = row["metrics"]
-                if row["status"] != "ok":
+            for row, i in enumerate(alive):
+                result = _on_grid({lr: rows[row] for lr, rows in by_lr.items()}, len(task_lrs) > 1)
+                metrics[i][task] = result["metrics"]
+                if result["status"] != "ok":
                     results[i] = {"status": "failed", "fitness": None, "metrics": metrics[i],
-                                  "error": f"{task}: {row['error']}"}
+                                  "error": f"{task}: {result['error']}"}
                 else:
-                    scores[i][task] = float(row["metrics"]["fitness"])
+                    scores[i][task] = float(result["metrics"]["fitness"])
                     still.append(i)
             alive = still
         for i in alive:
-            baselines = requests[i].get("baselines") or {}
-            fitness = (normalized_fitness(scores[i], baselines) if baselines
-                       else sum(scores[i].values()) / len(scores[i]))
-            results[i] = {"status": "ok", "fitness": fitness, "metrics": metrics[i], "scores": scores[i],
-                          "error": None}
+            results[i] = _scored(requests[i], scores[i], metrics[i])
     return {"results": results}
 
 
 def batch_key(request: Mapping[str, Any]) -> str:
-    """Requests with equal keys can be trained together: the same tasks, seed, lr, baselines and device."""
+    """Requests with equal keys can be trained together: the same tasks, seed, lr, lr grid, baselines and device."""
     import json
 
-    fields = {name: request.get(name) for name in ("tasks", "seed", "lr", "baselines", "device")}
+    fields = {name: request.get(name) for name in ("tasks", "seed", "lr", "lr_grid", "baselines", "device")}
     return json.dumps(fields, sort_keys=True)
+
+
+def _grid_lrs(payload: Mapping[str, Any]) -> Any:
+    """A function task -> the lrs to train it at: ``payload["lr"]`` (or the task's base lr) times each multiplier of
+    ``payload["lr_grid"]`` (default: the base lr alone, ``None`` when the payload gives no lr and no grid).
+    ``ValueError`` for a malformed grid."""
+    from evaluators import get_task
+    from evaluators.fitness import check_lr_grid
+
+    grid = payload.get("lr_grid")
+    base = payload.get("lr")
+    if grid is None or list(grid) == [1.0]:
+        return lambda task: [base]
+    multipliers = check_lr_grid(grid)  # TaskError is a ValueError
+
+    def lrs(task: str) -> list[float]:
+        task_base = float(base) if base is not None else get_task(task).base_lr
+        return [task_base * m for m in multipliers]
+
+    return lrs
+
+
+def _on_grid(results: Mapping[Any, dict[str, Any]], grid: bool) -> dict[str, Any]:
+    """The result of one task at its best lr (one lr: that result as it is), its metrics with ``lr_grid``."""
+    from evaluators.fitness import best_on_grid
+
+    if not grid:
+        return next(iter(results.values()))
+    lr, best = best_on_grid(results)
+    fitnesses = {repr(float(x)): (float(r["metrics"]["fitness"]) if r["status"] == "ok" else None)
+                 for x, r in results.items()}
+    metrics = {**best["metrics"], "lr": float(lr), "lr_grid": fitnesses}
+    if best["status"] != "ok":
+        return {**best, "metrics": metrics, "error": f"failed at every lr of the grid; at lr={lr:g}: {best['error']}"}
+    return {**best, "metrics": metrics}
+
+
+def _scored(payload: Mapping[str, Any], scores: dict[str, float], metrics: dict[str, Any]) -> dict[str, Any]:
+    """The ok result: the normalised fitness (the payload's ``aggregate``) with each task's ratio in its metrics, or
+    the mean raw fitness without baselines."""
+    from evaluators.fitness import GEOMEAN, normalized_fitness, task_ratios
+
+    baselines = payload.get("baselines") or {}
+    if baselines:
+        fitness = normalized_fitness(scores, baselines, aggregate=payload.get("aggregate") or GEOMEAN)
+        for task, ratio in task_ratios(scores, baselines).items():
+            metrics[task] = {**metrics[task], "ratio": ratio}
+    else:
+        fitness = sum(scores.values()) / len(scores)
+    return {"status": "ok", "fitness": fitness, "metrics": metrics, "scores": scores, "error": None}
 
 
 # -- architectures -----------------------------------------------------------------------------------------------

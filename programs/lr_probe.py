@@ -1,0 +1,183 @@
+"""Does a program's update scale with ``lr``? The learning rate must stay the learning rate.
+
+A program whose update does not scale with its ``lr`` input defeats the learning-rate schedule and any lr tuning: it
+reassigns ``lr`` (``lr = tan(m)``), ignores it (``update = m * 0.1``), or uses it nonlinearly (``update = g * sqrt(lr)``).
+Searches find such programs easily — a fixed large step that the task's default lr would never give looks like a
+discovery — and they fall apart on the first task whose best step size is different (issue 11).
+
+``lr_scaling(program)`` checks two things:
+
+- statically, that no statement writes ``lr``;
+- by probing, that the update is linear in ``lr``: the program runs with the reference numpy semantics
+  (``programs.execute``) on the canonical probe of functional hashing (``programs.probe``) at ``PROBE_LRS``; every run
+  sees the same weights and gradients, step by step (the weights follow the run at the middle lr), and keeps its own
+  ``m``/``v``. At each step the update at lr·c must equal c × the update at lr within ``tolerance`` (relative, in the
+  largest-magnitude norm). State that carries lr (``m = m + g * lr; update = m``) is linear and passes; ``lr²`` does not.
+
+The probe lrs are powers of two, so ``c × update`` is exact in floating point and a linear program's error is at the
+level of rounding (and of the language's protected ``1e-8`` denominators, < 1e-3 relative at the smallest probe lr).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hashing import HashConfig
+from programs.errors import ProgramError
+from programs.execute import NumpyOps, Plan
+from programs.probe import program_probe
+from programs.program import Program
+
+if TYPE_CHECKING:
+    from programs.mutation import Mutation, MutationConfig
+
+PROBE_LRS = (2.0**-14, 2.0**-8, 2.0**-2)  # 6e-5 .. 0.25: the lrs a tuned task uses, and its schedule's tail
+TOLERANCE = 1e-3
+_PROBE_CONFIG = HashConfig()  # the canonical probe inputs (seeds, tensor scales, magnitudes) of functional hashing
+
+
+@dataclass(frozen=True)
+class LrScaling:
+    """The verdict of ``lr_scaling``: ``ok`` (the update scales linearly with lr) and, when not, the ``reason``.
+
+    ``error`` is the largest relative deviation from linearity measured (0.0 for an exactly linear program; ``nan``
+    when a static check decided). ``bool(verdict)`` is ``ok``.
+    """
+
+    ok: bool
+    reason: str = ""
+    error: float = 0.0
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def writes_lr(program: Program) -> int | None:
+    """The 0-based index of the first statement that assigns ``lr``, or None."""
+    return next((i for i, s in enumerate(program.statements) if s.target == "lr"), None)
+
+
+def lr_scaling(program: Program, *, tolerance: float = TOLERANCE) -> LrScaling:
+    """Whether ``program``'s update scales linearly with ``lr`` (see the module docstring). ``ProgramError`` for an
+    invalid program.
+
+    A program whose probe updates are non-finite everywhere cannot be judged and passes (its evaluation will fail);
+    one that is finite at some lrs and not at others does not scale.
+    """
+    index = writes_lr(program)
+    if index is not None:
+        text = program.statements[index].to_text()
+        return LrScaling(False, f"statement {index + 1} ({text}) reassigns lr: the schedule and lr tuning no longer "
+                                "reach the update", float("nan"))
+    updates = _probe_updates(program)
+    middle = len(PROBE_LRS) // 2
+    reference, base_lr = updates[middle], PROBE_LRS[middle]
+    worst = LrScaling(True)
+    for lr, update in reversed(list(zip(PROBE_LRS, updates))):  # the larger lr first: "x64" reads better
+        if lr == base_lr:
+            continue
+        verdict = _compare(update, reference, lr / base_lr, lr, base_lr, tolerance)
+        if not verdict.ok:
+            return verdict
+        worst = verdict if verdict.error > worst.error else worst
+    return worst
+
+
+def _compare(update: np.ndarray, reference: np.ndarray, factor: float, lr: float, base_lr: float,
+             tolerance: float) -> LrScaling:
+    finite, finite_ref = np.isfinite(update), np.isfinite(reference)
+    if not finite_ref.any() and not finite.any():
+        return LrScaling(True)
+    if not np.array_equal(finite, finite_ref):
+        return LrScaling(False, f"the update is non-finite at lr={_fmt(lr)} where it is finite at lr={_fmt(base_lr)} "
+                                "(or the reverse): it does not scale with lr", float("inf"))
+    expected = np.where(finite_ref, reference, 0.0) * factor
+    got = np.where(finite, update, 0.0)
+    steps = expected.shape[0]
+    scale = np.abs(expected.reshape(steps, -1)).max(axis=1)
+    deviation = np.abs((got - expected).reshape(steps, -1)).max(axis=1)
+    error = float(np.max(deviation / np.maximum(scale, 1e-300)) if scale.any() else deviation.max())
+    if error <= tolerance:
+        return LrScaling(True, "", error)
+    size, size_ref = np.abs(got).max(), np.abs(reference).max()
+    ratio = size / size_ref if size_ref > 0 else float("inf")
+    if abs(ratio - 1.0) <= tolerance:
+        how = "it is the same update: the program ignores lr"
+    else:
+        how = f"it changes {ratio:.3g}x instead"
+    return LrScaling(False, f"lr {_fmt(base_lr)} -> {_fmt(lr)} should scale the update by {factor:g}x; {how}", error)
+
+
+def _probe_updates(program: Program) -> list[np.ndarray]:
+    """The updates ``(steps, S, K, n)`` at each of ``PROBE_LRS``, the weights following the middle lr's run."""
+    plan = Plan(program)
+    probe = program_probe(_PROBE_CONFIG)
+    steps = probe.gradients.shape[0]
+    middle = len(PROBE_LRS) // 2
+    order = [middle] + [i for i in range(len(PROBE_LRS)) if i != middle]  # the reference run first: it moves w
+    updates = [np.full((steps,) + probe.w0.shape, np.nan) for _ in PROBE_LRS]
+    states = {i: (np.zeros_like(probe.w0), np.zeros_like(probe.w0)) for i in order}
+    alive = set(order)
+    w = probe.w0
+    with np.errstate(all="ignore"):
+        for step in range(steps):
+            for i in order:
+                if i not in alive:
+                    continue
+                m, v = states[i]
+                inputs = {"w": w, "g": probe.gradients[step], "m": m, "v": v, "lr": np.float64(PROBE_LRS[i]),
+                          "t": np.float64(step + 1)}
+                try:
+                    update, m, v = plan(NumpyOps, inputs)
+                except ArithmeticError:
+                    alive.discard(i)
+                    continue
+                updates[i][step] = update
+                states[i] = (m, v)
+            w = w - np.where(np.isfinite(updates[middle][step]), updates[middle][step], 0.0)
+    return updates
+
+
+def _fmt(lr: float) -> str:
+    return f"2^{int(np.log2(lr))}"
+
+
+REDRAWS = 200  # children drawn per mutation before giving up (about 1 in 8 children of AdamW does not scale)
+
+
+def mutate_scaling(
+    program: Program, rng: np.random.Generator, config: MutationConfig | None = None, *, allow_lr_free: bool = False,
+    redraws: int = REDRAWS,
+) -> tuple[Program, Mutation]:
+    """``programs.mutate_with_info``, re-drawn until the child's update scales with lr (``lr_scaling``): a child that
+    does not is rejected before evaluation, as an invalid one is. ``allow_lr_free=True`` keeps the first child.
+
+    Raises ``ProgramError`` when ``redraws`` children in a row do not scale (a parent that ignores lr, say).
+    """
+    from programs.mutation import mutate_with_info
+
+    last = ""
+    for _ in range(redraws if not allow_lr_free else 1):
+        child, mutation = mutate_with_info(program, rng, config)
+        verdict = LrScaling(True) if allow_lr_free else lr_scaling(child)
+        if verdict.ok:
+            return child, mutation
+        last = verdict.reason
+    raise ProgramError(f"no child in {redraws} draws has an update that scales with lr (last: {last}); "
+                       "allow lr-free programs to search from this one")
+
+
+def random_scaling_program(rng: np.random.Generator, *, allow_lr_free: bool = False, redraws: int = 10_000,
+                           statements: tuple[int, int] = (3, 13)) -> Program:
+    """``programs.random_program`` of ``rng.integers(*statements)`` statements, re-drawn until its update scales
+    with lr (about 1 random program in 4 does); ``ProgramError`` after ``redraws`` draws."""
+    from programs.mutation import random_program
+
+    for _ in range(redraws if not allow_lr_free else 1):
+        program = random_program(rng, int(rng.integers(*statements)))
+        if allow_lr_free or lr_scaling(program).ok:
+            return program
+    raise ProgramError(f"no random program in {redraws} draws has an update that scales with lr")
