@@ -26,14 +26,21 @@ def register(commands: argparse._SubParsersAction) -> None:
     optimizer.add_argument("--task", action="append", dest="tasks", metavar="TASK",
                            help="proxy task (repeat for several; default mnist1d-mlp), or your own as MODULE:ATTRIBUTE "
                                 "(e.g. my_tasks:regression, from the current directory) or an installed plug-in")
-    optimizer.add_argument("--strategy", choices=("evolution", "random"), default="evolution")
+    optimizer.add_argument("--strategy", choices=("evolution", "random", "nsga2"), default="evolution",
+                           help="regularized evolution (default), random search, or NSGA-II over (fitness, optimizer "
+                                "state buffers): the Pareto front of quality and memory")
     optimizer.add_argument("--population", type=int, default=100, help="population size P (Lion: 1000)")
     optimizer.add_argument("--tournament", type=int, default=2, help="tournament size T (Lion: 2)")
+    optimizer.add_argument("--islands", type=int, default=1, metavar="I",
+                           help="evolution: split the population into I islands that evolve apart (default 1)")
+    optimizer.add_argument("--migration-interval", type=int, metavar="K",
+                           help="with --islands: every K results each island's best joins the next island")
     budget = optimizer.add_mutually_exclusive_group()
     budget.add_argument("--evaluations", type=int, help="evaluations to run, cache hits not counted (default 200)")
     budget.add_argument("--hours", type=float, help="wall-clock budget in hours")
-    optimizer.add_argument("--warm-start", default="adamw", metavar="NAME|FILE",
-                           help="a library optimizer (adamw, lion, sgd, ...) or a program file (default adamw)")
+    optimizer.add_argument("--warm-start", action="append", dest="warm_starts", metavar="NAME|FILE",
+                           help="a library optimizer (adamw, lion, sgd, ...) or a program file; repeat for several "
+                                "(default adamw)")
     optimizer.add_argument("--seed", type=int, default=0)
     optimizer.add_argument("--cache", choices=("plain", "aggregating", "forgetful", "off"), default="plain",
                            help="FEC policy (default plain: deterministic tasks make it lossless)")
@@ -80,22 +87,24 @@ def _search_optimizer(args: argparse.Namespace) -> int:
     tasks = tuple(args.tasks or ["mnist1d-mlp"])
     _check_tasks(tasks, args)
     evaluations = args.evaluations if args.evaluations is not None or args.hours is not None else 200
-    try:
-        warm_start = _warm_start_text(args.warm_start)
-    except ProgramError as error:
-        raise UsageError(f"--warm-start {args.warm_start}: {error}") from None
+    warm_starts = []
+    for name in args.warm_starts or ["adamw"]:
+        try:
+            warm_starts.append(_warm_start_text(name))
+        except ProgramError as error:
+            raise UsageError(f"--warm-start {name}: {error}") from None
     from search.jobs._search import SearchConfig
-    from search.kinds import OptimizerKind
 
-    kind = _optimizer_kind(args, warm_start)
+    kind = _optimizer_kind(args, warm_starts)
     config = SearchConfig(tasks=tasks, strategy=args.strategy, population=args.population, tournament=args.tournament,
-                          evaluations=evaluations, hours=args.hours, seed=args.seed, warm_start=(warm_start,),
+                          islands=args.islands, migration_interval=args.migration_interval,
+                          evaluations=evaluations, hours=args.hours, seed=args.seed, warm_start=tuple(warm_starts),
                           fcm=not args.no_fcm, cache=args.cache, plateau_restart=args.plateau_restart, lr=args.lr,
                           batch=_batch(args.batch), kind_options=kind.options())
     return start_search(args, config, kind)
 
 
-def _optimizer_kind(args: argparse.Namespace, warm_start: str) -> CandidateKind[Any]:
+def _optimizer_kind(args: argparse.Namespace, warm_starts: list[str]) -> CandidateKind[Any]:
     """The kind from ``--no-fcm``, ``--lr-grid``, ``--allow-lr-free``; a warm start whose update does not scale with
     lr is refused unless lr-free programs are allowed (its children would not either)."""
     from programs import lr_scaling, parse
@@ -106,9 +115,10 @@ def _optimizer_kind(args: argparse.Namespace, warm_start: str) -> CandidateKind[
         kind = OptimizerKind(fcm=not args.no_fcm, lr_free=args.allow_lr_free, lr_grid=grid)
     except ValueError as error:
         raise UsageError(f"--lr-grid {args.lr_grid}: {error} (give positive multipliers, e.g. 0.25,1,4)") from None
-    verdict = lr_scaling(parse(warm_start))
-    if not (verdict.ok or args.allow_lr_free):
-        raise UsageError(f"--warm-start {args.warm_start}: {verdict.reason}; pass --allow-lr-free to search from it")
+    for name, warm_start in zip(args.warm_starts or ["adamw"], warm_starts):
+        verdict = lr_scaling(parse(warm_start))
+        if not (verdict.ok or args.allow_lr_free):
+            raise UsageError(f"--warm-start {name}: {verdict.reason}; pass --allow-lr-free to search from it")
     return kind
 
 

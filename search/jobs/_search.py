@@ -34,9 +34,11 @@ from search.jobs._runner import Runner
 from search.kinds import KINDS, CandidateKind
 from search.store import RESULTS_FILE
 from search.store._open import describe
-from search.strategies import RandomSearch, RegularizedEvolution, RegularizedEvolutionConfig, Strategy
+from search.strategies import (
+    NSGA2, NSGA2Config, RandomSearch, RegularizedEvolution, RegularizedEvolutionConfig, Strategy, StrategyError,
+)
 
-STRATEGIES = ("evolution", "random")
+STRATEGIES = ("evolution", "random", "nsga2")
 CACHE_FAILURE = -math.inf  # fitness the cache keeps for candidates whose evaluation failed
 
 
@@ -57,6 +59,8 @@ class SearchConfig:
     cache_samples: int = 3  # aggregating: evaluations averaged per functional hash
     cache_forget: float = 0.1  # forgetful: probability of forgetting an entry on a hit
     plateau_restart: int | None = None
+    islands: int = 1  # evolution: the population split into islands (RegularizedEvolutionConfig)
+    migration_interval: int | None = None  # evolution with islands: results between migrations (None: never)
     lr: float | None = None
     max_candidates_per_evaluation: int = 50  # stop asking if cache hits alone go on this long
     batch: int | str = 1  # evaluations per worker request (search.jobs._batching); "auto": evaluators.max_batch
@@ -82,8 +86,16 @@ class SearchConfig:
             raise JobError(f"--tournament ({self.tournament}) cannot exceed --population ({self.population})")
         if self.cache not in ("plain", "aggregating", "forgetful", "off"):
             raise JobError(f"unknown cache policy {self.cache!r}; choose plain, aggregating, forgetful or off")
-        if self.strategy == "evolution" and not self.warm_start:
-            raise JobError("evolution needs a warm start (e.g. --warm-start adamw)")
+        if self.strategy in ("evolution", "nsga2") and not self.warm_start:
+            raise JobError(f"{self.strategy} needs a warm start (e.g. --warm-start adamw)")
+        if self.islands != 1 or self.migration_interval is not None:
+            if self.strategy != "evolution":
+                raise JobError("--islands and --migration-interval are for --strategy evolution")
+            try:
+                RegularizedEvolutionConfig(population_size=self.population, tournament_size=self.tournament,
+                                           islands=self.islands, migration_interval=self.migration_interval)
+            except StrategyError as error:
+                raise JobError(f"--islands {self.islands}: {error}") from None
         try:
             check_batch(self.batch)
         except ValueError as error:
@@ -218,6 +230,8 @@ class SearchJob(Job):
 
     def prepare(self) -> None:
         self.kind.check_tasks(self.config.tasks)
+        if self.config.strategy == "nsga2" and self.kind.cost_meaning is None:
+            raise JobError(f"--strategy nsga2 needs a cost objective, which {self.kind.name} candidates do not have")
         if self.config.batch != 1 and batch_function(self.kind.worker_fn) is None:
             raise JobError(f"{self.kind.name} candidates are evaluated one at a time; --batch is for optimizers")
         for text in self.config.warm_start:
@@ -350,7 +364,7 @@ class SearchJob(Job):
             asked.hit = {"status": "cached", "fitness": None if failed else decision.fitness,
                          "metrics": dict(decision.metrics or {}),
                          "error": "an equivalent candidate failed" if failed else None}
-            self.strategy.tell(proposal.id, None if failed else decision.fitness)
+            self._tell(proposal.id, None if failed else decision.fitness)
         elif not waits:  # a waiter is recorded as a cache hit when the evaluation of its hash is
             asked.payload = self.kind.payload(proposal.candidate, seed=seed, context=self.context_values)
             if self.cache is not None:
@@ -427,7 +441,7 @@ class SearchJob(Job):
                 self.failed += not ok
                 if self.cache is not None and task_ran:  # executor failures (timeouts, crashes) are not cached
                     self.cache.record(flight.hash, fitness if ok else CACHE_FAILURE)
-                self.strategy.tell(flight.proposal_id, fitness)
+                self._tell(flight.proposal_id, fitness)
             waiting = self._evaluating.pop(flight.hash, None)
             if waiting:
                 hit = self._hit_for(flight.hash, task_ran, error)
@@ -436,7 +450,7 @@ class SearchJob(Job):
             self.record.id, [{"evaluation_id": waiter.evaluation_id, **hit} for waiter, hit in waiters])
         for (waiter, hit), recorded in zip(waiters, recorded_waiters):
             if recorded:
-                self.strategy.tell(waiter.proposal_id, hit["fitness"])
+                self._tell(waiter.proposal_id, hit["fitness"])
 
     def _hit_for(self, digest: str, task_ran: bool, error: str | None) -> dict[str, Any]:
         """The cache-hit row of a candidate that waited for the evaluation of ``digest``, just recorded: the cache's
@@ -501,9 +515,20 @@ class SearchJob(Job):
         if config.strategy == "random":
             return RandomSearch(kind.random_candidate, config.seed, **codec)
         initial = [kind.parse(text) for text in config.warm_start]
+        if config.strategy == "nsga2":  # (fitness, cost): maximise the one, minimise the other
+            return NSGA2(NSGA2Config(population_size=config.population, weights=(1.0, -1.0)), initial, kind.mutate,
+                         config.seed, **codec)
         evolution = RegularizedEvolutionConfig(population_size=config.population, tournament_size=config.tournament,
-                                               plateau_restart=config.plateau_restart)
+                                               plateau_restart=config.plateau_restart, islands=config.islands,
+                                               migration_interval=config.migration_interval)
         return RegularizedEvolution(evolution, initial, kind.mutate, config.seed, **codec)
+
+    def _tell(self, proposal_id: int, fitness: float | None) -> None:
+        """Tell the strategy a result; NSGA-II gets ``(fitness, cost)`` (e.g. optimizer state buffers)."""
+        if fitness is not None and self.config.strategy == "nsga2":
+            self.strategy.tell(proposal_id, (fitness, self.kind.cost(self.strategy.proposal(proposal_id).candidate)))
+        else:
+            self.strategy.tell(proposal_id, fitness)
 
     # -- reporting ------------------------------------------------------------------------------------------------
 
@@ -542,7 +567,7 @@ class SearchJob(Job):
         return {
             "candidates": len(self.candidate_by_birth),
             "hit_rate": None if stats is None else stats.hit_rate,
-            "best": None if best is None else best.fitness,
+            "best": None if best is None else _first(best.fitness),
             "best_id": None if best is None else self.candidate_by_birth.get(best.id),
             "failed": self.failed,
         }
@@ -558,14 +583,19 @@ class SearchJob(Job):
         return JobSummary(
             status=status, evaluations=counts.evaluations, candidates=counts.candidates,
             cache_hits=counts.cache_hits, failed=counts.failed,
-            best_fitness=None if best is None else float(best.fitness),
+            best_fitness=None if best is None else _first(best.fitness),
             best_candidate_id=None if best is None else self.candidate_by_birth.get(best.id),
             best_text=None if best is None else self.kind.to_text(self.kind.simplify(best.candidate)),
             elapsed_s=self.elapsed(), extra={"baselines": self.context_values.get("baselines")})
 
 
-_INTS = ("population", "tournament", "seed", "cache_samples", "max_candidates_per_evaluation")
-_OPTIONAL_INTS = ("evaluations", "plateau_restart")
+def _first(fitness: float | tuple[float, ...]) -> float:
+    """The fitness of a member (NSGA-II members carry (fitness, cost))."""
+    return float(fitness[0]) if isinstance(fitness, tuple) else float(fitness)
+
+
+_INTS = ("population", "tournament", "islands", "seed", "cache_samples", "max_candidates_per_evaluation")
+_OPTIONAL_INTS = ("evaluations", "plateau_restart", "migration_interval")
 _OPTIONAL_NUMBERS = ("hours", "lr")
 
 

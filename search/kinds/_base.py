@@ -60,6 +60,12 @@ class CandidateKind(abc.ABC, Generic[C]):
         """An equivalent, shorter candidate for display and export (default: the candidate itself)."""
         return candidate
 
+    cost_meaning: str | None = None  # what ``cost`` counts, e.g. "optimizer state buffers"; None: no cost objective
+
+    def cost(self, candidate: C) -> float:
+        """A cost to minimise next to fitness (``--strategy nsga2``); kinds with ``cost_meaning`` implement it."""
+        raise NotImplementedError(f"{self.name} candidates have no cost objective")
+
     @abc.abstractmethod
     def random_candidate(self, rng: np.random.Generator) -> C:
         """A random valid candidate (the random-search baseline)."""

@@ -82,6 +82,15 @@ class OptimizerKind(CandidateKind[Any]):
 
         return simplify(candidate)
 
+    cost_meaning = "optimizer state buffers"
+
+    def cost(self, candidate: Any) -> float:
+        """The state buffers (``m``, ``v``) the program really carries: its memory beyond the weights, in units of
+        the weights' size (AdamW 2, Lion 1, SGD 0)."""
+        from programs.simplify import simplify_report
+
+        return float(simplify_report(candidate).buffers)
+
     def random_candidate(self, rng: np.random.Generator) -> Any:
         from programs import random_scaling_program
 

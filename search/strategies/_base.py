@@ -104,6 +104,13 @@ class Strategy(abc.ABC, Generic[C]):
         """Proposals asked and not yet told, in id order (after a resume: the evaluations to dispatch again)."""
         return tuple(self._pending[i] for i in sorted(self._pending))
 
+    def proposal(self, proposal_id: int) -> Proposal[C]:
+        """The pending proposal ``proposal_id`` (asked, not yet told)."""
+        try:
+            return self._pending[proposal_id]
+        except KeyError:
+            raise StrategyError(f"proposal {proposal_id} is not pending") from None
+
     @property
     def n_told(self) -> int:
         return self._tells
