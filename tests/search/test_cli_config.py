@@ -23,9 +23,9 @@ def test_the_file_sets_options_and_the_command_line_overrides_it(tmp_path: Path)
     text = ('run = "runs/a"\ntask = ["quadratic", "mnist1d-mlp"]\npopulation = 12\nwarm_start = "lion"\n'
             'no-fcm = true\nlr = 1\nbatch = 4\nworkers = 2\nevaluations = 30\nstrategy = "random"\n')
     args = _args(tmp_path, text)
-    assert (args.run, args.tasks, args.population, args.warm_start, args.no_fcm, args.lr, args.batch, args.workers,
+    assert (args.run, args.tasks, args.population, args.warm_starts, args.no_fcm, args.lr, args.batch, args.workers,
             args.evaluations, args.hours, args.strategy) == (
-        "runs/a", ["quadratic", "mnist1d-mlp"], 12, "lion", True, 1.0, "4", "2", 30, None, "random")
+        "runs/a", ["quadratic", "mnist1d-mlp"], 12, ["lion"], True, 1.0, "4", "2", 30, None, "random")
     assert args.config_file == {"path": str((tmp_path / "search.toml").resolve()), "text": text}
     over = _args(tmp_path, text, "--task", "digits-cnn", "--population", "100", "--hours", "0.5", "--seed", "0",
                  "--run", "runs/b")
@@ -42,7 +42,7 @@ def test_architecture_search_takes_a_config_too(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "words"), [
-    ("populaton = 5\n", "unknown key 'populaton'; known keys: batch, cache, db,"),
+    ("populaton = 5\n", "unknown key 'populaton'; known keys: allow_lr_free, batch, cache, db,"),
     ("config = 'other.toml'\n", "unknown key 'config'"),
     ("population = 'ten'\n", "population: invalid int value 'ten'"),
     ("population = 2.5\n", "population: invalid int value 2.5"),
