@@ -196,6 +196,22 @@ def test_a_model_vmap_cannot_batch_is_trained_one_program_at_a_time(plugin_modul
     assert rows[1]["val_loss"] == alone["val_loss"]  # type: ignore[index]
 
 
+def test_a_model_that_draws_in_its_forward_pass_trains_the_same_every_time(
+        plugin_module: Callable[[str], str]) -> None:
+    module = plugin_module("task = user_task(data, lambda: nn.Sequential(nn.Linear(4, 16), nn.Dropout(0.5), "
+                           "nn.Linear(16, 1)), steps=15, batch_size=16, base_lr=0.01, fitness=NEG_LOSS)\n")
+    name = f"{module}:task"
+    assert "randomness" in (plugins.batch_problem(get_task(name)) or "")
+    request = {"program": library.get("adamw").to_text(), "task": name, "seed": 2}
+    first = evaluate(request)
+    torch.rand(7)  # the caller's generator moved on: the evaluation does not depend on it
+    again = evaluate(request)
+    assert first["status"] == "ok" and first["metrics"]["val_loss"] == again["metrics"]["val_loss"]
+    assert first["metrics"]["train_loss"] == again["metrics"]["train_loss"]
+    other = evaluate({**request, "seed": 4})
+    assert other["metrics"]["train_loss"] != first["metrics"]["train_loss"]
+
+
 def test_a_task_that_raises_in_a_worker_is_a_failed_evaluation_with_its_reason(
         plugin_module: Callable[[str], str]) -> None:
     module = plugin_module("""\
