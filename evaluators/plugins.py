@@ -97,10 +97,14 @@ def user_task(
     if not callable(data) or not callable(model):
         raise PluginError("user_task(data, model, ...): data and model must be callables (functions)")
     _check_budget(steps, batch_size, base_lr, warmup, fitness)
+    low, high = lr_range
+    if not 0 < low < high < float("inf") or not diverge_factor > 1:
+        raise PluginError(f"user_task: lr_range must be (low, high) with 0 < low < high and diverge_factor > 1, got "
+                          f"{lr_range!r} and {diverge_factor!r}")
     table = _scales(scales or {}, model)
     return Task("", PLUGIN_DATASET, ModelSpec(PLUGIN_MODEL, 1), steps=steps, batch_size=batch_size,
                 base_lr=float(base_lr), n_val=0, fitness=fitness, warmup=warmup,
-                lr_range=(float(lr_range[0]), float(lr_range[1])), diverge_factor=float(diverge_factor),
+                lr_range=(float(low), float(high)), diverge_factor=float(diverge_factor),
                 make_data=data, make_model=model, scales=table)  # fmt: skip
 
 

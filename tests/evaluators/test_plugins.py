@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 import pytest
 import torch
 
-from evaluators import NEG_LOSS, PluginError, Task, TaskError, evaluate, evaluate_batch, get_task, user_task
+from evaluators import PluginError, Task, TaskError, evaluate, evaluate_batch, get_task, user_task
 from evaluators import plugins
 from evaluators.batched import train_batch
 from evaluators.loop import train
@@ -133,6 +133,8 @@ def test_user_task_refuses_a_bad_budget_fitness_or_scale() -> None:
         user_task(data, model, steps=10, batch_size=8, base_lr=0.1, scales={"10x": (2,)})
     with pytest.raises(PluginError, match="must take width="):
         user_task(data, model, steps=10, batch_size=8, base_lr=0.1, scales={"10x": (2, 3)})
+    with pytest.raises(PluginError, match="lr_range"):
+        user_task(data, model, steps=10, batch_size=8, base_lr=0.1, lr_range=(1.0, 0.1))
     with pytest.raises(PluginError, match="callables"):
         user_task("data", model, steps=10, batch_size=8, base_lr=0.1)  # type: ignore[arg-type]
 
