@@ -129,8 +129,9 @@ def train(
     setup = prepare(task, seed, device, cache_dir)
     flat = FlatParameters(setup.model)
     step = make_step(flat.segments)
-    losses, seconds = _run(setup, flat, step, lr_schedule(base_lr, task.steps, task.warmup))
-    metrics = _validate(setup)
+    with plugins.forward_randomness(task, seed, flat.w.device):
+        losses, seconds = _run(setup, flat, step, lr_schedule(base_lr, task.steps, task.warmup))
+        metrics = _validate(setup)
     window = losses[-min(TRAIN_LOSS_WINDOW, task.steps) :]
     metrics.update(
         train_loss=float(window.mean()),
@@ -194,6 +195,7 @@ def _own(state: Tensor, w: Tensor, g: Tensor) -> Tensor:
 
 @torch.no_grad()
 def _validate(setup: Setup) -> dict[str, Any]:
+    setup.model.eval()  # dropout off, BatchNorm's running statistics (the built-in models have neither)
     total_loss, correct, n = 0.0, 0, len(setup.y_val)
     for start in range(0, n, EVAL_CHUNK):
         outputs = setup.model(setup.x_val[start : start + EVAL_CHUNK])

@@ -50,8 +50,9 @@ from __future__ import annotations
 import inspect
 import re
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -67,6 +68,7 @@ PLUGIN_MODEL = "plugin"  # the placeholder ``ModelSpec.kind``; its ``width`` is 
 _REFERENCE = re.compile(r"^(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<attribute>[A-Za-z_]\w*)$")
 _SCALE = re.compile(r"^[A-Za-z0-9_]+$")
 _DATA_CACHE = 4  # (task, seed) data sets kept per process
+_FORWARD_STREAM = 3  # the forward pass's randomness: torch seeded from SeedSequence([seed, 3])
 
 
 class PluginError(TaskError):
@@ -95,10 +97,14 @@ def user_task(
     if not callable(data) or not callable(model):
         raise PluginError("user_task(data, model, ...): data and model must be callables (functions)")
     _check_budget(steps, batch_size, base_lr, warmup, fitness)
+    low, high = lr_range
+    if not 0 < low < high < float("inf") or not diverge_factor > 1:
+        raise PluginError(f"user_task: lr_range must be (low, high) with 0 < low < high and diverge_factor > 1, got "
+                          f"{lr_range!r} and {diverge_factor!r}")
     table = _scales(scales or {}, model)
     return Task("", PLUGIN_DATASET, ModelSpec(PLUGIN_MODEL, 1), steps=steps, batch_size=batch_size,
                 base_lr=float(base_lr), n_val=0, fitness=fitness, warmup=warmup,
-                lr_range=(float(lr_range[0]), float(lr_range[1])), diverge_factor=float(diverge_factor),
+                lr_range=(float(low), float(high)), diverge_factor=float(diverge_factor),
                 make_data=data, make_model=model, scales=table)  # fmt: skip
 
 
@@ -329,6 +335,20 @@ def _model(task: Task, init_seed: int) -> nn.Module:
     if not any(p.requires_grad for p in model.parameters()):
         raise PluginError(f"task {task.name!r}: the model has no trainable parameters")
     return model.float()
+
+
+@contextmanager
+def forward_randomness(task: Task, seed: int, device: torch.device) -> Iterator[None]:
+    """Around a plug-in task's training and validation: torch's generator (of ``device``) seeded from the
+    evaluation's seed, so a model that draws in its forward pass (dropout) trains the same every time; the caller's
+    generator is given back. Nothing for a built-in task (its models draw nothing)."""
+    if task.make_data is None:
+        yield
+        return
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(int(np.random.SeedSequence([seed, _FORWARD_STREAM]).generate_state(1)[0]))
+        yield
 
 
 # -- the up-front check and batching -----------------------------------------------------------------------------

@@ -18,11 +18,6 @@ from typing import Any, Sequence
 
 from search.cli._common import UsageError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10 (the tomli dependency)
-    import tomli as tomllib
-
 PARSER_KEY = "options_parser"  # set_defaults key: the sub-command's parser, whose options the file may set
 RECORD_KEY = "config_file"  # the job config's key for {"path", "text"}
 _NOT_GIVEN = object()
@@ -71,6 +66,11 @@ def apply_config(args: argparse.Namespace, argv: Sequence[str]) -> argparse.Name
 
 
 def _read(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10 (the tomli dependency)
+        import tomli as tomllib
+
     try:
         with path.open("rb") as file:
             values = tomllib.load(file)

@@ -68,8 +68,15 @@ class ValidateJob(Job):
 
     def prepare(self) -> None:
         self.config.funnel()
-        if self.store.get_job(self.config.target) is None:
+        target = self.store.get_job(self.config.target)
+        if target is None:
             raise JobError(f"no job {self.config.target!r} to validate in this database")
+        from evaluators import get_task
+
+        tasks = target.config.get("tasks") if isinstance(target.config, Mapping) else None
+        for task in tasks or ():
+            for stage in self.config.stages:
+                get_task(f"{task}@{stage}")  # TaskError before any worker starts (a plug-in task without scales)
 
     def state_dict(self) -> dict[str, Any]:
         return {"sweeps": self.sweeps}

@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 import pytest
 import torch
 
-from evaluators import NEG_LOSS, PluginError, Task, TaskError, evaluate, evaluate_batch, get_task, user_task
+from evaluators import PluginError, Task, TaskError, evaluate, evaluate_batch, get_task, user_task
 from evaluators import plugins
 from evaluators.batched import train_batch
 from evaluators.loop import train
@@ -133,6 +133,8 @@ def test_user_task_refuses_a_bad_budget_fitness_or_scale() -> None:
         user_task(data, model, steps=10, batch_size=8, base_lr=0.1, scales={"10x": (2,)})
     with pytest.raises(PluginError, match="must take width="):
         user_task(data, model, steps=10, batch_size=8, base_lr=0.1, scales={"10x": (2, 3)})
+    with pytest.raises(PluginError, match="lr_range"):
+        user_task(data, model, steps=10, batch_size=8, base_lr=0.1, lr_range=(1.0, 0.1))
     with pytest.raises(PluginError, match="callables"):
         user_task("data", model, steps=10, batch_size=8, base_lr=0.1)  # type: ignore[arg-type]
 
@@ -194,6 +196,22 @@ def test_a_model_vmap_cannot_batch_is_trained_one_program_at_a_time(plugin_modul
     assert [row["batch"] for row in rows] == [1, 1]  # type: ignore[index]
     alone = train(task, lambda s: compile_program(programs[1], s), seed=0)
     assert rows[1]["val_loss"] == alone["val_loss"]  # type: ignore[index]
+
+
+def test_a_model_that_draws_in_its_forward_pass_trains_the_same_every_time(
+        plugin_module: Callable[[str], str]) -> None:
+    module = plugin_module("task = user_task(data, lambda: nn.Sequential(nn.Linear(4, 16), nn.Dropout(0.5), "
+                           "nn.Linear(16, 1)), steps=15, batch_size=16, base_lr=0.01, fitness=NEG_LOSS)\n")
+    name = f"{module}:task"
+    assert "randomness" in (plugins.batch_problem(get_task(name)) or "")
+    request = {"program": library.get("adamw").to_text(), "task": name, "seed": 2}
+    first = evaluate(request)
+    torch.rand(7)  # the caller's generator moved on: the evaluation does not depend on it
+    again = evaluate(request)
+    assert first["status"] == "ok" and first["metrics"]["val_loss"] == again["metrics"]["val_loss"]
+    assert first["metrics"]["train_loss"] == again["metrics"]["train_loss"]
+    other = evaluate({**request, "seed": 4})
+    assert other["metrics"]["train_loss"] != first["metrics"]["train_loss"]
 
 
 def test_a_task_that_raises_in_a_worker_is_a_failed_evaluation_with_its_reason(

@@ -54,3 +54,19 @@ def test_a_search_on_the_example_task_with_a_config_file(tmp_path: Path, monkeyp
     with Store.for_run(run, create=False, read_only=True) as store:
         job = store.get_job("mine")
         assert job is not None and job.status == "finished" and job.config["evaluations"] == 4
+
+
+def test_validate_refuses_a_plugin_without_scales_before_starting_workers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir(EXAMPLES)
+    plugins.forget()
+    run = tmp_path / "text"
+    with Store.for_run(run) as store:  # a finished search on my_tasks:next_char, which defines no scales
+        job = store.create_job("text", kind="optimizer", config={"tasks": ["my_tasks:next_char"]}, seed=0)
+        store.set_job_status(job.id, "finished")
+    assert main(["validate", str(run), "--workers", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'my_tasks:next_char' has no scale '10x' (it defines: none)" in err
+    with Store.for_run(run, create=False, read_only=True) as store:
+        assert [j.name for j in store.list_jobs()] == ["text"]  # no validate job was left behind
