@@ -20,6 +20,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
 from search.store import CurvePoint
@@ -243,6 +244,7 @@ def _draw_epochs(axes: Axes, series: list[dict[str, Any]], word: str, label: str
                 y = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
                 name = f"{curve['name']}: {metric}" if curve["name"] else metric
                 axes.plot(curve["epochs"], y, marker="o", markersize=3, label=name)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
     axes.set_xlabel("epoch")
     axes.set_ylabel(label)
     axes.grid(alpha=0.3)
