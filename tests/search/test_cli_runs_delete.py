@@ -126,6 +126,11 @@ def test_delete_of_a_missing_run_is_a_usage_error(tmp_path: Path, capsys: pytest
     assert "not an autodisco results database" in _usage_error(capsys, ["runs", "delete", str(foreign.parent),
                                                                         "--yes"])
     assert (garbage.read_bytes(), foreign.read_bytes()) == before
+    run = make_run(tmp_path / "runs")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / NAME).symlink_to(run.path)
+    assert "symbolic link" in _usage_error(capsys, ["runs", "delete", str(tmp_path / "elsewhere" / NAME), "--yes"])
+    assert (run.path / "results.db").is_file()
 
 
 def test_store_delete_jobs_removes_every_row_of_those_jobs_only(store: Store) -> None:
