@@ -296,7 +296,8 @@ def plot_compare(curves: Sequence[dict[str, Any]], path: str | Path | None,
         for curve in (c for c in curves if c["panel"] == panel):
             y = np.array([np.nan if v is None else v for v in curve["y"]], dtype=np.float64)
             if panel == "epochs":
-                ax.plot(curve["x"], y, marker="o", markersize=3, label=curve["run"])
+                metric = f" ({curve['metric']})" if curve.get("metric") else ""
+                ax.plot(curve["x"], y, marker="o", markersize=3, label=curve["run"] + metric)
             else:
                 ax.step(curve["x"], y, where="post", linewidth=2, label=curve["run"])
         ylabel, xlabel = _COMPARE_PANELS[panel]
