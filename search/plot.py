@@ -50,8 +50,9 @@ class SearchCurves:
     """The numbers behind the figure, one entry per finished evaluation (NaN where undefined).
 
     ``order`` is the result's ``finished_order``; ``evaluations`` the x axis: evaluations run so far (ok + failed,
-    cache hits not counted, as ``runs show`` counts them), so its last value is ``runs show``'s count. ``fitness`` is NaN for failed evaluations; ``best`` is NaN before the first success; ``median`` is the median
-    fitness of the last ``window`` evaluations that have one; ``hit_rate`` the fraction of cache hits among the last
+    cache hits not counted, as ``runs show`` counts them), so its last value is ``runs show``'s count. ``fitness``
+    is NaN for failed evaluations; ``best`` is NaN before the first success; ``median`` is the median fitness of the
+    last ``window`` evaluations that have one; ``hit_rate`` the fraction of cache hits among the last
     ``window`` evaluations and ``cumulative_hit_rate`` among all so far.
     """
 
