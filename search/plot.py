@@ -20,6 +20,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
 from search.store import CurvePoint
@@ -49,8 +50,9 @@ class SearchCurves:
     """The numbers behind the figure, one entry per finished evaluation (NaN where undefined).
 
     ``order`` is the result's ``finished_order``; ``evaluations`` the x axis: evaluations run so far (ok + failed,
-    cache hits not counted, as ``runs show`` counts them), so its last value is ``runs show``'s count. ``fitness`` is NaN for failed evaluations; ``best`` is NaN before the first success; ``median`` is the median
-    fitness of the last ``window`` evaluations that have one; ``hit_rate`` the fraction of cache hits among the last
+    cache hits not counted, as ``runs show`` counts them), so its last value is ``runs show``'s count. ``fitness``
+    is NaN for failed evaluations; ``best`` is NaN before the first success; ``median`` is the median fitness of the
+    last ``window`` evaluations that have one; ``hit_rate`` the fraction of cache hits among the last
     ``window`` evaluations and ``cumulative_hit_rate`` among all so far.
     """
 
@@ -243,6 +245,7 @@ def _draw_epochs(axes: Axes, series: list[dict[str, Any]], word: str, label: str
                 y = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
                 name = f"{curve['name']}: {metric}" if curve["name"] else metric
                 axes.plot(curve["epochs"], y, marker="o", markersize=3, label=name)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
     axes.set_xlabel("epoch")
     axes.set_ylabel(label)
     axes.grid(alpha=0.3)
@@ -294,7 +297,8 @@ def plot_compare(curves: Sequence[dict[str, Any]], path: str | Path | None,
         for curve in (c for c in curves if c["panel"] == panel):
             y = np.array([np.nan if v is None else v for v in curve["y"]], dtype=np.float64)
             if panel == "epochs":
-                ax.plot(curve["x"], y, marker="o", markersize=3, label=curve["run"])
+                metric = f" ({curve['metric']})" if curve.get("metric") else ""
+                ax.plot(curve["x"], y, marker="o", markersize=3, label=curve["run"] + metric)
             else:
                 ax.step(curve["x"], y, where="post", linewidth=2, label=curve["run"])
         ylabel, xlabel = _COMPARE_PANELS[panel]

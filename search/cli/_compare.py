@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import html
 import math
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +56,7 @@ def _compare(args: argparse.Namespace) -> int:
         print(compare_table(rows))
     if plot is not None:
         _write_plot(plot, rows, curves)
-        print(f"wrote {plot}")
+        print(f"wrote {plot}", file=sys.stderr if args.json else sys.stdout)  # stdout stays JSON
     return 0
 
 

@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _delete(args: argparse.Namespace) -> int:
     from search.store import LeaseHeldError, Store
 
+    if args.db is None and Path(args.run).is_symlink():
+        raise UsageError(f"{args.run!r} is a symbolic link; delete the folder it points to (or the link) by hand")
     store, job = open_run(args.run, args.db)
     with store:
         doomed = _jobs_to_delete(store, job, whole_database=args.db is None)
@@ -50,13 +52,21 @@ def _delete(args: argparse.Namespace) -> int:
     if args.db is None:
         with Store.for_run(args.run, create=False) as again:  # started while we asked?
             _refuse_running(_jobs_to_delete(again, job, whole_database=True))
-        shutil.rmtree(Path(args.run))
+        _remove_folder(Path(args.run))
         print(f"deleted {what}")
     else:
         print(f"deleted {what}: {plural(deleted['candidates'], 'candidate')}, "
               f"{plural(deleted['evaluations'], 'evaluation')}"
               + (f", {plural(studies, 'Optuna study', 'Optuna studies')}" if studies else ""))
     return 0
+
+
+def _remove_folder(path: Path) -> None:
+    try:
+        shutil.rmtree(path)
+    except OSError as error:
+        raise UsageError(f"could not delete all of {str(path)!r} ({error}); its database may be gone already — "
+                         "delete what is left by hand") from None
 
 
 def _jobs_to_delete(store: Store, job: JobRecord, *, whole_database: bool) -> list[JobRecord]:

@@ -556,10 +556,10 @@ class SearchJob(Job):
     def _db_option(self) -> str:
         """`` --db URL`` when the results are not in the run folder's own results.db: a command given only the run
         would not find them."""
-        where, run_dir = describe(self.store.url), self.context.run_dir
-        if run_dir is not None and Path(where).resolve() == (Path(run_dir) / RESULTS_FILE).resolve():
+        url, run_dir = self.store.url, self.context.run_dir
+        if run_dir is not None and Path(describe(url)).resolve() == (Path(run_dir) / RESULTS_FILE).resolve():
             return ""
-        return f" --db {where}"
+        return f" --db {url.render_as_string(hide_password=True)}"  # a password is not repeated
 
     def _status_fields(self) -> dict[str, Any]:
         stats = self.cache.stats if self.cache is not None else None

@@ -64,6 +64,9 @@ def test_compare_table_and_plots(runs: list[Path], tmp_path: Path, capsys: pytes
     assert lines[4] == f"wrote {page}"
     text = page.read_text()
     assert text.count("<svg") == 1 and "1.2000x" in text and "accuracy per epoch" in text
+    assert main(["runs", "compare", str(runs[0]), str(runs[1]), "--plot", str(tmp_path / "c.svg"), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)) == 2 and err == f"wrote {tmp_path / 'c.svg'}\n"  # stdout stays JSON
     figure = tmp_path / "compare.png"
     assert main(["runs", "compare", str(runs[0]), str(runs[2]), "--plot", str(figure)]) == 0
     assert figure.read_bytes().startswith(b"\x89PNG")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from _cli_runs import NAME, BuiltRun, make_run
+from _cli_runs import NAME, BuiltRun, make_foreign, make_garbage, make_run
 
 from search.cli import main
 from search.store import LeaseHeldError, Store
@@ -120,6 +120,17 @@ def test_delete_of_a_missing_run_is_a_usage_error(tmp_path: Path, capsys: pytest
     (tmp_path / "bare").mkdir()
     assert "has no results.db" in _usage_error(capsys, ["runs", "delete", str(tmp_path / "bare"), "--yes"])
     assert (tmp_path / "bare").is_dir()
+    garbage, foreign = make_garbage(tmp_path), make_foreign(tmp_path)
+    before = garbage.read_bytes(), foreign.read_bytes()
+    assert "not a SQLite database" in _usage_error(capsys, ["runs", "delete", str(garbage.parent), "--yes"])
+    assert "not an autodisco results database" in _usage_error(capsys, ["runs", "delete", str(foreign.parent),
+                                                                        "--yes"])
+    assert (garbage.read_bytes(), foreign.read_bytes()) == before
+    run = make_run(tmp_path / "runs")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / NAME).symlink_to(run.path)
+    assert "symbolic link" in _usage_error(capsys, ["runs", "delete", str(tmp_path / "elsewhere" / NAME), "--yes"])
+    assert (run.path / "results.db").is_file()
 
 
 def test_store_delete_jobs_removes_every_row_of_those_jobs_only(store: Store) -> None:

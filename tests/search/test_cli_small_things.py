@@ -31,7 +31,8 @@ def test_lineage_counts_one_ancestor_in_the_singular(run: BuiltRun, capsys: pyte
     assert ": 0 ancestors," in _ok(capsys, ["runs", "lineage", str(run.path), str(run.ids[0])]).splitlines()[0]
 
 
-def test_search_names_its_database_as_a_path_and_the_export_hint_keeps_db(tmp_path: Path) -> None:
+def test_search_names_its_database_as_a_path_and_the_export_hint_keeps_db(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from programs import library
     from search.executor import InlineExecutor
     from search.jobs import run_job
@@ -39,21 +40,24 @@ def test_search_names_its_database_as_a_path_and_the_export_hint_keeps_db(tmp_pa
     from search.kinds import OptimizerKind
     from search.store import Store
 
+    monkeypatch.chdir(tmp_path)  # the hint's -o my_optimizer.py lands here
     config = SearchConfig(tasks=("quadratic",), population=2, tournament=2, evaluations=3, seed=0,
                           warm_start=(library.get("adamw").to_text(),))
     shared = tmp_path / "shared.db"
-    for store, run_dir, db_part in ((Store(f"sqlite:///{shared}"), tmp_path / "runs" / "q", f" --db {shared}"),
-                                    (Store.for_run(tmp_path / "runs" / "own"), tmp_path / "runs" / "own", "")):
+    cases = ((Store(f"sqlite:///{shared}"), tmp_path / "runs" / "q", f" --db sqlite:///{shared}"),
+             (Store.for_run(tmp_path / "runs" / "own"), tmp_path / "runs" / "own", ""))
+    for store, run_dir, db_part in cases:
         with store:
-            name = run_dir.name
-            job = SearchJob.create(store, name, OptimizerKind(), config, run_dir=run_dir, show_progress=False,
-                                   executor_factory=lambda **_: InlineExecutor())
+            job = SearchJob.create(store, run_dir.name, OptimizerKind(), config, run_dir=run_dir,
+                                   show_progress=False, executor_factory=lambda **_: InlineExecutor())
             described = job.describe()
             assert "Store(" not in described and described.endswith(f"results in {store.url.database}")
             lines = job.report(run_job(job))
         hint = next(line for line in lines if line.startswith("export it:"))
         assert hint.startswith(f"export it: autodisco export {run_dir} ") and hint.endswith(
             f"-o my_optimizer.py{db_part}")
+        assert main([*hint.split("autodisco ", 1)[1].split(), "--force"]) == 0  # the hint runs as printed
+        assert (tmp_path / "my_optimizer.py").is_file()
 
 
 def test_a_run_named_without_its_folder_suggests_the_folder(run: BuiltRun, tmp_path: Path,

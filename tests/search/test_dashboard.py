@@ -64,6 +64,7 @@ def test_runs_list_has_every_job_and_names_the_unreadable_folder(client: Any) ->
     assert (hunt["folder"], hunt["kind"], hunt["method"], hunt["status"]) == (NAME, "optimizer", "search", "finished")
     assert (hunt["evaluations"], hunt["failed"], hunt["cache_hits"], hunt["best_fitness"]) == (5, 1, 2, 1.3)
     assert hunt["progress"]["done"] == 5 and hunt["error"] is None
+    assert hunt["best_measure"] == "adamw_ratio"  # the page shows it in the "best ×AdamW" column, not with accuracies
     assert "not a SQLite database" in by_name["garbage"]["error"]
     assert by_name["fresh"]["best_fitness"] is None and by_name["fresh"]["evaluations"] == 0
 

@@ -86,7 +86,8 @@ def test_one_shot_ranking_counts_the_architectures_it_scored_and_scores_them_as_
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import search.jobs._oneshot as oneshot_job
     from nas.nb201 import NB201Genotype
-    from nas.oneshot_train import load_supernet, score, supernet_data
+    from nas.oneshot import InheritConfig
+    from nas.oneshot_train import evaluate, load_supernet, supernet_data
 
     table = tmp_path / "table.json"
     table.write_text(json.dumps({"metadata": {"dataset": "digits"},
@@ -99,7 +100,10 @@ def test_one_shot_ranking_counts_the_architectures_it_scored_and_scores_them_as_
                                                              "[autodisco] ranking: scored 3/3 architectures"]
     saved = load_supernet(run / "supernet.pt")
     genotypes = [NB201Genotype.from_text(a) for a in TABLE_ARCHS]
-    at_once = score(saved.supernet, genotypes, supernet_data("digits", 32))
+    with Store.for_run(run, create=False) as store:
+        inherit = InheritConfig(**store.get_job("oneshot").config["inherit"])
+    at_once = [s.value(inherit.metric) for s in evaluate(saved.supernet, genotypes, supernet_data("digits", 32),
+                                                         inherit)]
     with Store.for_run(run, create=False) as store:
         recorded = {store.get_candidate(e.candidate_id).text: e.fitness
                     for e in store.list_evaluations(store.get_job("oneshot").id)}

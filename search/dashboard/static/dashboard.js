@@ -79,7 +79,9 @@ async function refreshRuns() {
   const tbody = fillRows(document.getElementById("runs"), good, (r) => [
     [r.name], [r.kind], [r.method], [r.status], [progress(r.progress)], [r.candidates, "num"],
     [r.evaluations, "num"], [r.failed, "num"], [`${r.cache_hits} (${percent(r.cache_hit_rate)})`, "num"],
-    [fitness(r.best_fitness), "num"], [new Date(r.updated).toLocaleString()],
+    // one meaning per column: ratios to AdamW (optimizer searches) and accuracies (architecture jobs) apart
+    [r.best_measure === "adamw_ratio" ? fitness(r.best_fitness) : "-", "num"],
+    [r.best_measure === "accuracy" ? fitness(r.best_fitness) : "-", "num"], [new Date(r.updated).toLocaleString()],
   ]);
   good.forEach((r, i) => {  // the name links to the run's page
     const cell = tbody.children[i].firstChild;
