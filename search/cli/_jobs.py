@@ -44,7 +44,8 @@ def run_to_end(job: Job, run: str, report: Callable[[Any], None] | None = None) 
     try:
         result = Runner(job).run()
     except KeyboardInterrupt:
-        print(f"autodisco: interrupted; everything finished is recorded. Continue with: autodisco resume {run}",
+        print(f"autodisco: interrupted; everything finished is recorded. Continue with: autodisco resume {run}"
+              f"{job.db_option()}",
               file=sys.stderr)
         return EXIT_INTERRUPTED
     if report is not None:

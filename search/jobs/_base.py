@@ -141,6 +141,17 @@ class Job(abc.ABC):
         diverged)."""
         return 0
 
+    def db_option(self) -> str:
+        """`` --db URL`` when the job's rows are not in its run folder's own results.db, so that a command printed
+        for the user (resume, export) finds them; "" otherwise. A password is not repeated."""
+        from search.store import RESULTS_FILE
+        from search.store._open import describe
+
+        url, run_dir = self.store.url, self.context.run_dir
+        if run_dir is not None and Path(describe(url)).resolve() == (Path(run_dir) / RESULTS_FILE).resolve():
+            return ""
+        return f" --db {url.render_as_string(hide_password=True)}"
+
     @property
     def store(self) -> Store:
         return self.context.store

@@ -20,7 +20,6 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
@@ -32,7 +31,6 @@ from search.jobs._base import Job, JobContext, JobError
 from search.jobs._registry import register_job
 from search.jobs._runner import Runner
 from search.kinds import KINDS, CandidateKind
-from search.store import RESULTS_FILE
 from search.store._open import describe
 from search.strategies import (
     NSGA2, NSGA2Config, RandomSearch, RegularizedEvolution, RegularizedEvolutionConfig, Strategy, StrategyError,
@@ -550,16 +548,8 @@ class SearchJob(Job):
             run = str(self.context.run_dir) if self.context.run_dir is not None else self.record.name
             note = self.kind.next_step(run, result.best_candidate_id)
             if note is not None:
-                lines.append(note + self._db_option())
+                lines.append(note + self.db_option())
         return lines
-
-    def _db_option(self) -> str:
-        """`` --db URL`` when the results are not in the run folder's own results.db: a command given only the run
-        would not find them."""
-        url, run_dir = self.store.url, self.context.run_dir
-        if run_dir is not None and Path(describe(url)).resolve() == (Path(run_dir) / RESULTS_FILE).resolve():
-            return ""
-        return f" --db {url.render_as_string(hide_password=True)}"  # a password is not repeated
 
     def _status_fields(self) -> dict[str, Any]:
         stats = self.cache.stats if self.cache is not None else None

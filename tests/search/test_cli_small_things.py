@@ -58,6 +58,7 @@ def test_search_names_its_database_as_a_path_and_the_export_hint_keeps_db(tmp_pa
             f"-o my_optimizer.py{db_part}")
         assert main([*hint.split("autodisco ", 1)[1].split(), "--force"]) == 0  # the hint runs as printed
         assert (tmp_path / "my_optimizer.py").is_file()
+        assert job.db_option() == db_part  # the resume hint after Ctrl-C (run_to_end) keeps --db the same way
 
 
 def test_a_run_named_without_its_folder_suggests_the_folder(run: BuiltRun, tmp_path: Path,
