@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     top.add_argument("--task", help="rank by this task's evaluations only")
     top.add_argument("--raw", action="store_true", help="print programs as recorded, dead code included (default: "
                                                         "simplified, as export writes them)")
+    top.add_argument("--pareto", action=argparse.BooleanOptionalAction, default=None,
+                     help="optimizer runs: the Pareto front of fitness and optimizer state buffers instead of the k "
+                          "best (default: on for --strategy nsga2 runs)")
     top.set_defaults(handler=_top)
 
     lineage = sub.add_parser("lineage", help="the ancestors of a candidate back to the warm start")
@@ -47,18 +50,40 @@ def _top(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise UsageError(f"-k must be at least 1, got {args.k}")
     store, job = open_run(args.run, args.db, read_only=True)
+    pareto = args.pareto if args.pareto is not None else (job.config or {}).get("strategy") == "nsga2"
+    if pareto and job.kind != "optimizer":
+        raise UsageError(f"--pareto weighs optimizer state buffers; run {job.name!r} searched {job.kind}s")
     with store:
-        ranked = store.top_k(job.id, args.k, task=args.task or search_task(job))
+        task = args.task or search_task(job)
+        ranked = store.top_k(job.id, store.counts(job.id, task=task).candidates + 1 if pareto else args.k, task=task)
     rows = [ranked_row(rank, entry) for rank, entry in enumerate(ranked, start=1)]
     for row in rows:
         row["simplified"] = simplified_program(row["program"]) if job.kind == "optimizer" else None
+    if pareto:
+        rows = pareto_front(rows)
     if args.json:
         print_json(rows)
     elif not rows:
         print(f"no successful evaluations in run {job.name!r} yet")
     else:
+        if pareto:
+            print("Pareto front: no other candidate has a higher fitness with as few optimizer state buffers")
         print(_top_text(rows, raw=args.raw))
     return 0
+
+
+def pareto_front(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows (best fitness first) no other row beats on fitness without carrying more state buffers: walking down
+    the ranking, a row joins when it needs fewer buffers than every row above it."""
+    front, fewest = [], None
+    for row in rows:
+        buffers = row["simplified"]["buffers"] if row["simplified"] is not None else None
+        if buffers is not None and (fewest is None or buffers < fewest):
+            front.append(row)
+            fewest = buffers
+    for rank, row in enumerate(front, start=1):
+        row["rank"] = rank
+    return front
 
 
 def simplified_program(text: str) -> dict[str, Any] | None:
@@ -72,7 +97,7 @@ def simplified_program(text: str) -> dict[str, Any] | None:
     except (ProgramError, ValueError, RecursionError):
         return None
     return {"program": report.program.to_text(), "statements": report.original_length,
-            "removed": list(report.removed)}
+            "removed": list(report.removed), "buffers": report.buffers}
 
 
 def ranked_row(rank: int, entry: Ranked) -> dict[str, Any]:
@@ -84,9 +109,13 @@ def ranked_row(rank: int, entry: Ranked) -> dict[str, Any]:
 
 
 def _top_text(rows: list[dict[str, Any]], *, raw: bool) -> str:
-    headers = ("RANK", "ID", "HASH", "FITNESS", "STATUS", "BIRTH", "MUTATION")
-    lines = [table(headers, [(r["rank"], r["id"], r["hash"][:HASH_SHOWN], fitness_text(r["fitness"]), r["status"],
-                              r["birth"], clip(r["mutation"], MUTATION_SHOWN)) for r in rows])]
+    optimizers = any(r["simplified"] is not None for r in rows)  # programs: their state buffers, the memory cost
+    headers = ("RANK", "ID", "HASH", "FITNESS") + (("BUFFERS",) if optimizers else ()) + ("STATUS", "BIRTH",
+                                                                                           "MUTATION")
+    lines = [table(headers, [(r["rank"], r["id"], r["hash"][:HASH_SHOWN], fitness_text(r["fitness"]))
+                             + ((r["simplified"]["buffers"] if r["simplified"] is not None else "-",) if optimizers
+                                else ())
+                             + (r["status"], r["birth"], clip(r["mutation"], MUTATION_SHOWN)) for r in rows])]
     for r in rows:
         heading = f"#{r['rank']}  candidate {r['id']}  fitness {fitness_text(r['fitness'])}"
         simple = r["simplified"]

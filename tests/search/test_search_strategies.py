@@ -84,3 +84,19 @@ def test_islands_and_several_warm_starts_reach_the_strategy(tmp_path: Path) -> N
 def test_bad_strategy_settings_are_refused(overrides: dict, message: str) -> None:
     with pytest.raises(JobError, match=message):
         _config(**overrides)
+
+
+def test_runs_top_shows_the_pareto_front_of_an_nsga2_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from search.cli._main import main
+
+    store, job = _job(tmp_path, "front", _config(strategy="nsga2", evaluations=10))
+    run_job(job)
+    store.close()
+    assert main(["runs", "top", str(tmp_path / "front"), "--json"]) == 0
+    front = __import__("json").loads(capsys.readouterr().out)
+    buffers = [row["simplified"]["buffers"] for row in front]
+    fitness = [row["fitness"] for row in front]
+    assert front and buffers == sorted(buffers, reverse=True) and len(set(buffers)) == len(buffers)
+    assert fitness == sorted(fitness, reverse=True)  # each step down the front gives up fitness for memory
+    assert main(["runs", "top", str(tmp_path / "front"), "--no-pareto", "-k", "3"]) == 0
+    assert "BUFFERS" in capsys.readouterr().out
