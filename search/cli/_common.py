@@ -90,15 +90,15 @@ def executor_factory(args: Any, *, preload: tuple[str, ...],
 
 
 def add_threads_option(parser: Any) -> None:
-    """``--threads auto|N`` of a command that trains in its own process (``nas darts``, ``nas train``)."""
-    parser.add_argument("--threads", default="auto", metavar="auto|N",
-                        help="torch CPU threads of this process: 'auto' (torch's default: one per core) or a number; "
-                             "on a busy machine fewer threads than cores are often faster for small networks")
+    """``--threads N`` of a command that trains in its own process (``nas darts|train|oneshot|score``)."""
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: the networks are small, and more threads than free cores "
+                             "slow them down many times over)")
 
 
-def check_threads(args: Any) -> None:
-    """``UsageError`` unless ``--threads`` is 'auto' or a positive count (the job applies it when it runs)."""
-    _count_or_auto(args.threads, "--threads")
+def check_threads(threads: int) -> None:
+    if threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
 
 
 def _count_or_auto(value: Any, option: str) -> Any:

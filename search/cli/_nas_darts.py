@@ -75,7 +75,7 @@ def _darts(args: argparse.Namespace) -> int:
     from search.jobs._darts import DartsJob, DartsJobConfig, load_data
     from search.store import Store
 
-    check_threads(args)
+    check_threads(args.threads)
     config = DartsJobConfig(args.dataset, _darts_config(args), limit=args.limit, device=device_option(args.device))
     run = new_run(args.run)
     data = load_data(config)
@@ -113,7 +113,7 @@ def _train(args: argparse.Namespace) -> int:
     from search.jobs._train import TrainJob, TrainJobConfig
     from search.store import Store
 
-    check_threads(args)
+    check_threads(args.threads)
     genotype, source = _genotype(args.genotype)
     device = device_option(args.device)
     data = load_dataset(args.dataset, args.limit)

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from search.cli._common import UsageError, device_option, new_run
+from search.cli._common import UsageError, add_threads_option, check_threads, device_option, new_run
 from search.cli._jobs import context_options, run_to_end
 
 DATASETS = ("mnist1d", "digits")
@@ -36,6 +36,7 @@ def register(nas_commands: argparse._SubParsersAction) -> None:
     fewshot.add_argument("--seed", type=int, default=0)
     fewshot.add_argument("--limit", type=int, metavar="N", help="use only the first N training examples")
     fewshot.add_argument("--device", help="cpu or cuda[:i] (default: cuda if available)")
+    add_threads_option(fewshot)
     fewshot.add_argument("--quiet", action="store_true", help="no progress output")
     darts = fewshot.add_argument_group("darts base")
     darts.add_argument("--space", choices=("darts", "sharpdarts"), default="darts", help="operation set")
@@ -52,12 +53,16 @@ def register(nas_commands: argparse._SubParsersAction) -> None:
 
 
 def _fewshot(args: argparse.Namespace) -> int:
+    import torch
+
     from search.jobs import create_job
     from search.jobs._fewshot import FewShotJob, make_backend
     from search.store import Store
 
+    check_threads(args.threads)
     config = _job_config(args)
     run = new_run(args.run)
+    torch.set_num_threads(args.threads)
     backend = make_backend(config)  # loads the data (and the table): bad input fails before the job exists
     options = context_options(args, run)
     with Store.for_run(run) as store:

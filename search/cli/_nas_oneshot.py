@@ -7,7 +7,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from search.cli._common import UsageError, add_executor_options, new_run, print_json
+from search.cli._common import (
+    UsageError, add_executor_options, add_threads_option, check_threads, new_run, print_json,
+)
 from search.cli._jobs import context_options, run_to_end
 
 
@@ -39,7 +41,7 @@ def _register_oneshot(commands: argparse._SubParsersAction) -> None:
     oneshot.add_argument("--lr", type=float, default=0.05, help="SGD learning rate, cosine-annealed (default 0.05)")
     oneshot.add_argument("--limit", type=int, help="use only the first N training/validation examples (quick trials)")
     oneshot.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    _add_threads(oneshot)
+    add_threads_option(oneshot)
     oneshot.add_argument("--json", action="store_true", help="print the result as JSON")
     oneshot.add_argument("--quiet", action="store_true", help="no per-epoch lines on stderr")
     oneshot.set_defaults(handler=_oneshot)
@@ -51,7 +53,7 @@ def _register_score(commands: argparse._SubParsersAction) -> None:
     score.add_argument("archs", metavar="ARCHS.txt", help="NB201 cell strings, one per line ('#' comments allowed)")
     score.add_argument("-o", "--output", required=True, help="JSON file to write: {arch string: accuracy}")
     score.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    _add_threads(score)
+    add_threads_option(score)
     score.set_defaults(handler=_score)
 
 
@@ -74,17 +76,10 @@ def _register_groundtruth(commands: argparse._SubParsersAction) -> None:
     gt.set_defaults(handler=_groundtruth)
 
 
-def _add_threads(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: the networks are tiny, and more threads than free cores "
-                             "slow them down many times over)")
-
-
 def _set_threads(threads: int) -> None:
     import torch
 
-    if threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {threads}")
+    check_threads(threads)
     torch.set_num_threads(threads)
 
 

@@ -174,11 +174,13 @@ class DartsJob(Job):
 
 
 def use_threads(context: JobContext) -> None:
-    """Set this process's torch threads to the invocation's ``--threads`` (``nas darts|train``, ``resume``), unless it
-    is 'auto' or absent (torch's default). The jobs that train in the CLI's own process call it as they start."""
-    threads = (context.options or {}).get("threads")
-    if threads is not None and threads != "auto":
-        torch.set_num_threads(int(threads))
+    """Set this process's torch threads to the command's ``--threads`` (``nas darts|train``; ``resume --threads N``;
+    1 where the command gave none or 'auto', as ``nas darts|train`` default to), as the jobs that train in the CLI's own
+    process start. A job built in Python (no command options) leaves the caller's setting alone."""
+    if context.options is None:
+        return
+    threads = context.options.get("threads")
+    torch.set_num_threads(1 if threads in (None, "auto") else int(threads))
 
 
 def batches_per_epoch(examples: int, batch_size: int) -> int:

@@ -482,6 +482,7 @@ def test_cli_fewshot_oneshot_reports_kendall_tau(tmp_path, capsys) -> None:
         (["--base", "oneshot", "--epochs", "9", "--table", "missing.json"], "not a file"),
         (["--base", "darts", "--epochs", "9", "--device", "tpu"], "--device"),
         (["--base", "darts", "--epochs", "9", "--limit", "1"], "limit"),
+        (["--base", "darts", "--epochs", "9", "--threads", "0"], "--threads"),
     ],
 )
 def test_cli_fewshot_bad_input_is_one_line_and_exit_2(tmp_path, capsys, extra: list[str], fragment: str) -> None:

@@ -133,7 +133,7 @@ def test_train_a_search_result_and_a_published_cell(
     (["darts", "--dataset", "mnist2d", "--epochs", "1", "--run", "{tmp}/r"], "unknown dataset"),
     (["darts", "--dataset", "digits", "--epochs", "1", "--device", "tpu", "--run", "{tmp}/r"], "--device"),
     (["darts", "--dataset", "digits", "--epochs", "1", "--threads", "0", "--run", "{tmp}/r"], "--threads"),
-    (["train", "DARTS_V2", "--dataset", "digits", "--epochs", "1", "--threads", "x", "--run", "{tmp}/r"], "--threads"),
+    (["train", "DARTS_V2", "--dataset", "digits", "--epochs", "1", "--threads", "-2", "--run", "{tmp}/r"], "--threads"),
 ])  # fmt: skip
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
                                           message: str) -> None:
@@ -143,23 +143,28 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_threads_set_this_process_for_the_search_the_training_and_their_resume(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import torch
 
-    calls: list[int] = []
-    monkeypatch.setattr(torch, "set_num_threads", calls.append)  # the test process keeps its own threads
+    before = torch.get_num_threads()
     search = str(tmp_path / "search")
-    _ok(capsys, ["nas", "darts", *TINY_SEARCH, "--epochs", "1", "--threads", "1", "--run", search])
-    _ok(capsys, ["nas", "train", search, *TINY_TRAIN, "--epochs", "1", "--threads", "3", "--run", str(tmp_path / "t")])
-    _ok(capsys, ["nas", "train", search, *TINY_TRAIN, "--epochs", "1", "--run", str(tmp_path / "auto")])  # torch's own
-    assert calls == [1, 3]
-    store, job = _job(tmp_path / "t")
-    with store:  # a per-invocation setting, not part of the job: resume takes its own
-        assert "threads" not in job.config and "threads" not in job.config["train"]
-        store.set_job_status(job.id, "interrupted")
-    _ok(capsys, ["resume", str(tmp_path / "t"), "--threads", "2"])
-    assert calls == [1, 3, 2]
+    try:
+        _ok(capsys, ["nas", "darts", *TINY_SEARCH, "--epochs", "1", "--threads", "2", "--run", search])
+        assert torch.get_num_threads() == 2
+        _ok(capsys, ["nas", "train", search, *TINY_TRAIN, "--epochs", "1", "--threads", "3", "--run",
+                     str(tmp_path / "t")])
+        assert torch.get_num_threads() == 3
+        _ok(capsys, ["nas", "train", search, *TINY_TRAIN, "--epochs", "1", "--run", str(tmp_path / "default")])
+        assert torch.get_num_threads() == 1
+        store, job = _job(tmp_path / "t")
+        with store:  # a per-invocation setting, not part of the job: resume takes its own
+            assert "threads" not in job.config and "threads" not in job.config["train"]
+            store.set_job_status(job.id, "interrupted")
+        _ok(capsys, ["resume", str(tmp_path / "t"), "--threads", "2"])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_a_malformed_number_is_an_argparse_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
