@@ -47,6 +47,14 @@ def child(args: argparse.Namespace) -> None:
     boundaries = sorted({b for n in marks for b in (n - max(n // 10, 1), n)})
     seen: dict[int, float] = {}
 
+    def report(n: int) -> None:
+        """With --progress: a line per mark as it is passed (a long run cut short still leaves its figures)."""
+        low = n - max(n // 10, 1)
+        if args.progress and n in marks and low in seen:
+            with open(args.progress, "a") as out:
+                print(f"{os.environ.get('PYTHONPATH')} {n} {(seen[n] - seen[low]) / (n - low) * 1e3:.3f} ms/result",
+                      file=out, flush=True)
+
     class InstantExecutor(Executor):
         """Answers at once; fitness in [0, 2) from the program text, so evolution has something to select."""
 
@@ -62,6 +70,7 @@ def child(args: argparse.Namespace) -> None:
                 self.submitted += 1
                 if self.submitted - args.workers in boundaries:  # results recorded ~ submitted - in flight
                     seen[self.submitted - args.workers] = time.process_time()
+                    report(self.submitted - args.workers)
             text = str(request.payload.get("program", ""))
             fitness = (xxhash.xxh64_intdigest(text.encode()) % 10_000) / 5_000
             future: Future[EvalOutcome] = Future()
@@ -119,6 +128,8 @@ def measure(source: Path, marks: list[int], args: argparse.Namespace, label: str
     with database(args.db, f"bench_driver_{label}_{os.getpid()}") as db:
         command = [sys.executable, __file__, "--child", "--population", str(args.population), "--workers",
                    str(args.workers), "--db", db, "--marks", *map(str, marks)]
+        if args.progress:
+            command += ["--progress", args.progress]
         env = {**os.environ, "PYTHONPATH": str(source), "OMP_NUM_THREADS": "1"}
         done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=source)
     if done.returncode != 0:
@@ -139,6 +150,7 @@ def main() -> None:
                         help="a baseline commit and its marks (repeatable); replaces --baseline-rev/-marks")
     parser.add_argument("--workers", type=int, default=8, help="evaluations in flight (the executor's width)")
     parser.add_argument("--db", default="sqlite", help="'sqlite' (a temporary run folder) or a database URL")
+    parser.add_argument("--progress", help="append each mark's figure to this file as soon as it is passed")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -159,7 +171,10 @@ def main() -> None:
             archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True,
                                      check=True).stdout
             subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-            measured[rev] = measure(tree, marks, args, label=rev)
+            try:
+                measured[rev] = measure(tree, marks, args, label=rev)
+            except SystemExit as error:  # a baseline that cannot run here (e.g. on this database) is left out
+                print(f"baseline {rev} left out: {str(error).splitlines()[-1]}")
         after = measure(ROOT, sorted(args.marks), args)
     heads = "".join(f" {rev + ' ms':>16}" for rev in measured)
     ratios = "".join(f" {'vs ' + rev:>12}" for rev in measured)

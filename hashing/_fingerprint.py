@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from functools import lru_cache
 from typing import Any
 
@@ -14,7 +15,7 @@ from hashing._registry import canonical_form, probe_runner_for
 
 DEFAULT_CONFIG = HashConfig()
 MEMO_SIZE = 32768  # recent (candidate or canonical form, config) -> digest: parents are hashed once per mutation
-_memo: dict[tuple[Any, HashConfig], str] = {}
+_memo: OrderedDict[tuple[Any, HashConfig], str] = OrderedDict()  # oldest first: evicting is O(1)
 
 
 def functional_hash(candidate: Any, config: HashConfig | None = None) -> str:
@@ -34,6 +35,7 @@ def functional_hash(candidate: Any, config: HashConfig | None = None) -> str:
     except TypeError:  # an unhashable candidate: computed every time
         key, found = None, None
     if found is not None:
+        _memo.move_to_end(key)  # type: ignore[arg-type]  # least recently used goes first: parents stay
         return found
     canonical = canonical_form(candidate)
     canonical_key = (canonical, config) if key is not None and canonical is not candidate else None
@@ -43,10 +45,10 @@ def functional_hash(candidate: Any, config: HashConfig | None = None) -> str:
         found = fingerprint(probe_runner_for(canonical)(canonical, config), config)
     for memo_key in (key, canonical_key):
         if memo_key is not None:
-            _memo.pop(memo_key, None)
-            if len(_memo) >= MEMO_SIZE:
-                _memo.pop(next(iter(_memo)), None)  # the oldest entry
             _memo[memo_key] = found
+            _memo.move_to_end(memo_key)
+            if len(_memo) > MEMO_SIZE:
+                _memo.popitem(last=False)  # the oldest entry
     return found
 
 

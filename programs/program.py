@@ -5,8 +5,8 @@ A ``Program`` is immutable and hashable; its canonical text (``to_text``) round-
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Union
+from dataclasses import dataclass, fields
+from typing import Any, Union
 
 from programs.primitives import PRIMITIVES
 
@@ -19,6 +19,21 @@ SIGNATURE_WITH_STEP = ("w", "g", "m", "v", "lr", "t")
 # The most statements a program may have where programs enter (parsing, mutation, random programs): it bounds the
 # driver's own work per candidate (abstract execution, hashing, mutation, simplification are linear in it).
 MAX_STATEMENTS = 1_000
+
+
+def _cached_hash(self: Any) -> int:
+    """The dataclass hash (of the fields' tuple), computed once per object: these objects are immutable."""
+    try:
+        return self.__dict__["_hash"]
+    except KeyError:
+        value = hash(tuple(getattr(self, f.name) for f in fields(self)))
+        object.__setattr__(self, "_hash", value)
+        return value
+
+
+def _state_without_hash(self: Any) -> dict[str, Any]:
+    """Pickled state: the fields alone (a string hash differs between processes)."""
+    return {k: v for k, v in self.__dict__.items() if k not in ("_hash", "_variables")}
 
 
 @dataclass(frozen=True)
@@ -34,9 +49,17 @@ class Statement:
         assert len(self.args) == PRIMITIVES[self.fn].arity, f"{self.fn} takes {PRIMITIVES[self.fn].arity} arguments"
         object.__setattr__(self, "args", tuple(a if isinstance(a, str) else float(a) for a in self.args))
 
+    __hash__ = _cached_hash  # statements are shared by a parent and its children: hashed once each
+    __getstate__ = _state_without_hash
+
     def variables(self) -> tuple[str, ...]:
-        """The variable names this statement reads."""
-        return tuple(a for a in self.args if isinstance(a, str))
+        """The variable names this statement reads (computed once: liveness asks for them on every mutation)."""
+        try:
+            return self.__dict__["_variables"]
+        except KeyError:
+            found = tuple(a for a in self.args if isinstance(a, str))
+            object.__setattr__(self, "_variables", found)
+            return found
 
     def to_text(self) -> str:
         symbol = PRIMITIVES[self.fn].operator
@@ -64,6 +87,9 @@ class Program:
         object.__setattr__(self, "inputs", tuple(self.inputs))
         assert self.inputs in (SIGNATURE, SIGNATURE_WITH_STEP), f"bad signature {self.inputs}"
         assert len(self.outputs) == 3, "a program returns (update, m, v)"
+
+    __hash__ = _cached_hash  # a program is a dict key of memos and caches; hashed once
+    __getstate__ = _state_without_hash
 
     def __len__(self) -> int:
         return len(self.statements)
