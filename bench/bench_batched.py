@@ -12,7 +12,8 @@ side: batched â€” ``evaluators.train_batch`` on the K programs; one at a time â€
 (diverging mutants) as evaluations, as the search does. ``--steps N`` shortens every task to N steps (0: the task's
 own), which scales both modes' time per evaluation alike. Peak memory is the process's peak RSS (data, model and
 torch included). Each mode runs ``--repeats`` times, alternated; the median run of each is printed: evaluations/s of
-each and their ratio (> 1: batching is faster).
+each and their ratio (> 1: batching is faster), and the ratio of the medians of evaluations per CPU-second of the
+process (``cpu ratio``: on a machine shared with other work, wall time also counts the time others hold the CPU).
 
 ``--search N``: ``autodisco search optimizer`` end to end (one worker, one thread, same seed, N evaluations of the
 first task at its full budget), with ``--batch K`` and without, run one after the other; evaluations/s counts the
@@ -64,7 +65,7 @@ def measure(task_name: str, k: int, mode: str, steps: int, single: int, seed: in
     if mode == "single":  # an even sample of the same population: the same mix of failures
         programs = [programs[i] for i in np.linspace(0, k - 1, min(k, single)).round().astype(int)]
     prepare(task, 0)  # the data pool cached, as in a worker
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if mode == "batched":
         rows = train_batch(task, programs, seed=0)
         failed = sum(isinstance(row, EvaluationFailed) for row in rows)
@@ -75,8 +76,8 @@ def measure(task_name: str, k: int, mode: str, steps: int, single: int, seed: in
                 evaluate_program(program, task, seed=0)
             except EvaluationFailed:
                 failed += 1
-    seconds = time.perf_counter() - started
-    return {"rate": len(programs) / seconds, "failed": failed / len(programs),
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    return {"rate": len(programs) / seconds, "cpu_rate": len(programs) / cpu_seconds, "failed": failed / len(programs),
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -122,8 +123,8 @@ def main() -> None:
         print(f"search optimizer on {args.tasks[0]}, {args.search} evaluations: --batch {args.search_batch} "
               f"{batched:.3f} ev/s, without {alone:.3f} ev/s, ratio {batched / alone:.2f}x")
         return
-    print(f"{'task':<22} {'K':>4} {'batched ev/s':>13} {'single ev/s':>12} {'ratio':>7} {'failed':>7} "
-          f"{'peak MB b/s':>13}")
+    print(f"{'task':<22} {'K':>4} {'batched ev/s':>13} {'single ev/s':>12} {'ratio':>7} {'cpu ratio':>9} "
+          f"{'failed':>7} {'peak MB b/s':>13}")
     for task in args.tasks:
         for k in args.ks:
             singles, batches = [], []
@@ -132,8 +133,10 @@ def main() -> None:
                 batches.append(run_one(args, task, k, "batched"))
             single = min(singles, key=lambda r: abs(r["rate"] - statistics.median(x["rate"] for x in singles)))
             batched = min(batches, key=lambda r: abs(r["rate"] - statistics.median(x["rate"] for x in batches)))
+            cpu_ratio = statistics.median(x["cpu_rate"] for x in batches) / statistics.median(
+                x["cpu_rate"] for x in singles)
             print(f"{task:<22} {k:>4} {batched['rate']:>13.2f} {single['rate']:>12.2f} "
-                  f"{batched['rate'] / single['rate']:>6.2f}x {batched['failed']:>7.0%} "
+                  f"{batched['rate'] / single['rate']:>6.2f}x {cpu_ratio:>8.2f}x {batched['failed']:>7.0%} "
                   f"{batched['peak_mb']:>6.0f}/{single['peak_mb']:<6.0f}", flush=True)
 
 

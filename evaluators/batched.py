@@ -157,7 +157,8 @@ class _RowUpdates:
     """The K update rules on a CPU: each row runs its compiled program (``programs.compile``, exactly the
     one-at-a-time step) on its own row of ``w`` and ``g``, with its ``m`` and ``v`` held apart. On a CPU a kernel
     launch costs little and a copy costs as much as the op it feeds, so the interpreter's gathers and scatters cost
-    more than the launches they save: this loop takes a third to a half of the interpreter's time at K = 32."""
+    more than the launches they save: this loop takes about half the interpreter's time at K = 32 (measured on
+    mutants of the library: 0.05–0.08 ms per row and step against 0.12–0.16 ms)."""
 
     def __init__(self, programs: list[Program], segments: tuple[int, ...], schedule: list[float], w: Tensor) -> None:
         self.schedule = schedule
