@@ -14,14 +14,16 @@ whose subspace holds it). Printed per seed, then mean ± sample standard deviati
 - each run's τ minus uniform's, and whether that beats the seed spread (the larger of the two runs' standard
   deviations of τ over seeds).
 
-    python bench/bench_oneshot.py                        # 5 epochs, seeds 0 1 2, every run, CPU, one thread
+    python bench/bench_oneshot.py --jobs 4               # 10 epochs, seeds 0 1 2, every run, CPU, 4 processes
     python bench/bench_oneshot.py --epochs 30 --seeds 0 --runs uniform pada
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -69,17 +71,22 @@ def main(argv: list[str] | None = None) -> None:
     from nas.ranking import Spread, summarize
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5, help="supernet epochs (few-shot: per lineage); default 5")
+    parser.add_argument("--epochs", type=int, default=10, help="supernet epochs (few-shot: per lineage); default 10")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs", nargs="+", choices=RUNS, default=list(RUNS))
     parser.add_argument("--splits", type=int, default=2, help="few-shot splits (2: 4 sub-supernets)")
     parser.add_argument("--split-every", type=int, default=1, help="few-shot: epochs between splits (default 1)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    results: dict[tuple[str, int], dict[str, Any]] = {}
-    for seed in args.seeds:
-        for run in args.runs:
-            r = results[(run, seed)] = run_one(run, args.epochs, seed, args.splits, args.split_every)
+    tasks = [(run, seed) for seed in args.seeds for run in args.runs]
+    tasks.sort(key=lambda task: task[0] != "fewshot")  # the longest first
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.jobs, context, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        futures = [pool.submit(run_one, run, args.epochs, seed, args.splits, args.split_every) for run, seed in tasks]
+        results: dict[tuple[str, int], dict[str, Any]] = {}
+        for (run, seed), future in zip(tasks, futures):
+            r = results[(run, seed)] = future.result()
             acc = f"; by accuracy: {r['accuracy'].line()}" if r["accuracy"] is not None else ""
             print(f"seed {seed} {run:>8}: by loss: {r['loss'].line()}{acc} ({r['train_cpu']:.0f} + "
                   f"{r['score_cpu']:.0f} CPU s)", flush=True)
