@@ -49,11 +49,11 @@ class OneShotConfig(SGDConfig):
     error: ClassVar[type[Exception]] = NasError
     min_batch: ClassVar[int] = 2
 
-    epochs: int = 30
+    epochs: int = 10
     lr: float = 0.05
     weight_decay: float = 5e-4
     net: NB201NetConfig = field(default_factory=NB201NetConfig)
-    sampler: str = "uniform"
+    sampler: str = "fair"
     paths_per_step: int = 1
 
     def __post_init__(self) -> None:

@@ -44,7 +44,7 @@ def register(nas_commands: argparse._SubParsersAction) -> None:
     darts.add_argument("--layers", type=int, default=8, help="cells (DARTS: 8)")
     darts.add_argument("--steps", type=int, default=4, help="intermediate nodes per cell (DARTS: 4)")
     oneshot = fewshot.add_argument_group("oneshot base")
-    oneshot.add_argument("--sampler", choices=("uniform", "pada"), default="uniform", help="path/data sampler")
+    oneshot.add_argument("--sampler", choices=("uniform", "fair", "pada"), default="uniform", help="path/data sampler")
     oneshot.add_argument("--table", help="ground-truth table for Kendall τ (default: the one shipped for the dataset)")
     oneshot.add_argument("--no-table", action="store_true", help="report no τ")
     oneshot.add_argument("--score-archs", type=int, default=16, help="architectures averaged per sub-supernet score")

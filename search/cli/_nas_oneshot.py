@@ -30,9 +30,9 @@ def _register_oneshot(commands: argparse._SubParsersAction) -> None:
                                                   "rank the ground-truth table's architectures with it (Kendall tau)")
     oneshot.add_argument("--run", required=True, help="run folder, e.g. runs/pada-s0 (its name names the job; "
                                                       "'autodisco resume RUN' continues it)")
-    oneshot.add_argument("--sampler", choices=SAMPLERS, default="uniform", help="path/data sampling (default uniform)")
+    oneshot.add_argument("--sampler", choices=SAMPLERS, default="fair", help="path/data sampling (default fair)")
     oneshot.add_argument("--dataset", default="mnist1d", help=f"one of {', '.join(DATASETS)} (default mnist1d)")
-    oneshot.add_argument("--epochs", type=int, default=30, help="supernet training epochs (default 30)")
+    oneshot.add_argument("--epochs", type=int, default=10, help="supernet training epochs (default 10)")
     oneshot.add_argument("--seed", type=int, default=0, help="initial weights and every sampler draw (default 0)")
     oneshot.add_argument("--table", help="ground-truth table JSON (default: the shipped table of the dataset; "
                                          "'none': train without ranking)")
