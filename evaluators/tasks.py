@@ -94,7 +94,7 @@ _BASE: list[tuple[Task, dict[str, tuple[int, int]]]] = [
         ),
         {"10x": (1, 10), "100x": (1, 100)},
     ),
-    # a recurrent model: a character GRU (width 32, 6.9k parameters) reads 12 characters of a sparse order-2 Markov
+    # a recurrent model: a character GRU (width 32, 6.9k parameters) reads 8 characters of a sparse order-2 Markov
     # chain over 16 characters and predicts the next (best possible accuracy ≈0.55); widths 64 / 128 cost ≈3.6× /
     # 14× the FLOPs per example
     (
