@@ -71,7 +71,7 @@ def test_errors_are_one_class_for_both_layers() -> None:
     assert nas.DatasetError is DatasetError and issubclass(DatasetError, TaskError)
     with pytest.raises(DatasetError, match="at least 2"):
         data.get_dataset("digits", limit=1)
-    with pytest.raises(DatasetError, match="unknown dataset 'cifar10'; known: digits, mnist1d, modadd, quadratic"):
+    with pytest.raises(DatasetError, match="unknown dataset 'cifar10'; known: digits, digits-ae, markov, mnist1d, modadd, quadratic"):
         data.load("cifar10")
     with pytest.raises(DatasetError, match="cifar-10-batches-py"):
         data.get_dataset("cifar10:/nonexistent")
