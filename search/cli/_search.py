@@ -107,11 +107,12 @@ def _search_optimizer(args: argparse.Namespace) -> int:
 def _optimizer_kind(args: argparse.Namespace, warm_starts: list[str]) -> CandidateKind[Any]:
     """The kind from ``--no-fcm``, ``--lr-grid``, ``--allow-lr-free``; a warm start whose update does not scale with
     lr is refused unless lr-free programs are allowed (its children would not either)."""
+    from evaluators.fitness import check_lr_grid
     from programs import lr_scaling, parse
     from search.kinds import OptimizerKind
 
     try:
-        grid = (1.0,) if args.lr_grid is None else tuple(float(x) for x in args.lr_grid.split(","))
+        grid = (1.0,) if args.lr_grid is None else check_lr_grid([float(x) for x in args.lr_grid.split(",")])
         kind = OptimizerKind(fcm=not args.no_fcm, lr_free=args.allow_lr_free, lr_grid=grid)
     except ValueError as error:
         raise UsageError(f"--lr-grid {args.lr_grid}: {error} (give positive multipliers, e.g. 0.25,1,4)") from None

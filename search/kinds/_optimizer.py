@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -31,12 +32,15 @@ class OptimizerKind(CandidateKind[Any]):
         options = config.get("kind_options") or {}
         return cls(fcm=bool(config.get("fcm", True)), **{k: options[k] for k in _OPTIONS if k in options})
 
-    def __post_init__(self) -> None:
-        from evaluators.fitness import AGGREGATES, check_lr_grid
-
-        object.__setattr__(self, "lr_grid", check_lr_grid(self.lr_grid))  # TaskError (a ValueError) if malformed
-        if self.aggregate not in AGGREGATES:
-            raise ValueError(f"unknown fitness aggregate {self.aggregate!r}; choose from {', '.join(AGGREGATES)}")
+    def __post_init__(self) -> None:  # no evaluators import here: it loads torch, and read-only commands build kinds
+        try:
+            grid = tuple(sorted({float(x) for x in self.lr_grid}))
+        except (TypeError, ValueError):
+            grid = ()
+        if not grid or not all(0 < x < math.inf for x in grid) or self.aggregate not in ("geomean", "mean"):
+            raise ValueError(f"an optimizer search needs an lr grid of positive multipliers and the aggregate 'geomean' "
+                             f"or 'mean', got {self.lr_grid!r:.60} and {self.aggregate!r:.20}")
+        object.__setattr__(self, "lr_grid", grid)
 
     def options(self) -> dict[str, Any]:
         """The settings stored as the job's ``kind_options`` (``from_job_config`` reads them back; fcm aside)."""

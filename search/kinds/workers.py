@@ -120,9 +120,9 @@ def _grid_lrs(payload: Mapping[str, Any]) -> Any:
 
     grid = payload.get("lr_grid")
     base = payload.get("lr")
-    if grid is None or list(grid) == [1.0]:
+    multipliers = (1.0,) if grid is None else check_lr_grid(grid)  # TaskError is a ValueError
+    if multipliers == (1.0,):
         return lambda task: [base]
-    multipliers = check_lr_grid(grid)  # TaskError is a ValueError
 
     def lrs(task: str) -> list[float]:
         task_base = float(base) if base is not None else get_task(task).base_lr

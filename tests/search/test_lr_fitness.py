@@ -113,3 +113,23 @@ def test_the_cli_refuses_a_bad_grid_and_an_lr_free_warm_start(tmp_path: Path, ca
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "runs" / "x" / "results.db").exists()
+
+
+def test_the_kind_re_mutates_a_child_that_does_not_scale(monkeypatch: pytest.MonkeyPatch) -> None:
+    import programs.mutation
+
+    free = parse("def train(w, g, m, v, lr):\n    update = g * 0.01\n    return update, m, v\n")
+    original, drawn = programs.mutation.mutate_with_info, []
+
+    def every_other_child_ignores_lr(program, rng, config=None):
+        child, mutation = original(program, rng, config)
+        drawn.append(child if len(drawn) % 2 else free)
+        return drawn[-1], mutation
+
+    monkeypatch.setattr(programs.mutation, "mutate_with_info", every_other_child_ignores_lr)
+    rng = np.random.default_rng(0)
+    children = [OptimizerKind(fcm=False).mutate(library.get("adamw"), rng)[0] for _ in range(5)]
+    assert free not in children and len(drawn) >= 10  # each lr-free draw was rejected and drawn again
+    allowed = [OptimizerKind(fcm=False, lr_free=True).mutate(library.get("adamw"), rng)[0] for _ in range(4)]
+    assert free in allowed
+    assert all(lr_scaling(OptimizerKind().random_candidate(np.random.default_rng(s))) for s in range(10))
