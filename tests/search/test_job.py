@@ -17,7 +17,7 @@ from search.executor import InlineExecutor
 from search.jobs import JobError, open_job, run_job
 from search.jobs._search import SearchConfig, SearchJob
 from search.kinds import OptimizerKind
-from search.store import Store
+from search.store import Store, StoreError
 
 NAN_PROGRAM = """
 def train(w, g, m, v, lr):
@@ -150,9 +150,12 @@ def test_kill_9_of_driver_and_workers_then_resume_loses_nothing_and_duplicates_n
     while time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.5)
         if (run / "results.db").exists():
-            with Store.for_run(run, create=False) as store:
-                job = store.get_job("k9")
-                recorded = store.counts(job.id).evaluations if job else 0
+            try:
+                with Store.for_run(run, create=False) as store:
+                    job = store.get_job("k9")
+                    recorded = store.counts(job.id).evaluations if job else 0
+            except StoreError:  # caught between the file's creation and its schema: poll again
+                continue
             if recorded >= 6:
                 break
     assert process.poll() is None, f"the search ended before it could be killed: {process.stderr.read()}"
