@@ -19,7 +19,7 @@ import math
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterator, Mapping
 
 import numpy as np
@@ -212,6 +212,8 @@ class SearchJob(Job):
         """A new search job of ``kind`` (see ``create_job``); ``context``: the other ``JobContext`` fields."""
         from search.jobs._registry import create_job
 
+        # the kind's settings are part of the job: a resume rebuilds the same kind from them
+        config = replace(config, kind_options={**config.kind_options, **kind.options()})
         job = create_job(store, name, cls, config, kind=kind.name, factory=lambda c, ctx: cls(c, ctx, kind), **context)
         assert isinstance(job, SearchJob)
         return job

@@ -28,6 +28,10 @@ class CandidateKind(abc.ABC, Generic[C]):
         """The kind of a stored job, from the job's config (``JobConfig.to_json()``): its ``kind_options``."""
         return cls(**dict(config.get("kind_options") or {}))
 
+    def options(self) -> dict[str, Any]:
+        """The kind's settings, stored as the job's ``kind_options`` (``from_job_config`` reads them back)."""
+        return {}
+
     @abc.abstractmethod
     def parse(self, text: str) -> C:
         """Rebuild a candidate from its canonical text (untrusted: never evaluated)."""

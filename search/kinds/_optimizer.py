@@ -29,7 +29,9 @@ class OptimizerKind(CandidateKind[Any]):
 
     @classmethod
     def from_job_config(cls, config: Mapping[str, Any]) -> OptimizerKind:
-        options = config.get("kind_options") or {}
+        options = dict(config.get("kind_options") or {})
+        if "aggregate" not in options:  # a job stored before these options: it goes on with the fitness it began with
+            options = {"lr_free": True, "aggregate": "mean", **options}
         return cls(fcm=bool(config.get("fcm", True)), **{k: options[k] for k in _OPTIONS if k in options})
 
     def __post_init__(self) -> None:  # no evaluators import here: it loads torch, and read-only commands build kinds
