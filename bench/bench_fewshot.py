@@ -127,7 +127,8 @@ def part_ranking(seeds: int, epochs: int, splits: int, split_every: int) -> None
         std = statistics.stdev(taus) if len(taus) > 1 else 0.0
         ranks = " ".join(str(k) for k in picks[name])
         print(f"{name:52}{statistics.mean(taus):>11.4f}{std:>7.3f}{per_seed:>26}"
-              f"{statistics.mean(taus) - baseline:>+15.4f}{ranks:>16}{statistics.mean(seconds[name]):>8.0f}")  # fmt: skip
+              f"{statistics.mean(taus) - baseline:>+15.4f}{ranks:>16}"
+              f"{statistics.mean(seconds[name]):>8.0f}")  # fmt: skip
 
 
 def main() -> None:
