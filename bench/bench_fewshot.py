@@ -6,7 +6,8 @@
    Wall and CPU seconds (the machine may be shared: CPU time is the steadier figure); the split is also expressed
    in training steps, and for DARTS extrapolated to CIFAR-10's 391 steps per epoch (DARTS: 25,000 examples,
    batch 64) by scaling the measured step time.
-2. **Ranking.** Kendall τ between inherited-weight accuracy and the shipped ground truth
+2. **Ranking.** Kendall τ and the top pick's rank between the inherited-weight ranking (by validation loss,
+   ``InheritConfig``'s default metric) and the shipped ground truth
    (``nas/data/nb201_mnist1d.json``) for the plain one-shot supernet (uniform sampler, the baseline) and for
    few-shot (``--splits`` splits every ``--split-every`` epochs, all sub-supernets trained to the end, each table
    architecture scored by the sub-supernet whose subspace holds it), with the same epochs per lineage; a second
@@ -105,6 +106,7 @@ def part_ranking(seeds: int, epochs: int, splits: int, split_every: int) -> None
         f"one-shot uniform, {lineage_epochs} epochs (equal compute)": (lineage_epochs, FewShotConfig(splits=0)),
     }  # fmt: skip
     figures: dict[str, list[float]] = {name: [] for name in runs}
+    picks: dict[str, list[int]] = {name: [] for name in runs}
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     for seed in range(seeds):
         for name, (e, fewshot) in runs.items():
@@ -112,14 +114,20 @@ def part_ranking(seeds: int, epochs: int, splits: int, split_every: int) -> None
             backend = OneShotBackend(config, data, table=table)
             result, wall, cpu = timed(lambda: search(backend, FewShotConfig(**{**vars(fewshot), "seed": seed})))
             figures[name].append(result.metrics["kendall_tau"])
+            picks[name].append(result.metrics["top_pick_rank"])
             seconds[name].append(cpu)
-            print(f"seed {seed}: {name}: tau {result.metrics['kendall_tau']:.4f} ({cpu:.0f} CPU s)", flush=True)
+            print(f"seed {seed}: {name}: tau {result.metrics['kendall_tau']:.4f}, top pick ranks "
+                  f"{result.metrics['top_pick_rank']} of {result.metrics['n']} ({cpu:.0f} CPU s)", flush=True)
     baseline = statistics.mean(next(iter(figures.values())))
     print(f"\nKendall tau vs ground truth ({len(table)} NB201 architectures, MNIST-1D, C=8), {seeds} seed(s)")
-    print(f"{'':52}{'tau (mean)':>11}{'per seed':>26}{'minus baseline':>15}{'CPU s':>8}")
+    print(f"{'':52}{'tau (mean)':>11}{'std':>7}{'per seed':>26}{'minus baseline':>15}{'top pick ranks':>16}"
+          f"{'CPU s':>8}")
     for name, taus in figures.items():
         per_seed = " ".join(f"{t:.3f}" for t in taus)
-        print(f"{name:52}{statistics.mean(taus):>11.4f}{per_seed:>26}{statistics.mean(taus) - baseline:>+15.4f}"
+        std = statistics.stdev(taus) if len(taus) > 1 else 0.0
+        ranks = " ".join(str(k) for k in picks[name])
+        print(f"{name:52}{statistics.mean(taus):>11.4f}{std:>7.3f}{per_seed:>26}"
+              f"{statistics.mean(taus) - baseline:>+15.4f}{ranks:>16}"
               f"{statistics.mean(seconds[name]):>8.0f}")  # fmt: skip
 
 

@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
             if run != "uniform":
                 diffs = [results[(run, s)]["loss"].kendall_tau - results[("uniform", s)]["loss"].kendall_tau
                          for s in args.seeds]
-                print(f"paired by seed, {run} - uniform (by loss): tau {np.mean(diffs):+.3f} ± {np.std(diffs, ddof=1):.3f}")
+                print(f"paired by seed, {run} - uniform (by loss): tau {np.mean(diffs):+.3f} ± "
+                      f"{np.std(diffs, ddof=1):.3f}")
 
 
 if __name__ == "__main__":

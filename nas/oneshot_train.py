@@ -41,10 +41,13 @@ Pair = tuple[torch.Tensor, torch.Tensor]
 
 @dataclass(frozen=True)
 class OneShotConfig(SGDConfig):
-    """Supernet training: ``net`` shape, ``sampler`` ("uniform", "fair" or "pada"), ``paths_per_step`` paths whose
-    gradients are summed before each SGD step (FairNAS: 5 with the "fair" sampler), and the SGD of ``SGDConfig`` (``epochs``,
-    ``lr`` cosine-annealed to ``lr_min``, ``momentum``, ``weight_decay``, gradient norm clipped to ``grad_clip``);
-    ``seed`` decides the initial weights and every draw of the sampler."""
+    """Supernet training: ``net`` shape, ``sampler`` ("fair", "uniform" or "pada"), ``paths_per_step`` paths whose
+    gradients are summed before each SGD step (FairNAS: 5 with the "fair" sampler), and the SGD of ``SGDConfig``
+    (``epochs``, ``lr`` cosine-annealed to ``lr_min``, ``momentum``, ``weight_decay``, gradient norm clipped to
+    ``grad_clip``); ``seed`` decides the initial weights and every draw of the sampler.
+
+    Defaults (fair sampling, 10 epochs) are the best protocol measured on the shipped MNIST-1D table
+    (``bench/bench_oneshot.py``; README, "Ranking quality"): Kendall τ 0.601 ± 0.022 over 3 seeds ranking by loss."""
 
     error: ClassVar[type[Exception]] = NasError
     min_batch: ClassVar[int] = 2

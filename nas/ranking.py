@@ -79,7 +79,8 @@ class SeedSpread:
     top_pick_rank: Spread | None
 
     def line(self) -> str:
-        """``Kendall tau 0.452 ± 0.031 (0.420–0.483), ..., top pick rank 9.3 ± 4.0 (5–14) of 250, over 3 seeds``."""
+        """``Kendall tau 0.452 ± 0.031 (0.420–0.483), ..., top pick rank 9.3 ± 4.0 (5–14) of 250, over 3
+        seeds``."""
         t, r = self.kendall_tau, self.spearman
         text = (f"Kendall tau {t.mean:.3f} ± {t.std:.3f} ({t.low:.3f}–{t.high:.3f}), "
                 f"Spearman rho {r.mean:.3f} ± {r.std:.3f}")

@@ -75,7 +75,8 @@ class OneShotJobConfig:
         if data.get("method") != METHOD:
             raise NasError(f"not a one-shot job configuration (method {data.get('method')!r})")
         return cls(data["dataset"], OneShotConfig.from_dict(data["train"]), data["table"],
-                   InheritConfig(**data["inherit"]), data["limit"], data["device"])
+                   InheritConfig(**{"metric": "accuracy", **data["inherit"]}),  # stored before metric: accuracy
+                   data["limit"], data["device"])
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ import torch
 from nas import NasError
 from nas.oneshot import N_EDGES, N_OPS, op_indices
 from nas.pada import (
-    FairSampler, PADASampler, UniformSampler, data_probabilities, make_sampler, pada_tau, path_probabilities, sample_importance,
+    FairSampler, PADASampler, UniformSampler, data_probabilities, make_sampler, pada_tau, path_probabilities,
+    sample_importance,
 )
 from nas.spaces import NB201_PRIMITIVES
 

@@ -101,9 +101,3 @@ def test_runs_top_shows_the_pareto_front_of_an_nsga2_run(tmp_path: Path, capsys:
     assert main(["runs", "top", str(tmp_path / "front"), "--no-pareto", "-k", "3"]) == 0
     assert "BUFFERS" in capsys.readouterr().out
 
-
-def test_a_job_stored_before_the_fitness_options_resumes_with_the_fitness_it_began_with() -> None:
-    old = OptimizerKind.from_job_config({"fcm": True, "kind_options": {}})
-    assert (old.aggregate, old.lr_free) == ("mean", True)
-    new = OptimizerKind.from_job_config({"fcm": True, "kind_options": OptimizerKind().options()})
-    assert (new.aggregate, new.lr_free) == ("geomean", False)

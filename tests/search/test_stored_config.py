@@ -66,3 +66,21 @@ def test_resume_of_an_edited_config_refuses_before_running_anything(tmp_path: Pa
                      show_progress=False)
         assert "\n" not in str(caught.value)
         assert len(store.list_evaluations(job.record.id)) == before
+
+
+def test_a_job_stored_before_the_fitness_options_resumes_with_the_fitness_it_began_with() -> None:
+    from search.kinds import OptimizerKind
+
+    old = OptimizerKind.from_job_config({"fcm": True, "kind_options": {}})
+    assert (old.aggregate, old.lr_free) == ("mean", True)
+    new = OptimizerKind.from_job_config({"fcm": True, "kind_options": OptimizerKind().options()})
+    assert (new.aggregate, new.lr_free) == ("geomean", False)
+
+
+def test_a_one_shot_job_stored_before_ranking_by_loss_keeps_ranking_by_accuracy() -> None:
+    from search.jobs._oneshot import OneShotJobConfig
+
+    stored = OneShotJobConfig("mnist1d").to_dict()
+    assert OneShotJobConfig.from_dict(stored).inherit.metric == "loss"  # today's default survives a round trip
+    del stored["inherit"]["metric"]
+    assert OneShotJobConfig.from_dict(stored).inherit.metric == "accuracy"
