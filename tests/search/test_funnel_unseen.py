@@ -1,6 +1,7 @@
 """The funnel's last stage, `unseen`: the unseen task set rule, a tiny end-to-end on `quadratic` (a run that searched
 on digits-cnn, validated straight on the unseen quadratic task at 2 seeds, 1 lr trial), per-seed records read back on
-resume, the 95 % interval, and `autodisco validate`'s table with per-task ratios and wins.
+resume, the 95 % interval, and `autodisco validate`'s table with per-task ratios and wins (the worker-process CLI
+path is covered by test_funnel.py; bad `--unseen` input is checked here).
 """
 
 from __future__ import annotations
@@ -109,18 +110,18 @@ def test_running_it_again_reads_the_unseen_sweeps_back(unseen_run: UnseenRun) ->
     assert all(s.resumed for c in again.candidates for st in c.stages for s in st.sweeps)
 
 
-def test_validate_prints_per_task_ratios_and_wins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    folder = tmp_path / "cli"
-    _make_run(folder, [(SLOW_SGD, 1.2), (_source("adamw"), 1.0)], tasks=("digits-cnn",))
-    argv = ["validate", str(folder), "-k", "1", "--trials", "1", "--stages", "unseen", "--unseen", "quadratic",
-            "--seeds", "2", "--workers", "1", "--quiet"]
-    assert main(argv) == 0
-    out = capsys.readouterr().out
-    assert "quadratic (unseen)" in out and "unseen wins" in out and "wins 0 of 1 unseen tasks" in out
-    assert main([*argv[:-1], "--json"]) == 0  # finished: read back, nothing run
-    data = json.loads(capsys.readouterr().out)
-    assert data["unseen"] == ["quadratic"] and data["candidates"][0]["stages"][0]["wins"] == 0
-    assert len(data["baseline"]["unseen"]) == 2
+def test_the_table_shows_per_task_ratios_their_intervals_and_the_wins(unseen_run: UnseenRun) -> None:
+    from search.cli._validate import report
+
+    _, ids, result = unseen_run
+    text = report(result)
+    slow = next(c for c in result.candidates if c.candidate_id == ids[SLOW_SGD]).stages[0].tasks[0]
+    assert "quadratic (unseen)" in text and "unseen wins" in text
+    assert f"{slow.ratio:.3f} [{slow.low:.3f}, {slow.high:.3f}]" in text
+    assert f"#{ids[SLOW_SGD]} wins 0 of 1 unseen tasks" in text and "a win = mean ratio > 1" in text
+    assert "quadratic seed 1" in text  # AdamW's own sweeps, one per seed
+    data = json.loads(json.dumps(result.to_json()))
+    assert data["unseen"] == ["quadratic"] and len(data["baseline"]["unseen"]) == 2
 
 
 @pytest.mark.parametrize("extra, message", [
