@@ -39,7 +39,7 @@ from search.store import CandidateRecord, EvaluationRecord, JobRecord, Ranked, S
 STAGES = ("10x", "100x")  # the task scales evaluators.TASKS defines for every proxy task
 UNSEEN = "unseen"  # the final stage: tasks the search never used (always last)
 ALL_STAGES = (*STAGES, UNSEEN)
-DEFAULT_STAGES = ALL_STAGES
+DEFAULT_STAGES = ALL_STAGES  # `autodisco validate`'s default; FunnelConfig / ValidateConfig keep STAGES (as before)
 DEFAULT_SEEDS = 3
 WORKER_FN = "search.kinds.workers:tune_lr_sweep"
 BASELINE = "adamw"  # programs.library name of the baseline
@@ -59,7 +59,7 @@ class FunnelConfig:
 
     k: int = 5
     trials: int = 8
-    stages: tuple[str, ...] = DEFAULT_STAGES
+    stages: tuple[str, ...] = STAGES
     seed: int | None = None
     unseen: tuple[str, ...] | None = None
     seeds: int = DEFAULT_SEEDS

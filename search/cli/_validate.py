@@ -112,8 +112,8 @@ def report(result: FunnelResult) -> str:
         f"seed {result.seed}",
         f"AdamW (#{result.baseline_id}) tuned fitness: {baseline or '-'}",
         table(headers, rows),
-        f"{passed} of {len(result.candidates)} passed every stage (ratio = tuned fitness / AdamW's, a stage's ratio "
-        "aggregates its tasks' and must be > 1)",
+        f"{passed} of {len(result.candidates)} passed every stage (ratio = tuned fitness / AdamW's; on a scale "
+        "stage the aggregate of its tasks' ratios must be > 1)",
     ]
     if UNSEEN in result.stages:
         n = len(result.unseen)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
-from search.funnel import DEFAULT_SEEDS, DEFAULT_STAGES, UNSEEN, Funnel, FunnelConfig, FunnelResult, Sweep, unseen_tasks
+from search.funnel import DEFAULT_SEEDS, STAGES, UNSEEN, Funnel, FunnelConfig, FunnelResult, Sweep, unseen_tasks
 from search.jobs._base import Job, JobContext, JobError
 from search.jobs._registry import register_job
 from search.jobs._runner import Runner
@@ -35,7 +35,7 @@ class ValidateConfig:
     target: str
     k: int = 5
     trials: int = 8
-    stages: tuple[str, ...] = DEFAULT_STAGES
+    stages: tuple[str, ...] = STAGES  # the CLI's default adds the unseen stage (search.funnel.DEFAULT_STAGES)
     seed: int | None = None
     unseen: tuple[str, ...] | None = None  # None: search.funnel.unseen_tasks's default (the CLI stores them resolved)
     seeds: int = DEFAULT_SEEDS
