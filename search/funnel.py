@@ -17,10 +17,11 @@ by default every built-in task of ``evaluators.TASKS``, base names only, that is
 entrant that reached it and AdamW get an lr sweep on each unseen task (at its proxy size) for each of ``seeds`` seeds
 (the funnel's seed, +1, ...; key ``validate:c<id>:unseen:<task>:s<seed>``, study ``validate:<job>:<id>:unseen:<task>:
 s<seed>``). Per task, the entrant's ratio to AdamW at the same seed is averaged over the seeds with a 95 % confidence
-interval (Student's t over the seeds; a normal approximation, said so, if scipy is missing); a **win** is a mean ratio strictly above 1 (the interval is shown
-beside it, so a win inside the noise is visible as one). An entrant passes the stage when it wins at least half of the
-unseen tasks; its stage ``ratio`` is the geometric mean of its per-task mean ratios, clipped as
-``evaluators.normalized_fitness`` clips them. Every stage also reports each task's own ratio (``StageOutcome.tasks``).
+interval (Student's t over the seeds; a normal approximation, said so, if scipy is missing); a **win** is a mean
+ratio strictly above 1 (the interval is shown beside it, so a win inside the noise is visible as one). An entrant
+passes the stage when it wins at least half of the unseen tasks; its stage ``ratio`` is the geometric mean of its
+per-task mean ratios, clipped as ``evaluators.normalized_fitness`` clips them. Every stage also reports each task's
+own ratio (``StageOutcome.tasks``).
 """
 
 from __future__ import annotations
@@ -331,8 +332,8 @@ class Funnel:
         found = tuple(sweeps[baseline_id, task, seed] for task, seed in units)
         for sweep in found:
             if sweep.status != "ok":
-                raise FunnelError(f"the {BASELINE} baseline failed on {sweep.task} at seed {sweep.seed} ({sweep.error}); "
-                                  "the funnel cannot "
+                raise FunnelError(f"the {BASELINE} baseline failed on {sweep.task} at seed {sweep.seed} "
+                                  f"({sweep.error}); the funnel cannot "
                                   f"judge stage {stage} (try other --trials or --seed)")
         return found
 

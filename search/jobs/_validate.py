@@ -3,7 +3,8 @@
 The job is recorded beside the search it validates, in the same database, named ``<search job>/validate``
 (``validation_name``); ``jobs.config`` holds ``method: "validate"``, the searched job's name (``target``) and the
 funnel's settings. Its sweeps are evaluations of the *search* job's candidates (task ``T@<stage>``, see
-``search.funnel``; on the unseen stage the unseen task at one of several seeds), each written with the validate job's checkpoint (``{"sweeps": N}``) in one transaction.
+``search.funnel``; on the unseen stage the unseen task at one of several seeds), each written with the validate
+job's checkpoint (``{"sweeps": N}``) in one transaction.
 ``autodisco resume RUN`` continues an interrupted validation (recorded sweeps are read back, a half-done Optuna study
 goes on); ``autodisco validate RUN`` on a finished one reads every sweep back and prints the table again.
 """
@@ -155,5 +156,6 @@ class ValidateJob(Job):
         where = f"validate {sweep.stage}: #{sweep.candidate_id} on {sweep.task}"
         if sweep.stage == UNSEEN:
             where += f" (seed {sweep.seed})"
-        what = f"fitness {sweep.fitness:.6g} at lr {sweep.lr:.3g}" if sweep.status == "ok" else f"failed ({sweep.error})"
+        failed = f"failed ({sweep.error})"
+        what = f"fitness {sweep.fitness:.6g} at lr {sweep.lr:.3g}" if sweep.status == "ok" else failed
         self.context.say(f"{where}: {what}{' (recorded earlier)' if sweep.resumed else ''}")
