@@ -11,7 +11,7 @@ import functools
 import math
 from typing import Any, Mapping
 
-from search.funnel import BASELINE, STAGES, _judge, _sweep_of, evaluation_key
+from search.funnel import ALL_STAGES, BASELINE, STAGES, _judge, _sweep_of, evaluation_key
 from search.store import CandidateRecord, JobRecord, Store
 
 VALIDATE_SUFFIX = "/validate"  # search.jobs._validate.validation_name
@@ -43,9 +43,9 @@ def _settings(config: Any) -> tuple[int, tuple[str, ...], int | None] | None:
     k, stages, seed = config.get("k"), config.get("stages"), config.get("seed")
     if not isinstance(k, int) or not 1 <= k <= MAX_K or not isinstance(stages, list) or not stages:
         return None
-    if any(s not in STAGES for s in stages) or not (seed is None or isinstance(seed, int)):
+    if any(s not in ALL_STAGES for s in stages) or not (seed is None or isinstance(seed, int)):
         return None
-    return k, tuple(stages), seed
+    return k, tuple(s for s in stages if s in STAGES), seed  # the unseen stage is shown by `autodisco validate` only
 
 
 def _judged(store: Store, target: JobRecord, tasks: list[str], k: int, stages: tuple[str, ...]) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 The job is recorded beside the search it validates, in the same database, named ``<search job>/validate``
 (``validation_name``); ``jobs.config`` holds ``method: "validate"``, the searched job's name (``target``) and the
 funnel's settings. Its sweeps are evaluations of the *search* job's candidates (task ``T@<stage>``, see
-``search.funnel``), each written with the validate job's checkpoint (``{"sweeps": N}``) in one transaction.
+``search.funnel``; on the unseen stage the unseen task at one of several seeds), each written with the validate
+job's checkpoint (``{"sweeps": N}``) in one transaction.
 ``autodisco resume RUN`` continues an interrupted validation (recorded sweeps are read back, a half-done Optuna study
 goes on); ``autodisco validate RUN`` on a finished one reads every sweep back and prints the table again.
 """
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
-from search.funnel import STAGES, Funnel, FunnelConfig, FunnelResult, Sweep
+from search.funnel import DEFAULT_SEEDS, STAGES, UNSEEN, Funnel, FunnelConfig, FunnelResult, Sweep, unseen_tasks
 from search.jobs._base import Job, JobContext, JobError
 from search.jobs._registry import register_job
 from search.jobs._runner import Runner
@@ -35,11 +36,14 @@ class ValidateConfig:
     target: str
     k: int = 5
     trials: int = 8
-    stages: tuple[str, ...] = STAGES
+    stages: tuple[str, ...] = STAGES  # the CLI's default adds the unseen stage (search.funnel.DEFAULT_STAGES)
     seed: int | None = None
+    unseen: tuple[str, ...] | None = None  # None: search.funnel.unseen_tasks's default (the CLI stores them resolved)
+    seeds: int = DEFAULT_SEEDS
 
     def funnel(self) -> FunnelConfig:
-        return FunnelConfig(k=self.k, trials=self.trials, stages=tuple(self.stages), seed=self.seed)
+        return FunnelConfig(k=self.k, trials=self.trials, stages=tuple(self.stages), seed=self.seed,
+                            unseen=None if self.unseen is None else tuple(self.unseen), seeds=self.seeds)
 
 
 @register_job
@@ -57,8 +61,13 @@ class ValidateJob(Job):
 
     @classmethod
     def config_from_dict(cls, data: Mapping[str, Any]) -> ValidateConfig:
+        unseen = data.get("unseen")  # absent in validations recorded before the unseen stage existed
+        if unseen is not None and not isinstance(unseen, list):
+            raise JobError(f"the stored unseen tasks are not a list: {unseen!r}")
         config = ValidateConfig(str(data["target"]), int(data["k"]), int(data["trials"]), tuple(data["stages"]),
-                                None if data["seed"] is None else int(data["seed"]))
+                                None if data["seed"] is None else int(data["seed"]),
+                                None if unseen is None else tuple(str(t) for t in unseen),
+                                int(data.get("seeds", DEFAULT_SEEDS)))
         config.funnel()  # FunnelError (a ValueError) for edited settings
         return config
 
@@ -76,7 +85,10 @@ class ValidateJob(Job):
         tasks = target.config.get("tasks") if isinstance(target.config, Mapping) else None
         for task in tasks or ():
             for stage in self.config.stages:
-                get_task(f"{task}@{stage}")  # TaskError before any worker starts (a plug-in task without scales)
+                if stage != UNSEEN:
+                    get_task(f"{task}@{stage}")  # TaskError before any worker starts (a plug-in task without scales)
+        if UNSEEN in self.config.stages:
+            unseen_tasks(tasks or (), self.config.unseen)  # FunnelError: an unknown task, or one the search used
 
     def state_dict(self) -> dict[str, Any]:
         return {"sweeps": self.sweeps}
@@ -128,8 +140,12 @@ class ValidateJob(Job):
 
     def describe(self) -> str:
         config = self.config
+        unseen = ""
+        if UNSEEN in config.stages:
+            names = "the built-in tasks the search did not use" if config.unseen is None else ",".join(config.unseen)
+            unseen = f" (unseen: {names or 'none left'}, {config.seeds} seeds each)"
         return (f"validation of {config.target!r}: top {config.k}, {config.trials} lr trials per sweep, stages "
-                f"{','.join(config.stages)}; {self.sweeps} sweeps recorded")
+                f"{','.join(config.stages)}{unseen}; {self.sweeps} sweeps recorded")
 
     def report(self, result: FunnelResult) -> list[str]:
         from search.cli._validate import report  # the table is the CLI's (jobs do not format tables)
@@ -138,5 +154,8 @@ class ValidateJob(Job):
 
     def _say(self, sweep: Sweep) -> None:
         where = f"validate {sweep.stage}: #{sweep.candidate_id} on {sweep.task}"
-        what = f"fitness {sweep.fitness:.6g} at lr {sweep.lr:.3g}" if sweep.status == "ok" else f"failed ({sweep.error})"
+        if sweep.stage == UNSEEN:
+            where += f" (seed {sweep.seed})"
+        failed = f"failed ({sweep.error})"
+        what = f"fitness {sweep.fitness:.6g} at lr {sweep.lr:.3g}" if sweep.status == "ok" else failed
         self.context.say(f"{where}: {what}{' (recorded earlier)' if sweep.resumed else ''}")

@@ -73,6 +73,8 @@ def test_candidates_go_through_the_stages_in_order_and_stop_unless_they_beat_ada
     lion = by_id[ids[_source("lion")]]
     assert [s.stage for s in lion.stages] == ["10x", "100x"]
     assert lion.stages[0].passed and lion.stages[0].ratio == 2.0  # > 5x lower loss, clipped to the aggregate's 2x
+    [per_task] = lion.stages[0].tasks  # the task's own ratio, unclipped
+    assert per_task.task == "quadratic@10x" and per_task.ratio > 5 and per_task.win and lion.stages[0].wins == 1
     assert not lion.stages[1].passed and 0.99 < lion.stages[1].ratio < 1.0
     assert lion.verdict == "stopped"
     slow = by_id[ids[SLOW_SGD]]
@@ -208,4 +210,5 @@ def test_validate_runs_on_worker_processes_and_prints_json(tmp_path: Path, capsy
     assert main(["validate", str(folder), "-k", "2", "--trials", "1", "--stages", "10x"]) == 0
     out = capsys.readouterr()
     assert "1 of 2 passed" in out.out and "recorded earlier" in out.err
+    assert "quadratic@10x" in out.out and "10x vs AdamW" in out.out  # the per-task ratio beside the aggregate
     assert f"#{ids[_source('lion')]}" in out.out and "passed" in out.out
