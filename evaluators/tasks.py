@@ -1,6 +1,6 @@
 """The proxy tasks: a registry ``TASKS`` of name → ``Task`` (data, model, budget, default lr, fitness).
 
-Every base task comes with meta-validation variants ``<name>@10x`` and ``<name>@100x`` (PAPERS.md §1, funnel
+Every base task comes with meta-validation variants ``<name>@10x`` and ``<name>@100x`` (Chen et al. 2023, Lion, funnel
 selection): the model is widened and the run lengthened so that model compute × steps grows about 10× and 100×.
 ``get_task(name)`` also resolves the user's own tasks (``evaluators.plugins``): ``my_pkg.tasks:my_task`` (a module
 and a ``Task`` in it, made with ``evaluators.user_task``) or the name of an ``autodisco.tasks`` entry point, each with

@@ -4,7 +4,7 @@
 mantissa to a few bits and digests the result with xxhash: equal behaviour gives an equal hash however the candidate
 is written. Each candidate kind registers its probe runner (``register_probe_runner``); ``programs`` does so for
 optimizer programs. ``FECache`` maps hashes to fitness with the plain, aggregating, forgetful and evict-after-N
-policies of PAPERS.md §2-3.
+policies of Real et al. 2020; Gillard et al. 2023.
 """
 
 from __future__ import annotations

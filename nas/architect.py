@@ -1,4 +1,4 @@
-"""The architecture step of DARTS: one Adam step on α from the validation loss (PAPERS.md §4).
+"""The architecture step of DARTS: one Adam step on α from the validation loss (Liu et al. 2019, DARTS).
 
 - First order: ``∇α L_val(w, α)``.
 - Second order: with the virtual step ``w′ = w − ξ·(∇w L_train(w, α) + λw + μ·momentum)`` of the weights' own

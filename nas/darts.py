@@ -36,7 +36,7 @@ LEGACY_KEYS = {"w_lr": "lr", "w_lr_min": "lr_min", "w_momentum": "momentum", "w_
 
 @dataclass(frozen=True)
 class DartsConfig(SGDConfig):
-    """A DARTS search; the defaults are the paper's (PAPERS.md §4).
+    """A DARTS search; the defaults are the paper's (Liu et al. 2019, DARTS).
 
     ``net``: the supernet; ``arch``: α's optimizer and the order; the weights w: ``SGDConfig`` (SGD ``lr`` annealed
     to ``lr_min`` by ``lr_schedule`` — "cosine", or "cosine_power" with ``lr_power`` and ``warmup_epochs`` —,
@@ -61,7 +61,7 @@ class DartsConfig(SGDConfig):
 
 
 def sharpdarts_config(**overrides: object) -> DartsConfig:
-    """sharpDARTS's search (PAPERS.md §5): its primitives, Max-W weighting, cosine power annealing (power 2, 5
+    """sharpDARTS's search (Hundt et al. 2019, sharpDARTS): its primitives, Max-W weighting, cosine power annealing (power 2, 5
     warm-up epochs); ``net`` / ``arch`` / other ``DartsConfig`` fields may be overridden."""
     net = overrides.pop("net", SupernetConfig(primitives=SHARPDARTS_PRIMITIVES, weighting="max-w"))
     settings: dict[str, object] = {"lr_schedule": "cosine_power", "lr_power": 2.0, "warmup_epochs": 5}

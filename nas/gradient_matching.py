@@ -1,5 +1,5 @@
 """Gradient matching between the operations of a supernet edge, and the split it suggests (GM-NAS, Hu et al. 2022;
-PAPERS.md §6).
+Hu et al. 2022, GM-NAS).
 
 **Distances.** For an edge ``e`` with operations ``O_e``: restrict ``e`` to each ``o ∈ O_e`` in turn, run the same
 batch, and collect the gradient of every shared weight except ``e``'s own operations' weights (α is not a weight).

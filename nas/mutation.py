@@ -1,4 +1,4 @@
-"""Mutation of genotypes and random genotypes, for evolutionary NAS (Real et al. 2019, PAPERS.md §8).
+"""Mutation of genotypes and random genotypes, for evolutionary NAS (Real et al. 2019, related work).
 
 Two mutations, each a plain function ``(genotype, rng) -> (child, description)`` that works on DARTS-space
 ``Genotype``s (a cell, normal or reduce, drawn uniformly) and on ``NB201Genotype``s:

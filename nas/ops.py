@@ -66,7 +66,7 @@ class DilConv(nn.Sequential):
 
 
 class SharpSepConv(nn.Sequential):
-    """sharpDARTS's separable convolution with a middle width (PAPERS.md §5).
+    """sharpDARTS's separable convolution with a middle width (Hundt et al. 2019, sharpDARTS).
 
     ReLU → depthwise k×k (stride, dilation) → 1×1 to ``C_mid`` → BN → ReLU → depthwise k×k → 1×1 to ``C_out`` → BN.
     ``C_mid`` is ``C_mid`` when given, else ``int(mult · C_out)``. With ``C_mid = C_in`` this is DARTS's ``SepConv``.

@@ -6,7 +6,7 @@ per epoch in a random order. ``FairSampler`` is FairNAS's strict fairness (Chu e
 operations exactly once, in an order drawn afresh per edge and block — so after every block each operation has
 been trained equally often, not just in expectation (an edge restricted to fewer operations cycles through its
 own permutation). With ``OneShotConfig.paths_per_step = n`` one block is one optimiser step (FairNAS's gradient
-accumulation). ``PADASampler`` is PA&DA (Lu et al. 2023, PAPERS.md §7), importance sampling of paths
+accumulation). ``PADASampler`` is PA&DA (Lu et al. 2023, Lu et al. 2023, PA&DA), importance sampling of paths
 and data that lowers the variance of the supernet's gradient:
 
 - **Path.** After each backward pass, the gradient norm of the sampled parametric operation on each edge (over all

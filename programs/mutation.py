@@ -1,4 +1,4 @@
-"""Mutation of optimizer programs and random programs (PAPERS.md §1).
+"""Mutation of optimizer programs and random programs (Chen et al. 2023, Lion).
 
 Three edits, drawn with weights 1:1:1 by default: *insert* a random statement, *delete* one, *modify* one argument.
 A modified constant is replaced by a draw from N(0, 1) or multiplied by 2^a, a ~ N(0, 1), and clipped to ±1e10; a

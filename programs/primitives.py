@@ -13,7 +13,7 @@ optimizers). An ``ops`` object provides:
 Reductions on scalar-typed arguments are elementwise (``norm(s) == abs(s)``): the executor then passes ops whose
 sums are the identity, so each definition below covers both cases.
 
-Protected semantics (PAPERS.md §1): ``log`` and ``sqrt`` take ``|x|``; ``log1p(x) = log|1 + x|``; division and
+Protected semantics (Chen et al. 2023, Lion): ``log`` and ``sqrt`` take ``|x|``; ``log1p(x) = log|1 + x|``; division and
 ``reciprocal`` add ``EPS`` to the denominator; ``arcsin``/``arccos``/``arctanh`` clamp to [-1, 1] and ``arccosh``
 to [1, inf) so that no input leaves the domain; ``power(x, y) = |x| ** y``.
 """

@@ -1,4 +1,4 @@
-"""Simplification of optimizer programs (PAPERS.md §1, step 1 and the renaming of step 3).
+"""Simplification of optimizer programs (Chen et al. 2023, Lion, step 1 and the renaming of step 3).
 
 ``simplify`` drops every statement the returned update does not depend on, across steps, then renames canonically.
 The dependencies form a dataflow graph (networkx): a node per input, per statement and per output, an edge from each

@@ -65,7 +65,7 @@ def train(w, g, m, v, lr):
 
 
 def test_m_over_sqrt_m_squared_is_sign():
-    # The raw Lion program's form (PAPERS.md §1): equal to sign(c) up to the protected 1e-8 in the division.
+    # The raw Lion program's form (Chen et al. 2023, Lion): equal to sign(c) up to the protected 1e-8 in the division.
     algebraic = """
 def train(w, g, m, v, lr):
     c = interp(g, m, 0.9)
