@@ -4,7 +4,7 @@
 - ``cosine_annealing``: DARTS's schedule, ``torch.optim.lr_scheduler.CosineAnnealingLR(T_max=epochs, eta_min)``
   stepped once per epoch: ``lr_min + (lr_max - lr_min)·(1 + cos(π·(epoch - 1)/epochs))/2`` — starts at ``lr_max``
   and stays above ``lr_min`` in the last epoch.
-- ``cosine_power_annealing``: sharpDARTS's schedule (Hundt et al. 2019, sharpDARTS), which reaches ``lr_min`` in the last epoch.
+- ``cosine_power_annealing``: sharpDARTS's schedule (Hundt et al. 2019), which reaches ``lr_min`` in the last epoch.
 
 Bad arguments raise ``ScheduleError`` (a ``ValueError``).
 """

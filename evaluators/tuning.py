@@ -1,6 +1,6 @@
 """Learning-rate tuning of the meta-validation funnel, with Optuna.
 
-Each candidate that reaches a bigger task gets its base lr tuned (Chen et al. 2023, Lion: searched programs carry their own
+Each candidate that reaches a bigger task gets its base lr tuned (Chen et al. 2023: searched programs carry their own
 scale, e.g. Lion wants a 3–10× smaller lr than AdamW): a log-uniform lr, a seeded TPE sampler, one evaluation per
 trial at the same seed. Studies live in an Optuna RDB storage (the results database's URL), so they survive the
 process and can be inspected with Optuna's tools.

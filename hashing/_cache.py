@@ -1,4 +1,4 @@
-"""The functional equivalence cache (FEC, Real et al. 2020; Gillard et al. 2023): functional hash -> fitness, with noise-aware policies.
+"""The functional equivalence cache (FEC; Real et al. 2020, Gillard et al. 2023): hash -> fitness, noise-aware.
 
 A job asks ``lookup(hash)`` before evaluating a candidate and acts on the ``CacheDecision``:
 

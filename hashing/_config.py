@@ -27,7 +27,7 @@ class HashConfig:
     - ``magnitudes``: probe values are log-uniform in this range (times the tensor's scale) with random signs.
     - ``lr``: the learning rate given to program probes. A power of two: sign-like updates (``sign(c) * lr``) are then
       exactly representable at any ``mantissa_bits`` and sit mid-bucket, so forms equal to ~1e-6 relative collide.
-    - ``examples``: inputs per seed for runners that feed a batch (architectures: ~10 examples, Gillard et al. 2023, unified functional hashing).
+    - ``examples``: inputs per seed for runners that feed a batch (architectures: ~10 examples, Gillard et al. 2023).
     """
 
     mantissa_bits: int = DEFAULT_MANTISSA_BITS

@@ -61,7 +61,7 @@ class DartsConfig(SGDConfig):
 
 
 def sharpdarts_config(**overrides: object) -> DartsConfig:
-    """sharpDARTS's search (Hundt et al. 2019, sharpDARTS): its primitives, Max-W weighting, cosine power annealing (power 2, 5
+    """sharpDARTS's search (Hundt et al. 2019): its primitives, Max-W weighting, cosine power annealing (power 2, 5
     warm-up epochs); ``net`` / ``arch`` / other ``DartsConfig`` fields may be overridden."""
     net = overrides.pop("net", SupernetConfig(primitives=SHARPDARTS_PRIMITIVES, weighting="max-w"))
     settings: dict[str, object] = {"lr_schedule": "cosine_power", "lr_power": 2.0, "warmup_epochs": 5}

@@ -1,4 +1,4 @@
-"""Few-shot NAS by gradient matching (GM-NAS, Hu et al. 2022; Hu et al. 2022, GM-NAS): split a supernet into sub-supernets
+"""Few-shot NAS by gradient matching (GM-NAS, Hu et al. 2022): split a supernet into sub-supernets
 along the edges where its operations disagree, train them apart, keep the best.
 
 The schedule, for ``splits = K`` and ``split_every = s`` (DARTS space in the paper: K = 3, s = 2):

@@ -2,7 +2,7 @@
 
 - ``cosine_annealing``: DARTS's schedule, ``torch.optim.lr_scheduler.CosineAnnealingLR(T_max=epochs, eta_min)``
   stepped once per epoch.
-- ``cosine_power_annealing``: sharpDARTS's schedule (Hundt et al. 2019, sharpDARTS), which reaches ``lr_min`` in the last epoch.
+- ``cosine_power_annealing``: sharpDARTS's schedule (Hundt et al. 2019), which reaches ``lr_min`` in the last epoch.
 
 Training runs them through ``evaluators.fit.SGDConfig.scheduler`` (a torch ``LambdaLR``).
 """

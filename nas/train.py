@@ -40,7 +40,7 @@ CROP_PADDING = 4  # DARTS's CIFAR augmentation: RandomCrop(32, padding=4)
 
 @dataclass(frozen=True)
 class TrainConfig(SGDConfig):
-    """How to train an evaluation network; the defaults are DARTS's CIFAR-10 settings (Liu et al. 2019, DARTS) without the
+    """How to train an evaluation network; the defaults are DARTS's CIFAR-10 settings (Liu et al. 2019) without the
     options (the paper adds ``crop_flip``, ``cutout=16``, ``drop_path=0.2``, ``auxiliary_weight=0.4``).
 
     The SGD fields are ``SGDConfig``'s. ``net``: the network (its ``auxiliary`` flag is set from

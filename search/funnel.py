@@ -1,4 +1,4 @@
-"""The meta-validation funnel (Chen et al. 2023, Lion): proxy → task at 10× → only those that beat AdamW → task at 100×.
+"""The meta-validation funnel (Chen et al. 2023): proxy → task at 10× → only those that beat AdamW → task at 100×.
 
 The top-k candidates of a run's proxy search (one per functional hash) and AdamW enter the first stage. On each stage
 every entrant gets, for each of the run's tasks ``T``, an Optuna lr sweep on ``T@<stage>`` (``evaluators.tune_lr``:
