@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from programs import library, parse
 from search.store import Store
 
@@ -127,3 +129,19 @@ def make_foreign(root: Path, name: str = "foreign") -> Path:
     connection.commit()
     connection.close()
     return path
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> BuiltRun:
+    """A run folder holding the run ``make_run`` builds (import it into a test module to use it)."""
+    return make_run(tmp_path / "runs")
+
+
+def ok(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    """``autodisco argv``'s stdout; the command must succeed (its stderr is the failure message)."""
+    from search.cli import main
+
+    status = main(argv)
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    return out

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from _cli_runs import (
     CANDIDATES, CONFIG, NAME, BuiltRun, make_architecture_run, make_empty_run, make_foreign, make_garbage, make_run,
+    run,  # noqa: F401 - the fixture
 )
+from _cli_runs import ok as _ok
 
 from search.cli import main
 from search.cli._runs import failure_reasons
@@ -20,16 +22,6 @@ from search.store import Store
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture
-def run(tmp_path: Path) -> BuiltRun:
-    return make_run(tmp_path / "runs")
-
-
-def _ok(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
-    status = main(argv)
-    out, err = capsys.readouterr()
-    assert status == 0, err
-    return out
 
 
 def _json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> Any:

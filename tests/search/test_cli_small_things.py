@@ -8,21 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
-from _cli_runs import BuiltRun, make_run
+from _cli_runs import BuiltRun, run  # noqa: F401 - the fixture
+from _cli_runs import ok as _ok
 
 from search.cli import main
 
 
-@pytest.fixture
-def run(tmp_path: Path) -> BuiltRun:
-    return make_run(tmp_path / "runs")
-
-
-def _ok(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
-    status = main(argv)
-    out, err = capsys.readouterr()
-    assert status == 0, err
-    return out
 
 
 def test_lineage_counts_one_ancestor_in_the_singular(run: BuiltRun, capsys: pytest.CaptureFixture[str]) -> None:
