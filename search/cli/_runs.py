@@ -121,12 +121,14 @@ def _show(args: argparse.Namespace) -> int:
         failures = failure_reasons([e.error for e in store.list_evaluations(job.id, status="failed")])
         others = [job_summary(store, other) for other in store.list_jobs()
                   if other.name.startswith(job.name + "/")]  # e.g. its validation
+        hurdles = _hurdles(store, job)
     best = None
     if top:
         candidate, evaluation = top[0].candidate, top[0].evaluation
         best = {"id": candidate.id, "hash": candidate.hash, "fitness": evaluation.fitness, "program": candidate.text,
                 "birth": candidate.birth, "mutation": candidate.mutation, "status": evaluation.status}
-    report = {**summary, "config": job.config, "failures": failures, "best": best, "other_jobs": others}
+    report = {**summary, "config": job.config, "failures": failures, "best": best, "other_jobs": others,
+              "hurdles": hurdles}
     if args.json:
         print_json(report)
     else:
@@ -147,6 +149,8 @@ def _show_text(run: str, report: dict[str, Any]) -> str:
         f"{report['pending']} pending",
         f"cache hits   {report['cache_hits']} ({percent_text(report['cache_hit_rate'])} of lookups)",
     ]
+    if report.get("hurdles") is not None:
+        lines.append(_hurdles_text(report["hurdles"]))
     reasons = report["failures"][:FAILURE_REASONS_SHOWN]
     lines += [f"{'failures' if i == 0 else '':<12} {r['count']} x {clip(r['reason'], 96)}"
               for i, r in enumerate(reasons)]
@@ -162,6 +166,37 @@ def _show_text(run: str, report: dict[str, Any]) -> str:
                      f"{fitness_text(best['fitness'])}  (birth {best['birth']}, {best['status']})")
         lines += ["", indented(best["program"])]
     return "\n".join(lines)
+
+
+def _hurdles(store: Any, job: Any) -> dict[str, Any] | None:
+    """A cascaded optimizer search's hurdle figures (``--hurdle``): the evaluations that stopped after each task and
+    the task trainings that saved; None for other runs."""
+    config = job.config if isinstance(job.config, dict) else {}
+    options = config.get("kind_options") if isinstance(config.get("kind_options"), dict) else {}
+    tasks = config.get("tasks")
+    if options.get("hurdle") is None or not isinstance(tasks, list) or len(tasks) < 2:
+        return None
+    stopped: dict[str, int] = {}
+    ran = 0
+    for evaluation in store.list_evaluations(job.id, status="ok"):
+        hurdle = (evaluation.metrics or {}).get("hurdle") if isinstance(evaluation.metrics, dict) else None
+        if not isinstance(hurdle, dict) or evaluation.task != "+".join(map(str, tasks)):
+            continue
+        ran += 1
+        after = hurdle.get("stopped_after")
+        if isinstance(after, str) and after in tasks:
+            stopped[after] = stopped.get(after, 0) + 1
+    skipped = sum(count * (len(tasks) - 1 - tasks.index(task)) for task, count in stopped.items())
+    return {"threshold": options["hurdle"], "evaluations": ran, "stopped": stopped, "tasks_skipped": skipped,
+            "tasks_total": ran * len(tasks)}
+
+
+def _hurdles_text(hurdles: dict[str, Any]) -> str:
+    stopped = sum(hurdles["stopped"].values())
+    where = ", ".join(f"after {task}: {count}" for task, count in hurdles["stopped"].items())
+    return (f"hurdles      {stopped} of {hurdles['evaluations']} evaluations stopped early at hurdle "
+            f"{hurdles['threshold']:g}{f' ({where})' if where else ''}; {hurdles['tasks_skipped']} of "
+            f"{hurdles['tasks_total']} task trainings skipped")
 
 
 def failure_reasons(errors: list[str | None]) -> list[dict[str, Any]]:

@@ -429,8 +429,7 @@ class SearchJob(Job):
             fitness = float(result["fitness"]) if ok else None
             error = None if ok else (result.get("error") or outcome.error or "non-finite fitness")
             rows.append({"evaluation_id": flight.evaluation_id, "status": "ok" if ok else "failed", "fitness": fitness,
-                         "metrics": {"tasks": result.get("metrics"), "scores": result.get("scores")} if task_ran
-                         else None, "error": error,
+                         "metrics": _recorded_metrics(result) if task_ran else None, "error": error,
                          "worker": outcome.worker, "wall_time": outcome.wall_time, "attempts": outcome.attempts})
             told.append((flight, ok, task_ran, fitness, error))
         waiters: list[tuple[_Flight, dict[str, Any]]] = []
@@ -579,6 +578,15 @@ class SearchJob(Job):
             best_candidate_id=None if best is None else self.candidate_by_birth.get(best.id),
             best_text=None if best is None else self.kind.to_text(self.kind.simplify(best.candidate)),
             elapsed_s=self.elapsed(), extra={"baselines": self.context_values.get("baselines")})
+
+
+def _recorded_metrics(result: Mapping[str, Any]) -> dict[str, Any]:
+    """An evaluation's metrics as stored: per task, the raw scores, and where the kind cascades its tasks (hurdles)
+    how far the candidate went."""
+    metrics = {"tasks": result.get("metrics"), "scores": result.get("scores")}
+    if result.get("hurdle") is not None:
+        metrics["hurdle"] = result["hurdle"]
+    return metrics
 
 
 def _first(fitness: float | tuple[float, ...]) -> float:

@@ -21,6 +21,9 @@ class OptimizerKind(CandidateKind[Any]):
     lr_free: bool = False
     lr_grid: tuple[float, ...] = (1.0,)
     aggregate: str = "geomean"
+    # cascade (README "Hurdles"): with several tasks, the next task is trained only while the aggregate ratio to
+    # AdamW over the tasks so far is at least this; None trains every task
+    hurdle: float | None = None
 
     name = "optimizer"
     worker_fn = "search.kinds.workers:evaluate_optimizer"
@@ -43,10 +46,16 @@ class OptimizerKind(CandidateKind[Any]):
             raise ValueError(f"an optimizer search needs an lr grid of positive multipliers and the aggregate 'geomean' "
                              f"or 'mean', got {self.lr_grid!r:.60} and {self.aggregate!r:.20}")
         object.__setattr__(self, "lr_grid", grid)
+        if self.hurdle is not None:
+            if isinstance(self.hurdle, bool) or not isinstance(self.hurdle, (int, float)) or \
+                    not 0 < self.hurdle < math.inf:
+                raise ValueError(f"a hurdle is a positive ratio to AdamW (e.g. 0.9), got {self.hurdle!r:.40}")
+            object.__setattr__(self, "hurdle", float(self.hurdle))
 
     def options(self) -> dict[str, Any]:
         """The settings stored as the job's ``kind_options`` (``from_job_config`` reads them back; fcm aside)."""
-        return {"lr_free": bool(self.lr_free), "lr_grid": list(self.lr_grid), "aggregate": self.aggregate}
+        return {"lr_free": bool(self.lr_free), "lr_grid": list(self.lr_grid), "aggregate": self.aggregate,
+                "hurdle": self.hurdle}
 
     def check_tasks(self, tasks: tuple[str, ...]) -> None:
         from evaluators.plugins import check
@@ -111,10 +120,11 @@ class OptimizerKind(CandidateKind[Any]):
             "lr": context.get("lr"),
             "lr_grid": list(self.lr_grid),
             "aggregate": self.aggregate,
+            "hurdle": self.hurdle,
         }
 
 
-_OPTIONS = ("lr_free", "lr_grid", "aggregate")
+_OPTIONS = ("lr_free", "lr_grid", "aggregate", "hurdle")
 
 
 KINDS[OptimizerKind.name] = OptimizerKind

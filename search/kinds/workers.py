@@ -26,7 +26,8 @@ def evaluate_optimizer(payload: Mapping[str, Any]) -> dict[str, Any]:
     Returns ``{"status", "fitness", "metrics": {task: metrics}, "scores", "error"}``. With ``baselines`` (task →
     AdamW's fitness) the fitness is normalised (AdamW = 1.0, ``evaluators.normalized_fitness`` with the payload's
     ``aggregate``, default the geometric mean) and each task's metrics hold its ``ratio`` to AdamW; without, the
-    fitness is the mean raw task fitness. The first failing task fails the evaluation with its reason.
+    fitness is the mean raw task fitness. The first failing task fails the evaluation with its reason. With a
+    ``hurdle`` (and baselines) the tasks are a cascade: see ``_Cascade``; the result then holds ``hurdle``.
     """
     import torch
 
@@ -39,6 +40,7 @@ def evaluate_optimizer(payload: Mapping[str, Any]) -> dict[str, Any]:
         return {"status": "failed", "fitness": None, "metrics": {}, "error": f"invalid request: {error}"}
     scores: dict[str, float] = {}
     metrics: dict[str, Any] = {}
+    cascade = _Cascade(payload)
     for task in payload["tasks"]:
         results = {lr: evaluate({"program": payload["program"], "task": task, "seed": int(payload.get("seed", 0)),
                                  "lr": lr, "device": device}) for lr in lrs(task)}
@@ -47,7 +49,9 @@ def evaluate_optimizer(payload: Mapping[str, Any]) -> dict[str, Any]:
         if result["status"] != "ok":
             return {"status": "failed", "fitness": None, "metrics": metrics, "error": f"{task}: {result['error']}"}
         scores[task] = float(result["metrics"]["fitness"])
-    return _scored(payload, scores, metrics)
+        if not cascade.clears(scores):
+            break
+    return cascade.scored(payload, scores, metrics)
 
 
 def evaluate_optimizer_batch(payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -83,6 +87,7 @@ def evaluate_optimizer_batch(payload: Mapping[str, Any]) -> dict[str, Any]:
         scores: dict[int, dict[str, float]] = {i: {} for i in indices}
         metrics: dict[int, dict[str, Any]] = {i: {} for i in indices}
         alive = list(indices)
+        cascades = {i: _Cascade(requests[i]) for i in indices}
         for task in first["tasks"]:
             task_lrs = lrs(task)
             by_lr = {lr: evaluate_batch([requests[i]["program"] for i in alive], task, seed=int(first.get("seed", 0)),
@@ -96,10 +101,13 @@ def evaluate_optimizer_batch(payload: Mapping[str, Any]) -> dict[str, Any]:
                                   "error": f"{task}: {result['error']}"}
                 else:
                     scores[i][task] = float(result["metrics"]["fitness"])
-                    still.append(i)
+                    if cascades[i].clears(scores[i]):
+                        still.append(i)
+                    else:  # stopped at a hurdle: scored on the tasks it ran
+                        results[i] = cascades[i].scored(requests[i], scores[i], metrics[i])
             alive = still
         for i in alive:
-            results[i] = _scored(requests[i], scores[i], metrics[i])
+            results[i] = cascades[i].scored(requests[i], scores[i], metrics[i])
     return {"results": results}
 
 
@@ -144,6 +152,46 @@ def _on_grid(results: Mapping[Any, dict[str, Any]], grid: bool) -> dict[str, Any
     if best["status"] != "ok":
         return {**best, "metrics": metrics, "error": f"failed at every lr of the grid; at lr={lr:g}: {best['error']}"}
     return {**best, "metrics": metrics}
+
+
+class _Cascade:
+    """Hurdles (``payload["hurdle"]``, a ratio to AdamW): the tasks are stages, trained in the payload's order, and a
+    candidate goes on to the next task only while the aggregate of its ratios so far is at least the hurdle
+    (AutoML-Zero's hurdles; OpenEvolve's cascade). One that stops is scored on the tasks it ran — the aggregate that
+    stopped it, below the hurdle — and its result says so (``hurdle``: the threshold, the aggregate after each stage
+    checked, the task it stopped after or None). No hurdle, no baselines (the baseline's own measurement) or one task:
+    every task is trained."""
+
+    def __init__(self, payload: Mapping[str, Any]) -> None:
+        hurdle = payload.get("hurdle")
+        tasks = list(payload.get("tasks") or ())
+        self.baselines = payload.get("baselines") or {}
+        self.hurdle = float(hurdle) if hurdle is not None and self.baselines and len(tasks) > 1 else None
+        self.last = tasks[-1] if tasks else None
+        self.aggregate = payload.get("aggregate")
+        self.stages: list[float] = []
+        self.stopped_after: str | None = None
+
+    def clears(self, scores: Mapping[str, float]) -> bool:
+        """Whether a candidate scored on ``scores`` (the tasks so far) goes on to the next task."""
+        from evaluators.fitness import GEOMEAN, normalized_fitness
+
+        task = next(reversed(scores))
+        if self.hurdle is None or task == self.last:
+            return True
+        aggregate = normalized_fitness(scores, {t: self.baselines[t] for t in scores},
+                                       aggregate=self.aggregate or GEOMEAN)
+        self.stages.append(aggregate)
+        if aggregate >= self.hurdle:
+            return True
+        self.stopped_after = task
+        return False
+
+    def scored(self, payload: Mapping[str, Any], scores: dict[str, float], metrics: dict[str, Any]) -> dict[str, Any]:
+        result = _scored(payload, scores, metrics)
+        if self.hurdle is not None:
+            result["hurdle"] = {"threshold": self.hurdle, "stages": self.stages, "stopped_after": self.stopped_after}
+        return result
 
 
 def _scored(payload: Mapping[str, Any], scores: dict[str, float], metrics: dict[str, Any]) -> dict[str, Any]:
