@@ -53,6 +53,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                                 "one training per multiplier; default: the base lr alone)")
     optimizer.add_argument("--allow-lr-free", action="store_true",
                            help="do not reject programs whose update does not scale with lr (programs.lr_scaling)")
+    optimizer.add_argument("--aggregate", choices=("geomean", "mean"), default="geomean",
+                           help="how per-task ratios to AdamW combine: geomean (default: clipped to [1/4, 2], a "
+                                "failed task counts 1/4) or mean (the plain mean of earlier runs)")
     optimizer.add_argument("--hurdle", type=float, metavar="R",
                            help="cascade the tasks (cheapest first): train the next --task only while the aggregate "
                                 "ratio to AdamW over the tasks so far is at least R, e.g. 0.9 (default: every task)")
@@ -108,8 +111,9 @@ def _search_optimizer(args: argparse.Namespace) -> int:
 
 
 def _optimizer_kind(args: argparse.Namespace, warm_starts: list[str]) -> CandidateKind[Any]:
-    """The kind from ``--no-fcm``, ``--lr-grid``, ``--allow-lr-free``, ``--hurdle``; a warm start whose update does
-    not scale with lr is refused unless lr-free programs are allowed (its children would not either)."""
+    """The kind from ``--no-fcm``, ``--lr-grid``, ``--allow-lr-free``, ``--aggregate``, ``--hurdle``; a warm start
+    whose update does not scale with lr is refused unless lr-free programs are allowed (its children would not
+    either)."""
     from evaluators.fitness import check_lr_grid
     from programs import lr_scaling, parse
     from search.kinds import OptimizerKind
@@ -121,7 +125,8 @@ def _optimizer_kind(args: argparse.Namespace, warm_starts: list[str]) -> Candida
     if args.hurdle is not None and len(args.tasks or ()) < 2:
         raise UsageError(f"--hurdle {args.hurdle:g} cascades several tasks; give two or more --task (cheapest first)")
     try:
-        kind = OptimizerKind(fcm=not args.no_fcm, lr_free=args.allow_lr_free, lr_grid=grid, hurdle=args.hurdle)
+        kind = OptimizerKind(fcm=not args.no_fcm, lr_free=args.allow_lr_free, lr_grid=grid, hurdle=args.hurdle,
+                             aggregate=args.aggregate)
     except ValueError as error:
         raise UsageError(f"--hurdle {args.hurdle}: {error}") from None
     for name, warm_start in zip(args.warm_starts or ["adamw"], warm_starts):

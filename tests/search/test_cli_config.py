@@ -42,7 +42,7 @@ def test_architecture_search_takes_a_config_too(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "words"), [
-    ("populaton = 5\n", "unknown key 'populaton'; known keys: allow_lr_free, batch, cache, db,"),
+    ("populaton = 5\n", "unknown key 'populaton'; known keys: aggregate, allow_lr_free, batch, cache,"),
     ("config = 'other.toml'\n", "unknown key 'config'"),
     ("population = 'ten'\n", "population: invalid int value 'ten'"),
     ("population = 2.5\n", "population: invalid int value 2.5"),

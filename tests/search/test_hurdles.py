@@ -113,3 +113,15 @@ def test_the_cli_refuses_a_hurdle_without_a_cascade(tmp_path: Path, capsys: pyte
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "runs" / "x" / "results.db").exists()
+
+
+def test_the_cli_options_reach_the_kind() -> None:
+    from search.cli._main import build_parser
+    from search.cli._search import _optimizer_kind
+
+    args = build_parser().parse_args(["search", "optimizer", "--run", "runs/x", "--task", "quadratic", "--task",
+                                      "quadratic@10x", "--hurdle", "0.8", "--aggregate", "mean"])
+    kind = _optimizer_kind(args, [library.get("adamw").to_text()])
+    assert (kind.hurdle, kind.aggregate) == (0.8, "mean")
+    default = build_parser().parse_args(["search", "optimizer", "--run", "runs/x"])
+    assert (_optimizer_kind(default, [library.get("adamw").to_text()]).hurdle, default.aggregate) == (None, "geomean")
