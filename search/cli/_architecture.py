@@ -48,6 +48,9 @@ def register(kinds: argparse._SubParsersAction) -> None:
     parser.add_argument("--fitness", default=SCRATCH, metavar="scratch|supernet:RUN",
                         help="validation accuracy after a short training from scratch (default), or with weights "
                              "inherited from the one-shot supernet of run folder RUN (nb201 only)")
+    parser.add_argument("--supernet-metric", choices=("loss", "accuracy"), default="loss",
+                        help="with --fitness supernet:RUN, score inherited weights by minus the validation loss "
+                             "(default: it ranks architectures better) or by the accuracy")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", choices=("plain", "aggregating", "forgetful", "off"), default="plain",
                         help="FEC policy (default plain)")
@@ -89,7 +92,8 @@ def _kind(args: argparse.Namespace) -> ArchitectureKind:
         fitness = SUPERNET_PREFIX + _supernet_run(Path(fitness[len(SUPERNET_PREFIX):]), args.task)
     budget = ScratchBudget(epochs=args.epochs, train_examples=args.train_examples, valid_examples=args.valid_examples,
                            channels=args.channels, layers=args.layers, lr=args.lr)
-    return ArchitectureKind(space=args.space, fitness=fitness, budget=budget, fcm=not args.no_fcm)
+    return ArchitectureKind(space=args.space, fitness=fitness, budget=budget, fcm=not args.no_fcm,
+                            supernet_metric=args.supernet_metric)
 
 
 def _supernet_run(folder: Path, task: str) -> str:

@@ -23,6 +23,9 @@ SCRATCH = "scratch"
 SUPERNET_PREFIX = "supernet:"
 
 
+SUPERNET_METRICS = ("loss", "accuracy")  # nas.oneshot.METRICS (not imported here: it loads torch)
+
+
 class ArchitectureKindError(ValueError):
     """An architecture search configured outside what the kind supports (space, fitness, budget)."""
 
@@ -73,10 +76,13 @@ class ArchitectureKind(CandidateKind[Any]):
     fitness: str = SCRATCH
     budget: ScratchBudget = field(default_factory=ScratchBudget)
     fcm: bool = True
+    # with fitness "supernet:RUN": what the inherited weights are scored by, "loss" (the fitness is minus the
+    # validation cross-entropy: it ranks the shipped table better than accuracy, README "Ranking quality") or
+    # "accuracy" (searches recorded before this option)
+    supernet_metric: str = "loss"
 
     name = "architecture"
     worker_fn = "search.kinds.workers:evaluate_architecture"
-    fitness_meaning = "validation accuracy"
     preload = ("torch", "nas", "search.kinds.workers")
 
     def __post_init__(self) -> None:
@@ -89,6 +95,15 @@ class ArchitectureKind(CandidateKind[Any]):
                 raise ArchitectureKindError(f"fitness must be 'scratch' or 'supernet:RUN', got {self.fitness!r}")
             if self.space != "nb201":
                 raise ArchitectureKindError("fitness by a one-shot supernet needs --space nb201 (the supernet's space)")
+        if self.supernet_metric not in SUPERNET_METRICS:
+            raise ArchitectureKindError(f"the supernet metric must be one of {', '.join(SUPERNET_METRICS)}, got "
+                                        f"{self.supernet_metric!r:.40}")
+
+    @property
+    def fitness_meaning(self) -> str:  # type: ignore[override]
+        if self.supernet_run is not None and self.supernet_metric == "loss":
+            return "minus the inherited-weight validation loss"
+        return "validation accuracy"
 
     @property
     def supernet_run(self) -> str | None:
@@ -100,7 +115,9 @@ class ArchitectureKind(CandidateKind[Any]):
         options = config.get("kind_options")
         if not isinstance(options, Mapping) or "space" not in options:
             raise ArchitectureKindError("this architecture job was not made by 'autodisco search architecture'")
-        return cls(**dict(options), fcm=bool(config.get("fcm", True)))
+        options = dict(options)
+        options.setdefault("supernet_metric", "accuracy")  # a job stored before the option scored by accuracy
+        return cls(**options, fcm=bool(config.get("fcm", True)))
 
     def check_tasks(self, tasks: tuple[str, ...]) -> None:
         for task in tasks:
@@ -112,7 +129,8 @@ class ArchitectureKind(CandidateKind[Any]):
 
     def options(self) -> dict[str, Any]:
         """The settings stored as the job's ``kind_options`` (``from_job_config`` reads them back; fcm aside)."""
-        return {"space": self.space, "fitness": self.fitness, "budget": asdict(self.budget)}
+        return {"space": self.space, "fitness": self.fitness, "budget": asdict(self.budget),
+                "supernet_metric": self.supernet_metric}
 
     def parse(self, text: str) -> Any:
         from nas import Genotype, NB201Genotype
@@ -145,6 +163,7 @@ class ArchitectureKind(CandidateKind[Any]):
             "tasks": list(context["tasks"]),
             "seed": int(seed),
             "fitness": self.fitness,
+            "supernet_metric": self.supernet_metric,
             "budget": asdict(self.budget),
         }
 

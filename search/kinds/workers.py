@@ -222,8 +222,9 @@ def evaluate_architecture(payload: Mapping[str, Any]) -> dict[str, Any]:
 
     Fitness: the validation accuracy after training from scratch with ``payload["budget"]`` (a ``ScratchBudget``;
     ``payload["seed"]`` decides the initial weights and the batch order), or with ``payload["fitness"]`` =
-    ``"supernet:RUN"`` the accuracy with weights inherited from that run's one-shot supernet. Several tasks give the
-    mean. Returns ``{"status", "fitness", "metrics": {task: metrics}, "scores": {task: accuracy}, "error"}``; a
+    ``"supernet:RUN"`` the accuracy with weights inherited from that run's one-shot supernet, or minus its loss with
+    ``payload["supernet_metric"] == "loss"``. Several tasks give the mean. Returns ``{"status", "fitness", "metrics":
+    {task: metrics}, "scores": {task: score}, "error"}``; a
     diverging training (NaN/inf loss) fails the evaluation with its reason.
     """
     import torch
@@ -246,7 +247,8 @@ def evaluate_architecture(payload: Mapping[str, Any]) -> dict[str, Any]:
         if result["status"] != "ok":
             return {"status": "failed", "fitness": None, "metrics": metrics, "scores": scores,
                     "error": f"{task}: {result['error']}"}
-        scores[task] = float(result["val_accuracy"])
+        by_loss = kind.supernet_run is not None and payload.get("supernet_metric", "accuracy") == "loss"
+        scores[task] = -float(result["val_loss"]) if by_loss else float(result["val_accuracy"])
     return {"status": "ok", "fitness": float(np.mean(list(scores.values()))), "metrics": metrics, "scores": scores,
             "error": None}
 
@@ -278,12 +280,12 @@ def _scratch(genotype: Any, task: str, kind: Any, seed: int, device: str) -> dic
 
 
 def _inherited(genotype: Any, task: str, run: str, device: str) -> dict[str, Any]:
-    """Validation accuracy with the weights of the one-shot supernet in run folder ``run`` (BatchNorm recalibrated
-    per architecture, ``nas.oneshot_train.score``) on the supernet's own held-out split."""
+    """Validation accuracy and loss with the weights of the one-shot supernet in run folder ``run`` (BatchNorm
+    recalibrated per architecture, ``nas.oneshot_train.evaluate``) on the supernet's own held-out split."""
     import time
     from pathlib import Path
 
-    from nas.oneshot_train import SUPERNET_FILE, score
+    from nas.oneshot_train import SUPERNET_FILE, evaluate
 
     started = time.perf_counter()
     path = Path(run) / SUPERNET_FILE
@@ -295,8 +297,9 @@ def _inherited(genotype: Any, task: str, run: str, device: str) -> dict[str, Any
         allowed = saved.supernet.allowed_ops()
         return {"status": "failed", "error": f"the supernet's edges do not allow this cell (allowed: {allowed})",
                 "val_accuracy": None}
-    accuracy = score(saved.supernet, [genotype], data, device=device)[0]
-    return {"status": "ok", "error": None, "val_accuracy": accuracy, "supernet_epoch": saved.epoch,
+    inherited = evaluate(saved.supernet, [genotype], data, device=device)[0]
+    return {"status": "ok", "error": None, "val_accuracy": inherited.accuracy, "val_loss": inherited.loss,
+            "supernet_epoch": saved.epoch,
             "valid_examples": len(data.val[1]), "seconds": time.perf_counter() - started}
 
 

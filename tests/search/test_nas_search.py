@@ -193,7 +193,8 @@ def _saved_supernet(folder: Path) -> None:
 
 def test_fitness_by_inherited_supernet_weights(tmp_path: Path, inline: None,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from nas.oneshot_train import load_supernet, score, supernet_data
+    from nas.oneshot_train import evaluate, load_supernet, supernet_data
+    from search.kinds.workers import evaluate_architecture
 
     oneshot = tmp_path / "runs" / "oneshot"
     _saved_supernet(oneshot)
@@ -206,8 +207,17 @@ def test_fitness_by_inherited_supernet_weights(tmp_path: Path, inline: None,
     assert len(evaluations) == 3
     saved = load_supernet(oneshot / "supernet.pt")
     genotypes = [NB201Genotype.from_text(texts[e.candidate_id]) for e in evaluations]
-    expected = score(saved.supernet, genotypes, supernet_data("digits", 64))
-    assert [e.fitness for e in evaluations] == expected
+    inherited = evaluate(saved.supernet, genotypes, supernet_data("digits", 64))
+    assert job.config["kind_options"]["supernet_metric"] == "loss"  # the default: minus the inherited loss
+    assert [e.fitness for e in evaluations] == [-s.loss for s in inherited]
+    assert [e.metrics["tasks"]["digits"]["val_accuracy"] for e in evaluations] == [s.accuracy for s in inherited]
+    payload = {"space": "nb201", "genotype": genotypes[0].to_text(), "tasks": ["digits"], "seed": 0,
+               "fitness": f"supernet:{oneshot.resolve()}", "supernet_metric": "accuracy"}
+    assert evaluate_architecture(payload)["fitness"] == inherited[0].accuracy
+    # a search recorded before the option scored inherited weights by accuracy, and goes on doing so
+    old = ArchitectureKind.from_job_config({"kind_options": {"space": "nb201", "fitness": f"supernet:{oneshot}"}})
+    assert old.supernet_metric == "accuracy" and old.fitness_meaning == "validation accuracy"
+    assert ArchitectureKind(fitness=f"supernet:{oneshot}").fitness_meaning.startswith("minus")
     capsys.readouterr()
     assert main(["search", "architecture", "--task", "mnist1d", "--fitness", f"supernet:{oneshot}", "--run",
                  str(tmp_path / "runs" / "wrong"), "--quiet"]) == 2
