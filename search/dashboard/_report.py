@@ -1,15 +1,17 @@
 """What the run page shows, as JSON-ready values read from one job: its summary, the search curve, failures by
-reason, the top candidates with a diff against their parent, a candidate's lineage and the per-epoch curves of
-NAS jobs. Everything here only reads; the summaries and groupings are the CLI's own (``autodisco runs ...``)."""
+reason, the top candidates with a diff against their parent, the Pareto front of fitness and optimizer state buffers of
+``--strategy nsga2`` runs, a candidate's lineage and the per-epoch curves of NAS jobs. Everything here only reads; the
+summaries, groupings and the front are the CLI's own (``autodisco runs ...``)."""
 
 from __future__ import annotations
 
 import difflib
+import functools
 import math
-from typing import Any
+from typing import Any, Mapping
 
 from search.cli._common import search_task
-from search.cli._ranking import lineage_rows, ranked_row
+from search.cli._ranking import lineage_rows, pareto_front, ranked_row, simplified_program
 from search.cli._report import job_summary, resolve_candidate
 from search.cli._runs import failure_reasons
 from search.dashboard._funnel import funnel_table
@@ -19,6 +21,7 @@ from search.store import CandidateRecord, JobRecord, Store
 TOP_SHOWN = 10
 CURVE_WINDOW = 50  # evaluations per rolling median / hit rate, as ``autodisco runs plot`` draws them
 CURVE_POINTS = 2000  # at most this many points of a long search are sent to the page (every n-th, and the last)
+SIMPLIFIED_CACHE = 1 << 16  # candidate texts whose simplification is kept between polls (a few KiB each)
 
 
 def run_report(store: Store, job: JobRecord) -> dict[str, Any]:
@@ -31,6 +34,7 @@ def run_report(store: Store, job: JobRecord) -> dict[str, Any]:
         "curve": None if epochs is not None else search_curve(store, job),  # epochs are not a search's evaluations
         "failures": failure_reasons([e.error for e in store.list_evaluations(job.id, status="failed")]),
         "top": top_candidates(store, job, task),
+        "pareto": pareto_section(store, job, task),
         "epochs": epochs,
         "funnel": funnel_table(store, job),
         "related": [{"name": other.name, "kind": other.kind, "status": other.status} for other in store.list_jobs()
@@ -69,6 +73,37 @@ def top_candidates(store: Store, job: JobRecord, task: str | None, k: int = TOP_
         row["parent"] = None if parent is None else parent.id
         row["diff"] = "" if parent is None else program_diff(parent.id, parent.text, row["id"], row["program"])
     return rows
+
+
+def pareto_section(store: Store, job: JobRecord, task: str | None) -> dict[str, Any] | None:
+    """The Pareto front of fitness and optimizer state buffers of a ``--strategy nsga2`` optimizer run, the rule
+    ``runs top`` shows it by (``pareto_front`` over every candidate, one per functional hash, best first), with every
+    ranked candidate's fitness and buffers for the scatter; None for other runs. Candidates whose text does not parse
+    have no buffers: they are counted, not drawn."""
+    config = job.config if isinstance(job.config, Mapping) else {}
+    if job.kind != "optimizer" or config.get("strategy") != "nsga2":
+        return None
+    ranked = store.top_k(job.id, store.counts(job.id, task=task).candidates + 1, task=task)
+    rows = [ranked_row(rank, entry) for rank, entry in enumerate(ranked, start=1)]
+    for row in rows:
+        row["simplified"] = cached_simplified(row["program"])
+    drawn = [r for r in rows if r["simplified"] is not None]
+    points = {"id": [r["id"] for r in drawn], "fitness": [_number(r["fitness"]) for r in drawn],
+              "buffers": [r["simplified"]["buffers"] for r in drawn]}
+    front = [{"rank": r["rank"], "id": r["id"], "hash": r["hash"], "fitness": r["fitness"],
+              "buffers": r["simplified"]["buffers"], "program": r["simplified"]["program"],
+              "statements": r["simplified"]["statements"], "removed": len(r["simplified"]["removed"])}
+             for r in pareto_front(rows)]
+    return {"task": task, "candidates": len(rows), "unparsed": len(rows) - len(drawn), "front": front,
+            "points": points}
+
+
+@functools.lru_cache(maxsize=SIMPLIFIED_CACHE)
+def cached_simplified(text: str) -> dict[str, Any] | None:
+    """``simplified_program(text)``, kept per text: the page polls every few seconds and a run's candidates do not
+    change, so each text is parsed and simplified once per process, not once per poll. Callers must not modify the
+    returned dict (it is shared)."""
+    return simplified_program(text)
 
 
 def program_diff(parent_id: int, parent_text: str, child_id: int, child_text: str) -> str:

@@ -248,7 +248,7 @@ def test_the_funnel_table_fills_in_as_sweeps_are_recorded_and_agrees_with_the_fu
     client = create_app(Source(tmp_path)).test_client()
     funnel = _get(client, "/api/run?folder=hunt")["report"]["funnel"]
     assert (funnel["job"], funnel["stages"], funnel["baseline_id"]) == ("hunt/validate", ["10x", "100x"], ids["adamw"])
-    rows = {r["id"]: (r["stages"], r["verdict"]) for r in funnel["rows"]}
+    rows = {r["id"]: (r["cells"], r["verdict"]) for r in funnel["rows"]}
     assert rows == {ids["lion"]: ({"10x": "1.2000", "100x": "pending"}, "pending"),
                     ids["signsgd"]: ({"10x": "0.8000", "100x": "-"}, "stopped at 10x"),
                     ids["adamw"]: ({"10x": "1.0000", "100x": "-"}, "stopped at 10x")}
@@ -260,7 +260,7 @@ def test_the_funnel_table_fills_in_as_sweeps_are_recorded_and_agrees_with_the_fu
         _sweep(store, store.get_job("hunt").id, ids["lion"], "100x", 0.77)
     funnel = _get(client, "/api/run?folder=hunt")["report"]["funnel"]
     lion = next(r for r in funnel["rows"] if r["id"] == ids["lion"])
-    assert (lion["stages"], lion["verdict"]) == ({"10x": "1.2000", "100x": "1.1000"}, "passed")
+    assert (lion["cells"], lion["verdict"]) == ({"10x": "1.2000", "100x": "1.1000"}, "passed")
 
     with Store.for_run(tmp_path / "hunt", create=False) as store:  # the funnel itself, reading the sweeps back
         def no_executor() -> Any:
@@ -270,7 +270,7 @@ def test_the_funnel_table_fills_in_as_sweeps_are_recorded_and_agrees_with_the_fu
     assert {c.candidate_id: c.verdict for c in result.candidates} == {
         r["id"]: "passed" if r["verdict"] == "passed" else "stopped" for r in funnel["rows"]}
     assert {c.candidate_id: [f"{s.ratio:.4f}" for s in c.stages] for c in result.candidates} == {
-        r["id"]: [v for v in r["stages"].values() if v != "-"] for r in funnel["rows"]}
+        r["id"]: [v for v in r["cells"].values() if v != "-"] for r in funnel["rows"]}
 
 
 # -- NAS epochs ---------------------------------------------------------------------------------------------------

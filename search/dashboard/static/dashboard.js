@@ -194,21 +194,60 @@ function renderFunnel(f) {
   section.hidden = !f;
   if (!f) return;
   document.getElementById("funnel-job").textContent = `(${f.job}, ${f.status})`;
-  if (f.error) { document.getElementById("funnel-baseline").textContent = f.error; return; }
-  const head = el("tr");
-  for (const h of ["candidate", "hash", "proxy", ...f.stages.map((s) => `${s} vs AdamW`), "result"]) {
+  const note = document.getElementById("funnel-unseen");
+  if (f.error) {
+    document.getElementById("funnel-baseline").textContent = f.error;
+    note.textContent = "";
+    return;
+  }
+  const head = el("tr");  // the stage columns come with the data: a scale stage's ratio, each unseen task, the wins
+  for (const h of ["candidate", "hash", "proxy", ...f.columns.map((c) => c.title), "result"]) {
     head.appendChild(el("th", h));
   }
   document.querySelector("#funnel thead").replaceChildren(head);
   fillRows(document.getElementById("funnel"), f.rows, (r) => [
-    ["#" + r.id], [r.hash.slice(0, 10)], [fitness(r.proxy), "num"], ...f.stages.map((s) => [r.stages[s], "num"]),
+    ["#" + r.id], [r.hash.slice(0, 10)], [fitness(r.proxy), "num"], ...f.columns.map((c) => [r.cells[c.key], "num"]),
     [r.verdict],
   ]);
-  const base = f.baseline.map((b) => `${b.stage} ${b.task}: ${fitness(b.fitness)}` +
-    (b.lr === null ? "" : ` (lr ${b.lr.toPrecision(3)})`)).join("; ");
+  const base = f.baseline.map((b) => `${b.stage} ${b.task}${b.seed === null ? "" : ` seed ${b.seed}`}: ` +
+    fitness(b.fitness) + (b.lr === null ? "" : ` (lr ${b.lr.toPrecision(3)})`)).join("; ");
   document.getElementById("funnel-baseline").textContent = f.baseline_id === null
     ? "AdamW's sweeps are not recorded yet."
     : `AdamW (#${f.baseline_id}) tuned fitness: ${base || "-"}. Ratio = tuned fitness / AdamW's, must be > 1.`;
+  note.textContent = f.unseen.length
+    ? `Unseen tasks (never used by the search): ${f.unseen.join(", ")}; ${f.seeds} seeds each, ratio = mean over ` +
+      `seeds of the ratio to AdamW at the same seed [95 % interval: ${f.interval}]; a win = mean ratio > 1; ` +
+      "passing needs wins on at least half of them."
+    : "";
+}
+
+function renderPareto(p) {
+  const section = document.getElementById("pareto-section");
+  section.hidden = !p;  // only --strategy nsga2 optimizer runs
+  if (!p) return;
+  const unparsed = p.unparsed ? ` (${p.unparsed} whose program does not parse are not drawn)` : "";
+  document.getElementById("pareto-count").textContent =
+    `${p.front.length} on the front of ${p.candidates} candidates${unparsed}`;
+  const tbody = fillRows(document.getElementById("pareto"), p.front, (r) => [
+    [r.rank, "num"], [r.id, "num"], [r.hash.slice(0, 10)], [fitness(r.fitness), "num"], [r.buffers, "num"], [null],
+  ], (row) => selectCandidate(row.id));
+  [...tbody.children].forEach((tr, i) => {  // the simplified program, as runs top prints it
+    const r = p.front[i];
+    const pre = el("pre", r.program);
+    pre.title = r.removed ? `${r.removed} dead statements of ${r.statements} removed` : "";
+    tr.lastChild.replaceChildren(pre);
+  });
+  document.getElementById("no-pareto").hidden = p.front.length > 0;
+  const front = [...p.front].sort((a, b) => a.buffers - b.buffers);
+  Plotly.react("pareto-plot", [
+    { x: p.points.buffers, y: p.points.fitness, text: p.points.id.map((id) => `#${id}`), mode: "markers",
+      name: "candidates", marker: { size: 5, color: "#9ab", opacity: 0.6 },
+      hovertemplate: "%{text}: fitness %{y}, %{x} buffers<extra></extra>" },
+    { x: front.map((r) => r.buffers), y: front.map((r) => r.fitness), text: front.map((r) => `#${r.id}`),
+      mode: "lines+markers", name: "Pareto front", line: { color: "#d55e00", shape: "hv" },
+      marker: { size: 9, color: "#d55e00" }, hovertemplate: "%{text}: fitness %{y}, %{x} buffers<extra></extra>" },
+  ], { margin: { t: 30, r: 10 }, xaxis: { title: { text: "optimizer state buffers" }, dtick: 1, rangemode: "tozero" },
+       yaxis: { title: { text: "fitness" } }, legend: LEGEND }, { displaylogo: false, responsive: true });
 }
 
 function renderEpochs(e) {
@@ -308,6 +347,7 @@ async function refreshRun() {
   renderFailures(r.failures);
   renderTop(r.top);
   renderFunnel(r.funnel);
+  renderPareto(r.pareto);
   renderEpochs(r.epochs);
 }
 
