@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from evaluators import TaskError
 from search.cli._validate import _ratio_text
 from search.funnel import (
     ALL_STAGES, BASELINE, DEFAULT_SEEDS, UNSEEN, _judge, _judge_unseen, _sweep_of, evaluation_key, interval_method,
@@ -68,10 +69,14 @@ def funnel_table(store: Store, job: JobRecord) -> dict[str, Any] | None:
     if settings is None or tasks is None:
         return {"job": validation.name, "status": validation.status, "error": "unreadable validation settings"}
     seed = target.seed if settings.seed is None else settings.seed
+    try:
+        judged = _judged(store, target, tasks, settings, seed)
+    except TaskError as error:  # a task this process does not know (a plug-in's), a baseline of the wrong sign ...
+        return {"job": validation.name, "status": validation.status, "error": f"cannot judge the sweeps: {error}"}
     return {"job": validation.name, "status": validation.status, "stages": list(settings.stages), "tasks": tasks,
             "seed": seed, "unseen": list(settings.unseen), "seeds": settings.seeds if settings.unseen else 1,
             "interval": interval_method() if settings.unseen else "", "columns": columns(settings), "error": None,
-            **_judged(store, target, tasks, settings, seed)}
+            **judged}
 
 
 def read_settings(config: Any, tasks: Sequence[str]) -> Settings | None:

@@ -27,8 +27,9 @@ if os.environ.get("CI") != "true":  # the test extra installs Flask; CI must not
 from _cli_runs import NAME, BuiltRun, make_empty_run, make_garbage, make_run  # noqa: E402
 from programs import library  # noqa: E402
 from search.cli import main  # noqa: E402
+from search.cli._ranking import simplified_program  # noqa: E402
 from search.dashboard import Source, create_app  # noqa: E402
-from search.funnel import Funnel, FunnelConfig, evaluation_key  # noqa: E402
+from search.funnel import UNSEEN, Funnel, FunnelConfig, evaluation_key, unseen_key, unseen_tasks  # noqa: E402
 from search.store import Store  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,8 +214,14 @@ def test_new_results_show_on_the_next_poll(root: Path, client: Any) -> None:
 TASK = "mnist1d-mlp"  # accuracy: a stage's ratio is the tuned fitness over AdamW's
 
 
-def _funnel_run(folder: Path) -> dict[str, int]:
-    """A finished proxy search (AdamW, lion, signsgd, momentum) and its validation half-way through stage 100x."""
+HALF_WAY = [("adamw", "10x", 0.5), ("lion", "10x", 0.6), ("signsgd", "10x", 0.4), ("adamw", "100x", 0.7)]
+
+
+def _funnel_run(folder: Path, settings: dict[str, Any] | None = None,
+                sweeps: list[tuple[str, str, float | None]] = HALF_WAY) -> dict[str, int]:
+    """A finished proxy search (AdamW, lion, signsgd, momentum) and its validation with the stored ``settings``
+    (default: stages 10x,100x as recorded before the unseen stage existed) and these scale ``sweeps`` recorded (default:
+    half-way through stage 100x)."""
     from search.kinds import OptimizerKind
 
     ids = {}
@@ -227,10 +234,9 @@ def _funnel_run(folder: Path) -> dict[str, int]:
                                             birth=birth)
             store.finish_evaluation(store.add_evaluation(job.id, ids[name], key=f"c{birth}", task=TASK, seed=0),
                                     status="ok", fitness=proxy)
-        store.create_job(f"{folder.name}/validate", kind="optimizer", seed=0,
-                         config={"target": folder.name, "k": 3, "trials": 1, "stages": ["10x", "100x"], "seed": None})
-        for name, stage, fitness in [("adamw", "10x", 0.5), ("lion", "10x", 0.6), ("signsgd", "10x", 0.4),
-                                     ("adamw", "100x", 0.7)]:
+        config = {"target": folder.name, "k": 3, "trials": 1, "stages": ["10x", "100x"], "seed": None}
+        store.create_job(f"{folder.name}/validate", kind="optimizer", seed=0, config={**config, **(settings or {})})
+        for name, stage, fitness in sweeps:
             _sweep(store, job.id, ids[name], stage, fitness)
     return ids
 
@@ -248,6 +254,9 @@ def test_the_funnel_table_fills_in_as_sweeps_are_recorded_and_agrees_with_the_fu
     client = create_app(Source(tmp_path)).test_client()
     funnel = _get(client, "/api/run?folder=hunt")["report"]["funnel"]
     assert (funnel["job"], funnel["stages"], funnel["baseline_id"]) == ("hunt/validate", ["10x", "100x"], ids["adamw"])
+    # a validation recorded before the unseen stage existed (no "unseen", no "seeds"): the scale stages only
+    assert funnel["columns"] == [{"key": "10x", "title": "10x vs AdamW"}, {"key": "100x", "title": "100x vs AdamW"}]
+    assert (funnel["unseen"], funnel["seeds"], funnel["interval"]) == ([], 1, "")
     rows = {r["id"]: (r["cells"], r["verdict"]) for r in funnel["rows"]}
     assert rows == {ids["lion"]: ({"10x": "1.2000", "100x": "pending"}, "pending"),
                     ids["signsgd"]: ({"10x": "0.8000", "100x": "-"}, "stopped at 10x"),
@@ -271,6 +280,190 @@ def test_the_funnel_table_fills_in_as_sweeps_are_recorded_and_agrees_with_the_fu
         r["id"]: "passed" if r["verdict"] == "passed" else "stopped" for r in funnel["rows"]}
     assert {c.candidate_id: [f"{s.ratio:.4f}" for s in c.stages] for c in result.candidates} == {
         r["id"]: [v for v in r["cells"].values() if v != "-"] for r in funnel["rows"]}
+
+
+UNSEEN_TASKS = ["quadratic", "markov-gru"]  # quadratic's fitness is minus a loss, markov-gru's an accuracy
+
+
+def _unseen_sweep(store: Store, job_id: int, candidate: int, task: str, seed: int, fitness: float | None) -> None:
+    """One recorded unseen-stage sweep, as ``search.funnel.Funnel._record`` writes it."""
+    evaluation = store.add_evaluation(job_id, candidate, key=unseen_key(candidate, task, seed), task=task, seed=seed)
+    store.finish_evaluation(evaluation, status="ok" if fitness is not None else "failed", fitness=fitness,
+                            error=None if fitness is not None else "diverged",
+                            metrics={"stage": UNSEEN, "lr": 0.01, "n_trials": 1})
+
+
+def _record_unseen(folder: Path, sweeps: list[tuple[int, str, int, float | None]]) -> None:
+    with Store.for_run(folder, create=False) as store:
+        job = store.get_job(folder.name)
+        assert job is not None
+        for candidate, task, seed, fitness in sweeps:
+            _unseen_sweep(store, job.id, candidate, task, seed, fitness)
+
+
+def _unseen_cells(funnel: dict[str, Any]) -> dict[int, tuple[list[str], str]]:
+    keys = [c["key"] for c in funnel["columns"]]
+    return {r["id"]: ([r["cells"][k] for k in keys], r["verdict"]) for r in funnel["rows"]}
+
+
+def test_the_unseen_stage_fills_in_task_by_task_and_agrees_with_the_funnel(tmp_path: Path) -> None:
+    folder = tmp_path / "blind"
+    ids = _funnel_run(folder, {"stages": ["10x", UNSEEN], "unseen": UNSEEN_TASKS, "seeds": 2},
+                      [("adamw", "10x", 0.5), ("lion", "10x", 0.6), ("signsgd", "10x", 0.55)])
+    lion, signsgd, adamw = ids["lion"], ids["signsgd"], ids["adamw"]
+    client = create_app(Source(tmp_path)).test_client()
+    funnel = _get(client, "/api/run?folder=blind")["report"]["funnel"]
+    assert (funnel["stages"], funnel["unseen"], funnel["seeds"]) == (["10x", UNSEEN], UNSEEN_TASKS, 2)
+    assert "Student's t" in funnel["interval"]
+    assert funnel["columns"] == [{"key": "10x", "title": "10x vs AdamW"},
+                                 {"key": "unseen:quadratic", "title": "quadratic (unseen)"},
+                                 {"key": "unseen:markov-gru", "title": "markov-gru (unseen)"},
+                                 {"key": UNSEEN, "title": "unseen wins"}]
+    # lion and signSGD beat AdamW at 10x and wait for their unseen sweeps; AdamW (1.0) never reaches the stage
+    assert _unseen_cells(funnel) == {lion: (["1.2000", "pending", "pending", "pending"], "pending"),
+                                     signsgd: (["1.1000", "pending", "pending", "pending"], "pending"),
+                                     adamw: (["1.0000", "-", "-", "-"], "stopped at 10x")}
+
+    # AdamW's sweeps, lion's on quadratic at both seeds, signSGD's at one: only lion's quadratic cell is complete
+    _record_unseen(folder, [(adamw, "quadratic", 0, -0.02), (adamw, "quadratic", 1, -0.04),
+                            (adamw, "markov-gru", 0, 0.5), (adamw, "markov-gru", 1, 0.6),
+                            (lion, "quadratic", 0, -0.01), (lion, "quadratic", 1, -0.04),
+                            (signsgd, "quadratic", 0, -0.04)])
+    funnel = _get(client, "/api/run?folder=blind")["report"]["funnel"]
+    # ratios 2.0 and 1.0: mean 1.5, 95 % t-interval 1.5 ± t(0.975, 1) · 0.7071 / √2 = 1.5 ± 12.7062 · 0.5
+    assert _unseen_cells(funnel)[lion] == (["1.2000", "1.500 [-4.853, 7.853]", "pending", "pending"], "pending")
+    assert _unseen_cells(funnel)[signsgd] == (["1.1000", "pending", "pending", "pending"], "pending")
+    assert [(b["stage"], b["task"], b["seed"]) for b in funnel["baseline"]] == [
+        ("10x", f"{TASK}@10x", None), (UNSEEN, "quadratic", 0), (UNSEEN, "quadratic", 1), (UNSEEN, "markov-gru", 0),
+        (UNSEEN, "markov-gru", 1)]
+
+    _record_unseen(folder, [(lion, "markov-gru", 0, 0.55), (lion, "markov-gru", 1, 0.66),
+                            (signsgd, "quadratic", 1, -0.08), (signsgd, "markov-gru", 0, 0.6),
+                            (signsgd, "markov-gru", 1, None)])
+    funnel = _get(client, "/api/run?folder=blind")["report"]["funnel"]
+    cells = _unseen_cells(funnel)
+    assert cells[lion] == (["1.2000", "1.500 [-4.853, 7.853]", "1.100 [1.100, 1.100]", "2 of 2"], "passed")
+    assert cells[signsgd] == (["1.1000", "0.500 [0.500, 0.500]", "failed", "0 of 2"], "failed at unseen")
+    assert _get(client, "/api/run?folder=blind&job=blind/validate")["report"]["funnel"]["rows"] == funnel["rows"]
+
+    with Store.for_run(folder, create=False) as store:  # the funnel itself, reading the same sweeps back
+        def no_executor() -> Any:
+            raise AssertionError("every sweep is recorded")
+
+        config = FunnelConfig(k=3, trials=1, stages=("10x", UNSEEN), unseen=tuple(UNSEEN_TASKS), seeds=2)
+        result = Funnel(store, store.get_job("blind"), config, no_executor).run()
+    for candidate in result.candidates:
+        row = next(r for r in funnel["rows"] if r["id"] == candidate.candidate_id)
+        verdict = "passed" if candidate.verdict == "passed" else f"{candidate.verdict} at {candidate.stages[-1].stage}"
+        assert row["verdict"] == verdict
+        assert row["cells"]["10x"] == f"{candidate.stages[0].ratio:.4f}"
+        if len(candidate.stages) == 2:
+            unseen = candidate.stages[1]
+            assert row["cells"][UNSEEN] == f"{unseen.wins} of {len(unseen.tasks)}"
+            for task in unseen.tasks:
+                shown = "failed" if task.ratio is None else f"{task.ratio:.3f} [{task.low:.3f}, {task.high:.3f}]"
+                assert row["cells"][f"{UNSEEN}:{task.task}"] == shown
+
+
+def test_with_only_the_unseen_stage_every_entrant_enters_it(tmp_path: Path) -> None:
+    """Stored without its unseen tasks resolved: the funnel's default, every built-in task the search did not use."""
+    ids = _funnel_run(tmp_path / "hunt", {"stages": [UNSEEN], "seeds": 1}, [])
+    _record_unseen(tmp_path / "hunt", [(ids["adamw"], "quadratic", 0, -0.02), (ids["lion"], "quadratic", 0, -0.01)])
+    funnel = _get(create_app(Source(tmp_path)).test_client(), "/api/run?folder=hunt")["report"]["funnel"]
+    tasks = list(unseen_tasks([TASK]))
+    assert "quadratic" in tasks and TASK not in tasks and funnel["unseen"] == tasks
+    assert [c["key"] for c in funnel["columns"]] == [f"{UNSEEN}:{t}" for t in tasks] + [UNSEEN]
+    rows = {r["id"]: r for r in funnel["rows"]}
+    assert set(rows) == {ids["lion"], ids["signsgd"], ids["adamw"]}
+    assert rows[ids["lion"]]["cells"]["unseen:quadratic"] == "2.0000"  # one seed: no interval
+    assert all(r["cells"][UNSEEN] == "pending" and r["verdict"] == "pending" for r in rows.values())
+
+
+def test_an_unseen_stage_without_tasks_left_is_dropped_as_the_funnel_drops_it(tmp_path: Path) -> None:
+    _funnel_run(tmp_path / "hunt", {"stages": ["10x", UNSEEN], "unseen": [], "seeds": 3}, [])
+    funnel = _get(create_app(Source(tmp_path)).test_client(), "/api/run?folder=hunt")["report"]["funnel"]
+    assert funnel["stages"] == ["10x"] and [c["key"] for c in funnel["columns"]] == ["10x"]
+
+
+@pytest.mark.parametrize("settings", [{"unseen": "quadratic"}, {"unseen": ["quadratic@10x"]}, {"seeds": 0},
+                                      {"seeds": "3"}])
+def test_damaged_unseen_settings_are_one_line_not_a_crash(tmp_path: Path, settings: dict[str, Any]) -> None:
+    _funnel_run(tmp_path / "hunt", {"stages": ["10x", UNSEEN], "unseen": ["quadratic"], "seeds": 2, **settings}, [])
+    funnel = _get(create_app(Source(tmp_path)).test_client(), "/api/run?folder=hunt")["report"]["funnel"]
+    assert funnel["error"] == "unreadable validation settings"
+
+
+def test_sweeps_the_dashboard_cannot_judge_are_an_error_of_the_funnel_not_of_the_page(tmp_path: Path) -> None:
+    ids = _funnel_run(tmp_path / "hunt", {"stages": [UNSEEN], "unseen": ["quadratic"], "seeds": 1}, [])
+    _record_unseen(tmp_path / "hunt", [(ids["adamw"], "quadratic", 0, 0.5), (ids["lion"], "quadratic", 0, 0.7)])
+    report = _get(create_app(Source(tmp_path)).test_client(), "/api/run?folder=hunt")["report"]
+    assert "a -loss fitness must be negative" in report["funnel"]["error"]  # quadratic's fitness is minus a loss
+    assert report["summary"]["best_fitness"] == 1.3  # the rest of the page is there
+
+
+# -- Pareto front of nsga2 runs -----------------------------------------------------------------------------------
+
+DEAD = "    junk = sign(g)\n"  # a statement nothing reads: simplified away
+
+
+def _nsga2_run(folder: Path, strategy: str = "nsga2") -> dict[str, int]:
+    """An optimizer search: AdamW (2 buffers), Lion with a dead statement and momentum (1), SGD and signSGD (0), a
+    text that does not parse, and a failed evaluation."""
+    ids = {}
+    entries = [("adamw", 1.4), ("lion", 1.3), ("momentum", 1.1), ("sgd", 0.9), ("signsgd", 0.8), ("broken", 2.0),
+               ("rmsprop", None)]
+    with Store.for_run(folder) as store:
+        job = store.create_job(folder.name, kind="optimizer", config={"tasks": [TASK], "strategy": strategy}, seed=0)
+        for birth, (name, fitness) in enumerate(entries):
+            text = "def train(w, g:\n" if name == "broken" else library.get(name).to_text()
+            if name == "lion":
+                head, rest = text.split("\n", 1)
+                text = f"{head}\n{DEAD}{rest}"
+            ids[name] = store.add_candidate(job.id, kind="optimizer", text=text, hash=f"{birth:032x}", birth=birth)
+            evaluation = store.add_evaluation(job.id, ids[name], key=f"c{birth}", task=TASK, seed=0)
+            store.finish_evaluation(evaluation, status="ok" if fitness is not None else "failed", fitness=fitness,
+                                    error=None if fitness is not None else "nan loss")
+    return ids
+
+
+def test_an_nsga2_run_shows_its_pareto_front_as_runs_top_does(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    ids = _nsga2_run(tmp_path / "front")
+    pareto = _get(create_app(Source(tmp_path)).test_client(), "/api/run?folder=front")["report"]["pareto"]
+    assert [(r["rank"], r["id"], r["fitness"], r["buffers"]) for r in pareto["front"]] == [
+        (1, ids["adamw"], 1.4, 2), (2, ids["lion"], 1.3, 1), (3, ids["sgd"], 0.9, 0)]
+    lion = pareto["front"][1]
+    plain = simplified_program(library.get("lion").to_text())  # the dead statement's removal is the only change
+    assert plain is not None and (lion["program"], lion["removed"]) == (plain["program"], 1)
+    assert (pareto["task"], pareto["candidates"], pareto["unparsed"]) == (TASK, 6, 1)  # the failed one is not ranked
+    points = sorted(zip(pareto["points"]["id"], pareto["points"]["fitness"], pareto["points"]["buffers"]))
+    assert points == sorted([(ids["adamw"], 1.4, 2), (ids["lion"], 1.3, 1), (ids["momentum"], 1.1, 1),
+                             (ids["sgd"], 0.9, 0), (ids["signsgd"], 0.8, 0)])
+    capsys.readouterr()
+    assert main(["runs", "top", str(tmp_path / "front"), "--json"]) == 0  # the CLI's front, on the same run
+    shown = json.loads(capsys.readouterr().out)
+    assert [(r["rank"], r["id"]) for r in shown] == [(r["rank"], r["id"]) for r in pareto["front"]]
+
+
+def test_other_runs_have_no_pareto_front(tmp_path: Path) -> None:
+    _nsga2_run(tmp_path / "plain", strategy="evolution")
+    make_darts_run(tmp_path)
+    client = create_app(Source(tmp_path)).test_client()
+    assert _get(client, "/api/run?folder=plain")["report"]["pareto"] is None
+    assert _get(client, "/api/run?folder=darts")["report"]["pareto"] is None
+
+
+def test_a_poll_simplifies_each_program_text_once_per_process(tmp_path: Path) -> None:
+    from search.dashboard._report import cached_simplified
+
+    _nsga2_run(tmp_path / "front")
+    client = create_app(Source(tmp_path)).test_client()
+    cached_simplified.cache_clear()
+    first = _get(client, "/api/run?folder=front")["report"]["pareto"]
+    assert cached_simplified.cache_info().misses == 6
+    assert _get(client, "/api/run?folder=front")["report"]["pareto"] == first
+    info = cached_simplified.cache_info()
+    assert (info.misses, info.hits) == (6, 6)  # the second poll parsed nothing
 
 
 # -- NAS epochs ---------------------------------------------------------------------------------------------------
