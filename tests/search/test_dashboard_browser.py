@@ -1,6 +1,7 @@
 """The dashboard in a real headless browser: Debian's chromium driven by selenium through chromium-driver (no browser
 is downloaded). The page loads, shows a running job's new results without a reload while rows are written into the
-database, and a bad run folder shows an error on the page.
+database, a bad run folder shows an error on the page, the validation funnel's unseen columns fill in live, and an
+nsga2 run shows its Pareto front.
 
 Skipped where chromium, chromium-driver or selenium is missing, except under CI=true (``.ci/run`` installs them).
 """
@@ -18,7 +19,7 @@ import pytest
 from _cli_runs import NAME, make_garbage, make_run
 from programs import library
 from search.store import Store
-from test_dashboard import make_darts_run
+from test_dashboard import UNSEEN_TASKS, _funnel_run, _nsga2_run, _record_unseen, make_darts_run
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 if os.environ.get("CI") != "true":
@@ -46,6 +47,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
     make_run(root)
     make_garbage(root)
     make_darts_run(root)
+    _nsga2_run(root / "front")
+    _funnel_run(root / "blind", {"stages": ["10x", "unseen"], "unseen": UNSEEN_TASKS, "seeds": 2},
+                [("adamw", "10x", 0.5), ("lion", "10x", 0.6), ("signsgd", "10x", 0.55)])
     with Store.for_run(root / LIVE) as store:
         job = store.create_job(LIVE, kind="optimizer", config={"tasks": ["mnist1d-mlp"]}, seed=0)
         _result(store, job.id, "adamw", 0, 1.0)
@@ -160,4 +164,54 @@ def test_a_nas_run_shows_its_epoch_curves_and_alphas(site: tuple[str, Path], bro
     rows = _rows(browser, "genotypes")
     assert len(rows) == 3 and "changed" in rows[2] and "changed" not in rows[1]
     assert len(_rows(browser, "epoch-table")) == 3
+    assert _script_errors(browser) == []
+
+
+def _headers(browser: Any, table: str) -> list[str]:
+    return browser.execute_script("return [...document.querySelectorAll(arguments[0])].map(h => h.innerText);",
+                                  f"#{table} thead th")
+
+
+def test_the_funnel_s_unseen_columns_fill_in_without_a_reload(site: tuple[str, Path], browser: Any) -> None:
+    url, root = site
+    browser.get(f"{url}run?folder=blind")
+    _wait(browser, lambda b: "quadratic (unseen)" in _headers(b, "funnel"), "the unseen columns")
+    assert _headers(browser, "funnel") == ["candidate", "hash", "proxy", "10x vs AdamW", "quadratic (unseen)",
+                                           "markov-gru (unseen)", "unseen wins", "result"]
+    with Store.for_run(root / "blind", create=False) as store:
+        job = store.get_job("blind")
+        assert job is not None
+        ids = {c.text: c.id for c in store.list_candidates(job.id)}
+    adamw, lion = ids[library.get("adamw").to_text()], ids[library.get("lion").to_text()]
+    _wait(browser, lambda b: any(r.startswith(f"#{lion} ") and r.endswith("pending pending pending pending")
+                                 for r in _rows(b, "funnel")), "lion waiting for its unseen sweeps")
+    browser.execute_script("window.notReloaded = 7;")
+    _record_unseen(root / "blind", [(adamw, "quadratic", 0, -0.02), (adamw, "quadratic", 1, -0.04),
+                                    (adamw, "markov-gru", 0, 0.5), (adamw, "markov-gru", 1, 0.6),
+                                    (lion, "quadratic", 0, -0.01), (lion, "quadratic", 1, -0.04),
+                                    (lion, "markov-gru", 0, 0.55), (lion, "markov-gru", 1, 0.66)])
+    _wait(browser, lambda b: any(r.startswith(f"#{lion} ") and "1.500 [-4.853, 7.853] 1.100 [1.100, 1.100] 2 of 2 "
+                                 "passed" in r for r in _rows(b, "funnel")), "lion's unseen ratios, wins and verdict")
+    assert browser.execute_script("return window.notReloaded;") == 7
+    assert "Unseen tasks (never used by the search): quadratic, markov-gru; 2 seeds each" in _text(browser,
+                                                                                                  "funnel-unseen")
+    assert "unseen quadratic seed 1" in _text(browser, "funnel-baseline")
+    assert _script_errors(browser) == []
+
+
+def test_an_nsga2_run_shows_its_pareto_front(site: tuple[str, Path], browser: Any) -> None:
+    url, _ = site
+    browser.get(f"{url}run?folder=front")
+    _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#pareto-plot .main-svg"), "the Pareto scatter")
+    rows = _rows(browser, "pareto")
+    assert [r.split()[0] for r in rows] == ["1", "2", "3"] and [r.split()[4] for r in rows] == ["2", "1", "0"]
+    assert all("def train" in r for r in rows)  # each with its simplified program
+    traces = browser.execute_script("return document.getElementById('pareto-plot').data.map(t => [t.name, t.x, t.y]);")
+    assert traces[0][0] == "candidates" and sorted(traces[0][1]) == [0, 0, 1, 1, 2]
+    assert traces[1] == ["Pareto front", [0, 1, 2], [0.9, 1.3, 1.4]]
+    assert "3 on the front of 6 candidates" in _text(browser, "pareto-count")
+    assert browser.find_element(By.ID, "pareto-section").is_displayed()
+    browser.get(f"{url}run?folder={NAME}")  # not an nsga2 run: no section
+    _wait(browser, lambda b: _text(b, "best") == "1.3000", "the run")
+    assert not browser.find_element(By.ID, "pareto-section").is_displayed()
     assert _script_errors(browser) == []

@@ -225,7 +225,8 @@ function renderPareto(p) {
   const section = document.getElementById("pareto-section");
   section.hidden = !p;  // only --strategy nsga2 optimizer runs
   if (!p) return;
-  const unparsed = p.unparsed ? ` (${p.unparsed} whose program does not parse are not drawn)` : "";
+  const unparsed = p.unparsed === 1 ? " (1 whose program does not parse is not drawn)"
+    : p.unparsed ? ` (${p.unparsed} whose programs do not parse are not drawn)` : "";
   document.getElementById("pareto-count").textContent =
     `${p.front.length} on the front of ${p.candidates} candidates${unparsed}`;
   const tbody = fillRows(document.getElementById("pareto"), p.front, (r) => [
@@ -239,14 +240,16 @@ function renderPareto(p) {
   });
   document.getElementById("no-pareto").hidden = p.front.length > 0;
   const front = [...p.front].sort((a, b) => a.buffers - b.buffers);
+  const most = p.points.buffers.reduce((a, b) => Math.max(a, b), 0);  // no spread: a long run has many points
+  const hover = "%{text}: fitness %{y}, %{x} buffers<extra></extra>";
   Plotly.react("pareto-plot", [
     { x: p.points.buffers, y: p.points.fitness, text: p.points.id.map((id) => `#${id}`), mode: "markers",
-      name: "candidates", marker: { size: 5, color: "#9ab", opacity: 0.6 },
-      hovertemplate: "%{text}: fitness %{y}, %{x} buffers<extra></extra>" },
+      name: "candidates", marker: { size: 7, color: "#56779a", opacity: 0.6 }, hovertemplate: hover },
     { x: front.map((r) => r.buffers), y: front.map((r) => r.fitness), text: front.map((r) => `#${r.id}`),
       mode: "lines+markers", name: "Pareto front", line: { color: "#d55e00", shape: "hv" },
-      marker: { size: 9, color: "#d55e00" }, hovertemplate: "%{text}: fitness %{y}, %{x} buffers<extra></extra>" },
-  ], { margin: { t: 30, r: 10 }, xaxis: { title: { text: "optimizer state buffers" }, dtick: 1, rangemode: "tozero" },
+      marker: { size: 13, symbol: "circle-open", color: "#d55e00", line: { width: 2 } }, hovertemplate: hover },
+  ], { margin: { t: 30, r: 10 },
+       xaxis: { title: { text: "optimizer state buffers" }, dtick: 1, range: [-0.3, most + 0.3] },
        yaxis: { title: { text: "fitness" } }, legend: LEGEND }, { displaylogo: false, responsive: true });
 }
 
