@@ -8,6 +8,8 @@ from __future__ import annotations
 import difflib
 import functools
 import math
+import threading
+from collections import OrderedDict
 from typing import Any, Mapping
 
 from search.cli._common import search_task
@@ -22,6 +24,9 @@ TOP_SHOWN = 10
 CURVE_WINDOW = 50  # evaluations per rolling median / hit rate, as ``autodisco runs plot`` draws them
 CURVE_POINTS = 2000  # at most this many points of a long search are sent to the page (every n-th, and the last)
 SIMPLIFIED_CACHE = 1 << 16  # candidate texts whose simplification is kept between polls (a few KiB each)
+SECTIONS_KEPT = 16  # Pareto sections of unchanged runs kept between polls (one per run page open, roughly)
+_SECTIONS: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()  # pareto_section's, least recent first
+_SECTIONS_LOCK = threading.Lock()  # the server answers requests on several threads
 
 
 def run_report(store: Store, job: JobRecord) -> dict[str, Any]:
@@ -79,11 +84,30 @@ def pareto_section(store: Store, job: JobRecord, task: str | None) -> dict[str, 
     """The Pareto front of fitness and optimizer state buffers of a ``--strategy nsga2`` optimizer run, the rule
     ``runs top`` shows it by (``pareto_front`` over every candidate, one per functional hash, best first), with every
     ranked candidate's fitness and buffers for the scatter; None for other runs. Candidates whose text does not parse
-    have no buffers: they are counted, not drawn."""
+    have no buffers: they are counted, not drawn.
+
+    Ranking every candidate reads the whole run (most of a poll's time on a long run), so the section is kept while
+    the run does not change: until its job row or its counts of candidates and evaluations on ``task`` do (finished
+    evaluations and candidates are never rewritten)."""
     config = job.config if isinstance(job.config, Mapping) else {}
     if job.kind != "optimizer" or config.get("strategy") != "nsga2":
         return None
-    ranked = store.top_k(job.id, store.counts(job.id, task=task).candidates + 1, task=task)
+    counts = store.counts(job.id, task=task)
+    token = (str(store.url), job.id, job.created, job.updated, job.status, task, counts)
+    with _SECTIONS_LOCK:
+        if token in _SECTIONS:
+            _SECTIONS.move_to_end(token)
+            return _SECTIONS[token]
+    section = _pareto(store, job, task, counts.candidates)
+    with _SECTIONS_LOCK:
+        _SECTIONS[token] = section
+        while len(_SECTIONS) > SECTIONS_KEPT:
+            _SECTIONS.popitem(last=False)
+    return section
+
+
+def _pareto(store: Store, job: JobRecord, task: str | None, candidates: int) -> dict[str, Any]:
+    ranked = store.top_k(job.id, candidates + 1, task=task)  # every candidate, one per functional hash (runs top)
     rows = [ranked_row(rank, entry) for rank, entry in enumerate(ranked, start=1)]
     for row in rows:
         row["simplified"] = cached_simplified(row["program"])

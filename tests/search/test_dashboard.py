@@ -453,17 +453,29 @@ def test_other_runs_have_no_pareto_front(tmp_path: Path) -> None:
     assert _get(client, "/api/run?folder=darts")["report"]["pareto"] is None
 
 
-def test_a_poll_simplifies_each_program_text_once_per_process(tmp_path: Path) -> None:
+def test_polls_simplify_each_program_text_once_and_follow_new_results(tmp_path: Path) -> None:
     from search.dashboard._report import cached_simplified
 
-    _nsga2_run(tmp_path / "front")
+    ids = _nsga2_run(tmp_path / "front")
     client = create_app(Source(tmp_path)).test_client()
     cached_simplified.cache_clear()
     first = _get(client, "/api/run?folder=front")["report"]["pareto"]
     assert cached_simplified.cache_info().misses == 6
     assert _get(client, "/api/run?folder=front")["report"]["pareto"] == first
+    assert cached_simplified.cache_info().misses == 6  # an unchanged run: nothing parsed again
+    with Store.for_run(tmp_path / "front", create=False) as store:  # a new result joins the front
+        job = store.get_job("front")
+        assert job is not None
+        head, rest = library.get("signsgd").to_text().split("\n", 1)
+        text = f"{head}\n{DEAD}{rest}"  # a text not seen before
+        cid = store.add_candidate(job.id, kind="optimizer", text=text, hash="f" * 32, birth=9)
+        store.finish_evaluation(store.add_evaluation(job.id, cid, key="new", task=TASK, seed=0), status="ok",
+                                fitness=1.0)
+    pareto = _get(client, "/api/run?folder=front")["report"]["pareto"]
+    assert [(r["id"], r["buffers"]) for r in pareto["front"]] == [(ids["adamw"], 2), (ids["lion"], 1), (cid, 0)]
+    assert len(pareto["points"]["id"]) == 6
     info = cached_simplified.cache_info()
-    assert (info.misses, info.hits) == (6, 6)  # the second poll parsed nothing
+    assert (info.misses, info.hits) == (7, 6)  # only the new text was simplified
 
 
 # -- NAS epochs ---------------------------------------------------------------------------------------------------
