@@ -22,7 +22,7 @@ from evaluators import TaskError
 from search.cli._validate import _ratio_text
 from search.funnel import (
     ALL_STAGES, BASELINE, DEFAULT_SEEDS, UNSEEN, _judge, _judge_unseen, _sweep_of, evaluation_key, interval_method,
-    unseen_key,
+    unseen_key, unseen_tasks,
 )
 from search.store import CandidateRecord, EvaluationRecord, JobRecord, Store
 
@@ -99,8 +99,6 @@ def read_settings(config: Any, tasks: Sequence[str]) -> Settings | None:
     if UNSEEN not in stages:
         resolved: tuple[str, ...] = ()
     elif unseen is None:
-        from search.funnel import unseen_tasks
-
         resolved = unseen_tasks(tasks)
     else:
         resolved = tuple(unseen)

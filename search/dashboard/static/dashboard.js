@@ -235,7 +235,8 @@ function renderPareto(p) {
   [...tbody.children].forEach((tr, i) => {  // the simplified program, as runs top prints it
     const r = p.front[i];
     const pre = el("pre", r.program);
-    pre.title = r.removed ? `${r.removed} dead statements of ${r.statements} removed` : "";
+    const dead = r.removed === 1 ? "1 dead statement" : `${r.removed} dead statements`;
+    pre.title = r.removed ? `simplified: ${dead} of ${r.statements} removed` : "";
     tr.lastChild.replaceChildren(pre);
   });
   document.getElementById("no-pareto").hidden = p.front.length > 0;
