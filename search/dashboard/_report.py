@@ -23,7 +23,8 @@ from search.store import CandidateRecord, JobRecord, Store
 TOP_SHOWN = 10
 CURVE_WINDOW = 50  # evaluations per rolling median / hit rate, as ``autodisco runs plot`` draws them
 CURVE_POINTS = 2000  # at most this many points of a long search are sent to the page (every n-th, and the last)
-SIMPLIFIED_CACHE = 1 << 16  # candidate texts whose simplification is kept between polls (a few KiB each)
+BUFFERS_CACHE = 1 << 17  # candidate texts whose buffer count is kept between polls (a run's texts must all fit)
+FRONT_CACHE = 1 << 10  # simplified programs of the front's members kept between polls
 SECTIONS_KEPT = 16  # Pareto sections of unchanged runs kept between polls (one per run page open, roughly)
 _SECTIONS: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()  # pareto_section's, least recent first
 _SECTIONS_LOCK = threading.Lock()  # the server answers requests on several threads
@@ -109,24 +110,35 @@ def pareto_section(store: Store, job: JobRecord, task: str | None) -> dict[str, 
 def _pareto(store: Store, job: JobRecord, task: str | None, candidates: int) -> dict[str, Any]:
     ranked = store.top_k(job.id, candidates + 1, task=task)  # every candidate, one per functional hash (runs top)
     rows = [ranked_row(rank, entry) for rank, entry in enumerate(ranked, start=1)]
-    for row in rows:
-        row["simplified"] = cached_simplified(row["program"])
+    for row in rows:  # all pareto_front reads of a row's simplification is its buffers
+        buffers = cached_buffers(row["program"])
+        row["simplified"] = None if buffers is None else {"buffers": buffers}
     drawn = [r for r in rows if r["simplified"] is not None]
     points = {"id": [r["id"] for r in drawn], "fitness": [_number(r["fitness"]) for r in drawn],
               "buffers": [r["simplified"]["buffers"] for r in drawn]}
-    front = [{"rank": r["rank"], "id": r["id"], "hash": r["hash"], "fitness": r["fitness"],
-              "buffers": r["simplified"]["buffers"], "program": r["simplified"]["program"],
-              "statements": r["simplified"]["statements"], "removed": len(r["simplified"]["removed"])}
-             for r in pareto_front(rows)]
+    front = []
+    for row in pareto_front(rows):
+        simple = cached_simplified(row["program"])
+        assert simple is not None, "a row on the front has buffers, so its text parses"
+        front.append({"rank": row["rank"], "id": row["id"], "hash": row["hash"], "fitness": row["fitness"],
+                      "buffers": simple["buffers"], "program": simple["program"], "statements": simple["statements"],
+                      "removed": len(simple["removed"])})
     return {"task": task, "candidates": len(rows), "unparsed": len(rows) - len(drawn), "front": front,
             "points": points}
 
 
-@functools.lru_cache(maxsize=SIMPLIFIED_CACHE)
+@functools.lru_cache(maxsize=BUFFERS_CACHE)
+def cached_buffers(text: str) -> int | None:
+    """The state buffers of the optimizer program ``text`` (``simplified_program``'s; None if it does not parse),
+    kept per text: the page polls every few seconds and a run's candidates do not change, so each text is parsed and
+    simplified once per process, not once per poll. Only the number is kept, so that a long run's texts all fit."""
+    simple = simplified_program(text)
+    return None if simple is None else int(simple["buffers"])
+
+
+@functools.lru_cache(maxsize=FRONT_CACHE)
 def cached_simplified(text: str) -> dict[str, Any] | None:
-    """``simplified_program(text)``, kept per text: the page polls every few seconds and a run's candidates do not
-    change, so each text is parsed and simplified once per process, not once per poll. Callers must not modify the
-    returned dict (it is shared)."""
+    """``simplified_program(text)`` of the front's few members, kept per text (callers must not modify it)."""
     return simplified_program(text)
 
 

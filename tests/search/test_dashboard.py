@@ -454,15 +454,15 @@ def test_other_runs_have_no_pareto_front(tmp_path: Path) -> None:
 
 
 def test_polls_simplify_each_program_text_once_and_follow_new_results(tmp_path: Path) -> None:
-    from search.dashboard._report import cached_simplified
+    from search.dashboard._report import cached_buffers
 
     ids = _nsga2_run(tmp_path / "front")
     client = create_app(Source(tmp_path)).test_client()
-    cached_simplified.cache_clear()
+    cached_buffers.cache_clear()
     first = _get(client, "/api/run?folder=front")["report"]["pareto"]
-    assert cached_simplified.cache_info().misses == 6
+    assert cached_buffers.cache_info().misses == 6
     assert _get(client, "/api/run?folder=front")["report"]["pareto"] == first
-    assert cached_simplified.cache_info().misses == 6  # an unchanged run: nothing parsed again
+    assert cached_buffers.cache_info().misses == 6  # an unchanged run: nothing parsed again
     with Store.for_run(tmp_path / "front", create=False) as store:  # a new result joins the front
         job = store.get_job("front")
         assert job is not None
@@ -474,7 +474,7 @@ def test_polls_simplify_each_program_text_once_and_follow_new_results(tmp_path: 
     pareto = _get(client, "/api/run?folder=front")["report"]["pareto"]
     assert [(r["id"], r["buffers"]) for r in pareto["front"]] == [(ids["adamw"], 2), (ids["lion"], 1), (cid, 0)]
     assert len(pareto["points"]["id"]) == 6
-    info = cached_simplified.cache_info()
+    info = cached_buffers.cache_info()
     assert (info.misses, info.hits) == (7, 6)  # only the new text was simplified
 
 
