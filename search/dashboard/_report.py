@@ -25,6 +25,7 @@ CURVE_WINDOW = 50  # evaluations per rolling median / hit rate, as ``autodisco r
 CURVE_POINTS = 2000  # at most this many points of a long search are sent to the page (every n-th, and the last)
 BUFFERS_CACHE = 1 << 17  # candidate texts whose buffer count is kept between polls (a run's texts must all fit)
 FRONT_CACHE = 1 << 10  # simplified programs of the front's members kept between polls
+PARETO_POINTS = CURVE_POINTS  # at most this many candidates in the scatter (SVG: 10,000 take the browser ~1 s)
 SECTIONS_KEPT = 16  # Pareto sections of unchanged runs kept between polls (one per run page open, roughly)
 _SECTIONS: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()  # pareto_section's, least recent first
 _SECTIONS_LOCK = threading.Lock()  # the server answers requests on several threads
@@ -83,9 +84,10 @@ def top_candidates(store: Store, job: JobRecord, task: str | None, k: int = TOP_
 
 def pareto_section(store: Store, job: JobRecord, task: str | None) -> dict[str, Any] | None:
     """The Pareto front of fitness and optimizer state buffers of a ``--strategy nsga2`` optimizer run, the rule
-    ``runs top`` shows it by (``pareto_front`` over every candidate, one per functional hash, best first), with every
-    ranked candidate's fitness and buffers for the scatter; None for other runs. Candidates whose text does not parse
-    have no buffers: they are counted, not drawn.
+    ``runs top`` shows it by (``pareto_front`` over every candidate, one per functional hash, best first), with the
+    ranked candidates' fitness and buffers for the scatter (every one up to ``PARETO_POINTS``, then every n-th by
+    rank; the front is drawn from its own rows); None for other runs. Candidates whose text does not parse have no
+    buffers: they are counted, not drawn.
 
     Ranking every candidate reads the whole run (most of a poll's time on a long run), so the section is kept while
     the run does not change: until its job row or its counts of candidates and evaluations on ``task`` do (finished
@@ -114,8 +116,10 @@ def _pareto(store: Store, job: JobRecord, task: str | None, candidates: int) -> 
         buffers = cached_buffers(row["program"])
         row["simplified"] = None if buffers is None else {"buffers": buffers}
     drawn = [r for r in rows if r["simplified"] is not None]
-    points = {"id": [r["id"] for r in drawn], "fitness": [_number(r["fitness"]) for r in drawn],
-              "buffers": [r["simplified"]["buffers"] for r in drawn]}
+    stride = max(1, math.ceil(len(drawn) / PARETO_POINTS))  # a long run's scatter: every n-th by rank, best first
+    shown = drawn[::stride]
+    points = {"every": stride, "id": [r["id"] for r in shown], "fitness": [_number(r["fitness"]) for r in shown],
+              "buffers": [r["simplified"]["buffers"] for r in shown]}
     front = []
     for row in pareto_front(rows):
         simple = cached_simplified(row["program"])

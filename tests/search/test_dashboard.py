@@ -436,6 +436,7 @@ def test_an_nsga2_run_shows_its_pareto_front_as_runs_top_does(tmp_path: Path,
     plain = simplified_program(library.get("lion").to_text())  # the dead statement's removal is the only change
     assert plain is not None and (lion["program"], lion["removed"]) == (plain["program"], 1)
     assert (pareto["task"], pareto["candidates"], pareto["unparsed"]) == (TASK, 6, 1)  # the failed one is not ranked
+    assert pareto["points"]["every"] == 1
     points = sorted(zip(pareto["points"]["id"], pareto["points"]["fitness"], pareto["points"]["buffers"]))
     assert points == sorted([(ids["adamw"], 1.4, 2), (ids["lion"], 1.3, 1), (ids["momentum"], 1.1, 1),
                              (ids["sgd"], 0.9, 0), (ids["signsgd"], 0.8, 0)])
@@ -443,6 +444,18 @@ def test_an_nsga2_run_shows_its_pareto_front_as_runs_top_does(tmp_path: Path,
     assert main(["runs", "top", str(tmp_path / "front"), "--json"]) == 0  # the CLI's front, on the same run
     shown = json.loads(capsys.readouterr().out)
     assert [(r["rank"], r["id"]) for r in shown] == [(r["rank"], r["id"]) for r in pareto["front"]]
+
+
+def test_a_long_run_s_scatter_is_thinned_by_rank_but_its_front_is_whole(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from search.dashboard import _report
+
+    ids = _nsga2_run(tmp_path / "front")
+    monkeypatch.setattr(_report, "PARETO_POINTS", 2)
+    pareto = _get(create_app(Source(tmp_path)).test_client(), "/api/run?folder=front")["report"]["pareto"]
+    assert pareto["points"]["every"] == 3  # 5 drawn (ranks 2-6; rank 1 does not parse): ranks 2 and 5 shown
+    assert pareto["points"]["id"] == [ids["adamw"], ids["sgd"]]
+    assert [r["id"] for r in pareto["front"]] == [ids["adamw"], ids["lion"], ids["sgd"]]
 
 
 def test_other_runs_have_no_pareto_front(tmp_path: Path) -> None:

@@ -245,7 +245,8 @@ function renderPareto(p) {
   const hover = "%{text}: fitness %{y}, %{x} buffers<extra></extra>";
   Plotly.react("pareto-plot", [
     { x: p.points.buffers, y: p.points.fitness, text: p.points.id.map((id) => `#${id}`), mode: "markers",
-      name: "candidates", marker: { size: 7, color: "#56779a", opacity: 0.6 }, hovertemplate: hover },
+      name: p.points.every > 1 ? `candidates (every ${p.points.every}th by rank)` : "candidates",
+      marker: { size: 7, color: "#56779a", opacity: 0.6 }, hovertemplate: hover },
     { x: front.map((r) => r.buffers), y: front.map((r) => r.fitness), text: front.map((r) => `#${r.id}`),
       mode: "lines+markers", name: "Pareto front", line: { color: "#d55e00", shape: "hv" },
       marker: { size: 13, symbol: "circle-open", color: "#d55e00", line: { width: 2 } }, hovertemplate: hover },
