@@ -112,7 +112,7 @@ def pareto_section(store: Store, job: JobRecord, task: str | None) -> dict[str, 
 def _pareto(store: Store, job: JobRecord, task: str | None, candidates: int) -> dict[str, Any]:
     ranked = store.top_k(job.id, candidates + 1, task=task)  # every candidate, one per functional hash (runs top)
     rows = [ranked_row(rank, entry) for rank, entry in enumerate(ranked, start=1)]
-    for row in rows:  # all pareto_front reads of a row's simplification is its buffers
+    for row in rows:  # pareto_front reads only the buffers of a row's simplification
         buffers = cached_buffers(row["program"])
         row["simplified"] = None if buffers is None else {"buffers": buffers}
     drawn = [r for r in rows if r["simplified"] is not None]
