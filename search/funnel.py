@@ -340,7 +340,9 @@ class Funnel:
     # -- naming ---------------------------------------------------------------------------------------------------
 
     def _tasks_at(self, stage: str) -> tuple[str, ...]:
-        return tuple(f"{task}@{stage}" for task in self.tasks)
+        """The run's tasks at scale ``stage``, by base name (a search that cascades to ``digits-cnn@10x`` validates
+        on ``digits-cnn@10x`` at 10x, once)."""
+        return tuple(dict.fromkeys(f"{task.split('@')[0]}@{stage}" for task in self.tasks))
 
     def study_name(self, candidate_id: int, task: str) -> str:
         """The Optuna study of a candidate's sweep on ``task`` (e.g. ``validate:lion-hunt:12:quadratic@10x``)."""

@@ -170,6 +170,15 @@ def test_runs_that_cannot_be_validated_are_refused(tmp_path: Path) -> None:
             Funnel(memory, nas, FunnelConfig(), InlineExecutor)
 
 
+def test_a_cascade_with_a_scaled_task_is_validated_on_each_base_task_once(tmp_path: Path) -> None:
+    with Store.for_run(tmp_path / "cascade") as store:
+        job = store.create_job("cascade", kind="optimizer", seed=3,
+                               config={"tasks": ["quadratic", "digits-cnn", "digits-cnn@10x"]})
+        funnel = Funnel(store, job, FunnelConfig(stages=("10x", "100x")), InlineExecutor)
+        assert funnel._units("10x") == [("quadratic@10x", 3), ("digits-cnn@10x", 3)]
+        assert funnel._units("100x") == [("quadratic@100x", 3), ("digits-cnn@100x", 3)]
+
+
 @pytest.mark.parametrize("config", [{"k": 0}, {"trials": 0}, {"stages": ("1000x",)}, {"stages": ()},
                                     {"stages": ("10x", "10x")}])
 def test_bad_configurations_are_refused(config: dict) -> None:
