@@ -41,6 +41,12 @@ Tensor = torch.Tensor
 Row = dict[str, Any] | EvaluationFailed  # a row's metrics, or why it failed
 
 DEFAULT_MEMORY_BYTES = 2 * 1024**3  # the default bound of one batch on the CPU (on a GPU: half its free memory)
+# On a CPU the rows' forward/backward runs a few rows at a time, so that a chunk's activations stay in the cache
+# (measured on mnist1d-mlp at K = 32, 2 MiB L2 and 32 MiB L3: 0.29 ms per row and step in chunks of 8 rows against
+# 0.45 ms for all 32 at once; digits-cnn and modadd-transformer gain 15 % and 10 %); chunks of 8 rows at most, fewer
+# when a row's activations are large.
+CHUNK_BYTES = 8 * 1024**2
+CHUNK_ROWS = 8
 REGISTERS_ESTIMATE = 10  # registers of a typical batch (library programs use 4–6, long mutants ~10)
 
 
@@ -81,7 +87,7 @@ def train_batch(
     for position, failure in run.failures.items():
         rows[order[position]] = failure
     if run.active:
-        val_loss, accuracy = run.model.validate(run.updates.w)
+        val_loss, accuracy = run.model.validate(run.updates.w, run.chunk)
         for position, k in enumerate(run.active):
             rows[order[k]] = _metrics(setup, run.losses[position], float(val_loss[position]),
                                       None if accuracy is None else float(accuracy[position]))
@@ -101,6 +107,15 @@ def _updates_form(updates: str, device: torch.device) -> str:
     if updates == "auto":
         return "rows" if device.type == "cpu" else "grouped"
     return updates
+
+
+def chunk_rows(setup: Setup, device: torch.device, k: int) -> int:
+    """How many rows' forward/backward run at once: on a CPU as many as keep their activations within
+    ``CHUNK_BYTES`` (at most ``CHUNK_ROWS``, at least one), elsewhere all ``k`` (a GPU wants big kernels)."""
+    if device.type != "cpu":
+        return max(1, k)
+    row = 4 * _activation_count(setup.model, setup.x_train[setup.batches[0]])
+    return max(1, min(CHUNK_ROWS, k, CHUNK_BYTES // max(row, 1)))
 
 
 def _train_one(task: Task, program: Program, **options: Any) -> Row:
@@ -142,7 +157,8 @@ class _GroupedUpdates:
     def g(self) -> Tensor:
         return self.regs[G]
 
-    def step(self, t: int) -> None:
+    def step(self, t: int, rows: range) -> None:
+        """Step ``t`` of every row (``rows`` is all of them: the interpreter steps the whole batch at once)."""
         self.batch.step(self.regs, self.statics[:, t - 1])
 
     def keep(self, rows: list[int]) -> None:
@@ -167,6 +183,10 @@ class _RowUpdates:
         self.wg[0].copy_(w)
         self.m = list(torch.zeros_like(w).unbind(0))
         self.v = list(torch.zeros_like(w).unbind(0))
+        self._unbind()
+
+    def _unbind(self) -> None:
+        self.rows_w, self.rows_g = list(self.wg[0].unbind(0)), list(self.wg[1].unbind(0))
 
     @property
     def w(self) -> Tensor:
@@ -176,19 +196,24 @@ class _RowUpdates:
     def g(self) -> Tensor:
         return self.wg[1]
 
-    def step(self, t: int) -> None:
-        lr, m, v = self.schedule[t - 1], self.m, self.v
-        for k, (step, w, g) in enumerate(zip(self.steps, self.wg[0].unbind(0), self.wg[1].unbind(0))):
-            update, m[k], v[k] = step(w, g, m[k], v[k], lr, t)
-            w.sub_(update)
+    def step(self, t: int, rows: range) -> None:
+        """Step ``t`` of the rows ``rows`` (positions)."""
+        lr, m, v, steps, w, g = self.schedule[t - 1], self.m, self.v, self.steps, self.rows_w, self.rows_g
+        for k in rows:
+            update, m[k], v[k] = steps[k](w[k], g[k], m[k], v[k], lr, t)
+            w[k].sub_(update)
 
     def keep(self, rows: list[int]) -> None:
         self.wg = self.wg.index_select(1, torch.tensor(rows, dtype=torch.int64, device=self.wg.device))
         self.steps, self.m, self.v = ([items[k] for k in rows] for items in (self.steps, self.m, self.v))
+        self._unbind()
 
 
 class _BatchRun:
-    """The training steps of one batch; rows that fail are dropped (``active`` maps positions to program indices)."""
+    """The training steps of one batch; rows that fail are dropped (``active`` maps positions to program indices).
+
+    ``chunk``: the rows whose forward/backward runs at once (``CHUNK_ROWS``); with ``_RowUpdates`` each chunk's
+    update rules run right after its backward, while its gradients are still in the cache."""
 
     def __init__(self, setup: Setup, flat: FlatParameters, programs: list[Program], schedule: list[float],
                  updates: str) -> None:
@@ -199,18 +224,26 @@ class _BatchRun:
         k, device = len(programs), flat.w.device
         form = _RowUpdates if updates == "rows" else _GroupedUpdates
         self.updates = form(programs, flat.segments, schedule, flat.w.expand(k, -1))
+        self.per_chunk = form is _RowUpdates
+        self.chunk = chunk_rows(setup, device, k)
         self.losses = torch.empty((k, len(schedule)), device=device, dtype=torch.float32)
         self.limits = np.full(k, math.inf)
 
     def train(self) -> float:
-        setup, factor, updates = self.setup, self.setup.task.diverge_factor, self.updates
+        setup, factor, updates, model = self.setup, self.setup.task.diverge_factor, self.updates, self.model
         _synchronize(self.losses.device)
         started = time.perf_counter()
         for t in range(1, len(self.schedule) + 1):
             index = setup.batches[t - 1]
-            self.losses[:, t - 1] = self.model.loss_and_grad(updates.w, updates.g, setup.x_train[index],
-                                                             setup.y_train[index])
-            updates.step(t)
+            x, y, k = setup.x_train[index], setup.y_train[index], len(self.active)
+            w, g, losses = updates.w, updates.g, self.losses[:, t - 1]
+            for first in range(0, k, self.chunk):
+                rows = range(first, min(first + self.chunk, k))
+                losses[first : rows.stop] = model.loss_and_grad(w[first : rows.stop], g[first : rows.stop], x, y)
+                if self.per_chunk:
+                    updates.step(t, rows)
+            if not self.per_chunk:
+                updates.step(t, range(k))
             if t == 1:
                 self._first_step(factor)
             if (t % CHECK_EVERY == 0 or t == len(self.schedule)) and self.active:

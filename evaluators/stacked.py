@@ -48,18 +48,22 @@ class _Stacked:
         return per_example.reshape(k, -1).mean(dim=1)
 
     @torch.no_grad()
-    def validate(self, w: Tensor) -> tuple[np.ndarray, np.ndarray | None]:
-        """Each row's validation loss (float64) and accuracy (None for regression), as ``loop._validate`` sums them."""
+    def validate(self, w: Tensor, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each row's validation loss (float64) and accuracy (None for regression), as ``loop._validate`` sums them;
+        ``chunk`` rows at a time (None: all), as training runs them (``evaluators.batched.chunk_rows``)."""
         setup = self.setup
         n = len(setup.y_val)
         total = torch.zeros(w.shape[0], dtype=torch.float64, device=w.device)
         correct = torch.zeros(w.shape[0], dtype=torch.int64, device=w.device)
-        for start in range(0, n, EVAL_CHUNK):
-            outputs = self.outputs(w, setup.x_val[start : start + EVAL_CHUNK])
-            targets = setup.y_val[start : start + EVAL_CHUNK]
-            total += self.row_losses(outputs, targets).double() * len(targets)
-            if setup.classification:
-                correct += (outputs.argmax(dim=2) == targets).sum(dim=1)
+        step = chunk or w.shape[0]
+        for first in range(0, w.shape[0], step):
+            rows = slice(first, first + step)
+            for start in range(0, n, EVAL_CHUNK):
+                outputs = self.outputs(w[rows], setup.x_val[start : start + EVAL_CHUNK])
+                targets = setup.y_val[start : start + EVAL_CHUNK]
+                total[rows] += self.row_losses(outputs, targets).double() * len(targets)
+                if setup.classification:
+                    correct[rows] += (outputs.argmax(dim=2) == targets).sum(dim=1)
         accuracy = (correct.cpu().numpy() / n) if setup.classification else None
         return total.cpu().numpy() / n, accuracy
 
