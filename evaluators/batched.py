@@ -42,11 +42,12 @@ Row = dict[str, Any] | EvaluationFailed  # a row's metrics, or why it failed
 
 DEFAULT_MEMORY_BYTES = 2 * 1024**3  # the default bound of one batch on the CPU (on a GPU: half its free memory)
 # On a CPU the rows' forward/backward runs a few rows at a time, so that a chunk's activations stay in the cache
-# (measured on mnist1d-mlp at K = 32, 2 MiB L2 and 32 MiB L3: 0.29 ms per row and step in chunks of 8 rows against
-# 0.45 ms for all 32 at once; digits-cnn and modadd-transformer gain 15 % and 10 %); chunks of 8 rows at most, fewer
-# when a row's activations are large.
-CHUNK_BYTES = 8 * 1024**2
-CHUNK_ROWS = 8
+# (measured on an idle machine, 1 MiB L2 per core, 32 MiB L3, K = 32: mnist1d-mlp 0.29 ms per row and step in
+# chunks of 8 rows against 0.45 ms for all 32 at once; digits-cnn and modadd-transformer 15 % and 10 % less): chunks
+# of about CHUNK_BYTES of activations, at least CHUNK_MIN_ROWS rows (fewer rows only add per-call overhead, which
+# dominates small models: quadratic's rows are 100 bytes and its batch stays whole).
+CHUNK_BYTES = 3 * 1024**2
+CHUNK_MIN_ROWS = 8
 REGISTERS_ESTIMATE = 10  # registers of a typical batch (library programs use 4–6, long mutants ~10)
 
 
@@ -110,12 +111,14 @@ def _updates_form(updates: str, device: torch.device) -> str:
 
 
 def chunk_rows(setup: Setup, device: torch.device, k: int) -> int:
-    """How many rows' forward/backward run at once: on a CPU as many as keep their activations within
-    ``CHUNK_BYTES`` (at most ``CHUNK_ROWS``, at least one), elsewhere all ``k`` (a GPU wants big kernels)."""
-    if device.type != "cpu":
+    """How many rows' forward/backward run at once: on a CPU about ``CHUNK_BYTES`` of activations (at least
+    ``CHUNK_MIN_ROWS`` rows), the batch cut into chunks of equal size; elsewhere all ``k`` (a GPU wants big
+    kernels)."""
+    if device.type != "cpu" or k <= CHUNK_MIN_ROWS:
         return max(1, k)
     row = 4 * _activation_count(setup.model, setup.x_train[setup.batches[0]])
-    return max(1, min(CHUNK_ROWS, k, CHUNK_BYTES // max(row, 1)))
+    rows = max(CHUNK_MIN_ROWS, CHUNK_BYTES // max(row, 1))
+    return -(-k // -(-k // rows))  # ceil(k / number of chunks): chunks of equal size
 
 
 def _train_one(task: Task, program: Program, **options: Any) -> Row:
