@@ -5,8 +5,9 @@ same initial weights and see the same batches (exactly what K separate evaluatio
 parameters are stacked into the rows of one buffer ``W[K, P]`` (laid out as ``FlatParameters`` lays out one model),
 forward and backward run once for all rows (``evaluators.stacked``: batched matmuls written out for an MLP,
 ``torch.func.functional_call`` under ``vmap`` for other models), and the K update rules run in the batched program
-interpreter (``programs.batched``) on a GPU, or each row's compiled program on its row on a CPU (``updates``). The
-learning-rate schedule, the divergence checks and their messages are the one-at-a-time loop's (``evaluators.loop``):
+interpreter (``programs.batched``) on a GPU, or each row's compiled program on its row on a CPU (``updates``). On
+a CPU forward and backward run a chunk of rows at a time (``chunk_rows``: a few MB of activations, which stay in
+the cache), each chunk's update rules right after its backward. The learning-rate schedule, the divergence checks and their messages are the one-at-a-time loop's (``evaluators.loop``):
 a row that fails is reported with the step and reason the loop would give, and is dropped from the batch; the others
 go on.
 
@@ -42,9 +43,10 @@ Row = dict[str, Any] | EvaluationFailed  # a row's metrics, or why it failed
 
 DEFAULT_MEMORY_BYTES = 2 * 1024**3  # the default bound of one batch on the CPU (on a GPU: half its free memory)
 # On a CPU the rows' forward/backward runs a few rows at a time, so that a chunk's activations stay in the cache
-# (measured on an idle machine, 1 MiB L2 per core, 32 MiB L3, K = 32: mnist1d-mlp 0.29 ms per row and step in
-# chunks of 8 rows against 0.45 ms for all 32 at once; digits-cnn and modadd-transformer 15 % and 10 % less): chunks
-# of about CHUNK_BYTES of activations, at least CHUNK_MIN_ROWS rows (fewer rows only add per-call overhead, which
+# (1 MiB L2 per core, 32 MiB L3 here; K = 32, forward/backward alone, load 1.4 on 2 cores: mnist1d-mlp 0.27 ms per
+# row and step in chunks of 8 rows against 0.43 ms for all 32 at once, digits-cnn and modadd-transformer 15 % and
+# 10 % less; under a load of 4-5 the difference mostly vanishes, the other jobs evicting the cache anyway): chunks of
+# about CHUNK_BYTES of activations, at least CHUNK_MIN_ROWS rows (fewer rows only add per-call overhead, which
 # dominates small models: quadratic's rows are 100 bytes and its batch stays whole).
 CHUNK_BYTES = 3 * 1024**2
 CHUNK_MIN_ROWS = 8
@@ -215,7 +217,7 @@ class _RowUpdates:
 class _BatchRun:
     """The training steps of one batch; rows that fail are dropped (``active`` maps positions to program indices).
 
-    ``chunk``: the rows whose forward/backward runs at once (``CHUNK_ROWS``); with ``_RowUpdates`` each chunk's
+    ``chunk``: the rows whose forward/backward runs at once (``chunk_rows``); with ``_RowUpdates`` each chunk's
     update rules run right after its backward, while its gradients are still in the cache."""
 
     def __init__(self, setup: Setup, flat: FlatParameters, programs: list[Program], schedule: list[float],
