@@ -6,8 +6,8 @@ parameters are stacked into the rows of one buffer ``W[K, P]`` (laid out as ``Fl
 forward and backward run once for all rows (``evaluators.stacked``: batched matmuls written out for an MLP,
 ``torch.func.functional_call`` under ``vmap`` for other models), and the K update rules run in the batched program
 interpreter (``programs.batched``) on a GPU, or each row's compiled program on its row on a CPU (``updates``). On
-a CPU forward and backward run a chunk of rows at a time (``chunk_rows``: a few MB of activations, which stay in
-the cache), each chunk's update rules right after its backward. The learning-rate schedule, the divergence checks and their messages are the one-at-a-time loop's (``evaluators.loop``):
+a CPU an MLP's forward and backward run a chunk of rows at a time (``chunk_rows``: a few MB of activations, which
+stay in the cache), each chunk's update rules right after its backward. The learning-rate schedule, the divergence checks and their messages are the one-at-a-time loop's (``evaluators.loop``):
 a row that fails is reported with the step and reason the loop would give, and is dropped from the batch; the others
 go on.
 
@@ -32,7 +32,7 @@ from evaluators.fit import Diverged, _nonfinite_name, check_losses, first_loss_l
 from evaluators.loop import CHECK_EVERY, EVAL_CHUNK, TRAIN_LOSS_WINDOW, FlatParameters, Setup, _synchronize, prepare, train
 from evaluators.plugins import batch_problem
 from evaluators.schedule import lr_schedule
-from evaluators.stacked import stacked_model
+from evaluators.stacked import StackedMLP, stacked_model
 from evaluators.tasks import ACCURACY, Task, get_task
 from programs import Program, ProgramError, parse
 from programs.batched import G, W, BatchedProgram
@@ -42,12 +42,12 @@ Tensor = torch.Tensor
 Row = dict[str, Any] | EvaluationFailed  # a row's metrics, or why it failed
 
 DEFAULT_MEMORY_BYTES = 2 * 1024**3  # the default bound of one batch on the CPU (on a GPU: half its free memory)
-# On a CPU the rows' forward/backward runs a few rows at a time, so that a chunk's activations stay in the cache
-# (1 MiB L2 per core, 32 MiB L3 here; K = 32, forward/backward alone, load 1.4 on 2 cores: mnist1d-mlp 0.27 ms per
-# row and step in chunks of 8 rows against 0.43 ms for all 32 at once, digits-cnn and modadd-transformer 15 % and
-# 10 % less; under a load of 4-5 the difference mostly vanishes, the other jobs evicting the cache anyway): chunks of
-# about CHUNK_BYTES of activations, at least CHUNK_MIN_ROWS rows (fewer rows only add per-call overhead, which
-# dominates small models: quadratic's rows are 100 bytes and its batch stays whole).
+# On a CPU an MLP's forward/backward (``StackedMLP``) runs a few rows at a time, so that a chunk's activations stay
+# in the cache (1 MiB L2 per core, 32 MiB L3 here; K = 32, forward/backward alone, load 1.4 on 2 cores: 0.27 ms per
+# row and step in chunks of 8 rows against 0.43 ms for all 32 at once; in whole training runs under a load of 5-8
+# the gain is within the noise, the other jobs evicting the cache anyway). The other models (``vmap``) are not
+# chunked: their calls carry more overhead, and digits-cnn took 30 % longer in chunks of 8 (in-process, K = 32).
+# Chunks hold about CHUNK_BYTES of activations, at least CHUNK_MIN_ROWS rows.
 CHUNK_BYTES = 3 * 1024**2
 CHUNK_MIN_ROWS = 8
 REGISTERS_ESTIMATE = 10  # registers of a typical batch (library programs use 4–6, long mutants ~10)
@@ -113,10 +113,9 @@ def _updates_form(updates: str, device: torch.device) -> str:
 
 
 def chunk_rows(setup: Setup, device: torch.device, k: int) -> int:
-    """How many rows' forward/backward run at once: on a CPU about ``CHUNK_BYTES`` of activations (at least
-    ``CHUNK_MIN_ROWS`` rows), the batch cut into chunks of equal size; elsewhere all ``k`` (a GPU wants big
-    kernels)."""
-    if device.type != "cpu" or k <= CHUNK_MIN_ROWS:
+    """How many rows' forward/backward run at once: on a CPU, for an MLP, about ``CHUNK_BYTES`` of activations (at
+    least ``CHUNK_MIN_ROWS`` rows), the batch cut into chunks of equal size; otherwise all ``k``."""
+    if device.type != "cpu" or k <= CHUNK_MIN_ROWS or not isinstance(stacked_model(setup), StackedMLP):
         return max(1, k)
     row = 4 * _activation_count(setup.model, setup.x_train[setup.batches[0]])
     rows = max(CHUNK_MIN_ROWS, CHUNK_BYTES // max(row, 1))

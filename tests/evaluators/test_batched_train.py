@@ -110,11 +110,11 @@ def test_grouped_updates_equal_row_updates(name: str, count: int) -> None:
         train_batch(task, members[:2], seed=3, updates="fused")
 
 
-@pytest.mark.parametrize("name", ["mnist1d-mlp", "digits-cnn"])
-def test_chunks_of_rows_equal_the_whole_batch(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a CPU the forward/backward, the update rules and validation run a few rows at a time (``chunk_rows``):
-    rows trained in chunks of 3 (failing rows dropped from the middle of a chunk) are the rows of one whole batch."""
-    task = short(evaluators.get_task(name))
+def test_chunks_of_rows_equal_the_whole_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU an MLP's forward/backward, the update rules and validation run a few rows at a time
+    (``chunk_rows``): rows trained in chunks of 3 (failing rows dropped from the middle of a chunk) are the rows of
+    one whole batch."""
+    task = short(evaluators.get_task("mnist1d-mlp"))
     members = mutants(8, seed=7)
     whole = train_batch(task, members, seed=3)  # the default chunks (asserted against one at a time above)
     monkeypatch.setattr(batched_module, "CHUNK_BYTES", 1)
@@ -136,8 +136,10 @@ def test_chunk_rows_bounds_the_activations() -> None:
     assert chunk * per_row <= batched_module.CHUNK_BYTES + per_row
     assert batched_module.chunk_rows(mlp, cpu, 5) == 5  # a small batch stays whole
     assert batched_module.chunk_rows(mlp, torch.device("cuda"), 128) == 128  # a GPU: one chunk (nothing runs here)
-    quadratic = evaluators.prepare(evaluators.get_task("quadratic"), 0)  # tiny rows: one chunk
+    quadratic = evaluators.prepare(evaluators.get_task("quadratic"), 0)  # not an MLP (vmap): one chunk
     assert batched_module.chunk_rows(quadratic, cpu, 128) == 128
+    cnn = evaluators.prepare(evaluators.get_task("digits-cnn"), 0)
+    assert batched_module.chunk_rows(cnn, cpu, 128) == 128
 
 
 def test_failures_keep_their_step_and_reason() -> None:
