@@ -5,9 +5,8 @@ same initial weights and see the same batches (exactly what K separate evaluatio
 parameters are stacked into the rows of one buffer ``W[K, P]`` (laid out as ``FlatParameters`` lays out one model),
 forward and backward run once for all rows (``evaluators.stacked``: batched matmuls written out for an MLP,
 ``torch.func.functional_call`` under ``vmap`` for other models), and the K update rules run in the batched program
-interpreter (``programs.batched``) on a GPU, or each row's compiled program on its row on a CPU (``updates``). On
-a CPU an MLP's forward and backward run a chunk of rows at a time (``chunk_rows``: a few MB of activations, which
-stay in the cache), each chunk's update rules right after its backward. The learning-rate schedule, the divergence checks and their messages are the one-at-a-time loop's (``evaluators.loop``):
+interpreter (``programs.batched``) on a GPU, or each row's compiled program on its row on a CPU (``updates``). The
+learning-rate schedule, the divergence checks and their messages are the one-at-a-time loop's (``evaluators.loop``):
 a row that fails is reported with the step and reason the loop would give, and is dropped from the batch; the others
 go on.
 
@@ -32,7 +31,7 @@ from evaluators.fit import Diverged, _nonfinite_name, check_losses, first_loss_l
 from evaluators.loop import CHECK_EVERY, EVAL_CHUNK, TRAIN_LOSS_WINDOW, FlatParameters, Setup, _synchronize, prepare, train
 from evaluators.plugins import batch_problem
 from evaluators.schedule import lr_schedule
-from evaluators.stacked import StackedMLP, stacked_model
+from evaluators.stacked import stacked_model
 from evaluators.tasks import ACCURACY, Task, get_task
 from programs import Program, ProgramError, parse
 from programs.batched import G, W, BatchedProgram
@@ -42,14 +41,9 @@ Tensor = torch.Tensor
 Row = dict[str, Any] | EvaluationFailed  # a row's metrics, or why it failed
 
 DEFAULT_MEMORY_BYTES = 2 * 1024**3  # the default bound of one batch on the CPU (on a GPU: half its free memory)
-# On a CPU an MLP's forward/backward (``StackedMLP``) runs a few rows at a time, so that a chunk's activations stay
-# in the cache (1 MiB L2 per core, 32 MiB L3 here; K = 32, forward/backward alone, load 1.4 on 2 cores: 0.27 ms per
-# row and step in chunks of 8 rows against 0.43 ms for all 32 at once; in whole training runs under a load of 5-8
-# the gain is within the noise, the other jobs evicting the cache anyway). The other models (``vmap``) are not
-# chunked: their calls carry more overhead, and digits-cnn took 30 % longer in chunks of 8 (in-process, K = 32).
-# Chunks hold about CHUNK_BYTES of activations, at least CHUNK_MIN_ROWS rows.
-CHUNK_BYTES = 3 * 1024**2
-CHUNK_MIN_ROWS = 8
+# Validation of a batch on a CPU runs this many rows at a time (mnist1d-mlp, K = 32, 1000 validation examples:
+# 1.05-1.10 ms per row in chunks of 8 against 1.28-1.55 ms for all 32 at once, whose activations are 16 MB each).
+VALIDATION_ROWS = 8
 REGISTERS_ESTIMATE = 10  # registers of a typical batch (library programs use 4–6, long mutants ~10)
 
 
@@ -90,7 +84,8 @@ def train_batch(
     for position, failure in run.failures.items():
         rows[order[position]] = failure
     if run.active:
-        val_loss, accuracy = run.model.validate(run.updates.w, run.chunk)
+        chunk = VALIDATION_ROWS if flat.w.device.type == "cpu" else None
+        val_loss, accuracy = run.model.validate(run.updates.w, chunk)
         for position, k in enumerate(run.active):
             rows[order[k]] = _metrics(setup, run.losses[position], float(val_loss[position]),
                                       None if accuracy is None else float(accuracy[position]))
@@ -110,16 +105,6 @@ def _updates_form(updates: str, device: torch.device) -> str:
     if updates == "auto":
         return "rows" if device.type == "cpu" else "grouped"
     return updates
-
-
-def chunk_rows(setup: Setup, device: torch.device, k: int) -> int:
-    """How many rows' forward/backward run at once: on a CPU, for an MLP, about ``CHUNK_BYTES`` of activations (at
-    least ``CHUNK_MIN_ROWS`` rows), the batch cut into chunks of equal size; otherwise all ``k``."""
-    if device.type != "cpu" or k <= CHUNK_MIN_ROWS or not isinstance(stacked_model(setup), StackedMLP):
-        return max(1, k)
-    row = 4 * _activation_count(setup.model, setup.x_train[setup.batches[0]])
-    rows = max(CHUNK_MIN_ROWS, CHUNK_BYTES // max(row, 1))
-    return -(-k // -(-k // rows))  # ceil(k / number of chunks): chunks of equal size
 
 
 def _train_one(task: Task, program: Program, **options: Any) -> Row:
@@ -161,8 +146,7 @@ class _GroupedUpdates:
     def g(self) -> Tensor:
         return self.regs[G]
 
-    def step(self, t: int, rows: range) -> None:
-        """Step ``t`` of every row (``rows`` is all of them: the interpreter steps the whole batch at once)."""
+    def step(self, t: int) -> None:
         self.batch.step(self.regs, self.statics[:, t - 1])
 
     def keep(self, rows: list[int]) -> None:
@@ -200,10 +184,9 @@ class _RowUpdates:
     def g(self) -> Tensor:
         return self.wg[1]
 
-    def step(self, t: int, rows: range) -> None:
-        """Step ``t`` of the rows ``rows`` (positions)."""
+    def step(self, t: int) -> None:
         lr, m, v, steps, w, g = self.schedule[t - 1], self.m, self.v, self.steps, self.rows_w, self.rows_g
-        for k in rows:
+        for k in range(len(steps)):
             update, m[k], v[k] = steps[k](w[k], g[k], m[k], v[k], lr, t)
             w[k].sub_(update)
 
@@ -214,10 +197,7 @@ class _RowUpdates:
 
 
 class _BatchRun:
-    """The training steps of one batch; rows that fail are dropped (``active`` maps positions to program indices).
-
-    ``chunk``: the rows whose forward/backward runs at once (``chunk_rows``); with ``_RowUpdates`` each chunk's
-    update rules run right after its backward, while its gradients are still in the cache."""
+    """The training steps of one batch; rows that fail are dropped (``active`` maps positions to program indices)."""
 
     def __init__(self, setup: Setup, flat: FlatParameters, programs: list[Program], schedule: list[float],
                  updates: str) -> None:
@@ -228,26 +208,18 @@ class _BatchRun:
         k, device = len(programs), flat.w.device
         form = _RowUpdates if updates == "rows" else _GroupedUpdates
         self.updates = form(programs, flat.segments, schedule, flat.w.expand(k, -1))
-        self.per_chunk = form is _RowUpdates
-        self.chunk = chunk_rows(setup, device, k)
         self.losses = torch.empty((k, len(schedule)), device=device, dtype=torch.float32)
         self.limits = np.full(k, math.inf)
 
     def train(self) -> float:
-        setup, factor, updates, model = self.setup, self.setup.task.diverge_factor, self.updates, self.model
+        setup, factor, updates = self.setup, self.setup.task.diverge_factor, self.updates
         _synchronize(self.losses.device)
         started = time.perf_counter()
         for t in range(1, len(self.schedule) + 1):
             index = setup.batches[t - 1]
-            x, y, k = setup.x_train[index], setup.y_train[index], len(self.active)
-            w, g, losses = updates.w, updates.g, self.losses[:, t - 1]
-            for first in range(0, k, self.chunk):
-                rows = range(first, min(first + self.chunk, k))
-                losses[first : rows.stop] = model.loss_and_grad(w[first : rows.stop], g[first : rows.stop], x, y)
-                if self.per_chunk:
-                    updates.step(t, rows)
-            if not self.per_chunk:
-                updates.step(t, range(k))
+            self.losses[:, t - 1] = self.model.loss_and_grad(updates.w, updates.g, setup.x_train[index],
+                                                             setup.y_train[index])
+            updates.step(t)
             if t == 1:
                 self._first_step(factor)
             if (t % CHECK_EVERY == 0 or t == len(self.schedule)) and self.active:

@@ -110,36 +110,22 @@ def test_grouped_updates_equal_row_updates(name: str, count: int) -> None:
         train_batch(task, members[:2], seed=3, updates="fused")
 
 
-def test_chunks_of_rows_equal_the_whole_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a CPU an MLP's forward/backward, the update rules and validation run a few rows at a time
-    (``chunk_rows``): rows trained in chunks of 3 (failing rows dropped from the middle of a chunk) are the rows of
-    one whole batch."""
-    task = short(evaluators.get_task("mnist1d-mlp"))
-    members = mutants(8, seed=7)
-    whole = train_batch(task, members, seed=3)  # the default chunks (asserted against one at a time above)
-    monkeypatch.setattr(batched_module, "CHUNK_BYTES", 1)
-    monkeypatch.setattr(batched_module, "CHUNK_MIN_ROWS", 3)
-    setup = evaluators.prepare(task, 3)
-    assert batched_module.chunk_rows(setup, torch.device("cpu"), len(members)) == 3
-    chunked = train_batch(task, members, seed=3)
-    for program, row, expected in zip(members, chunked, whole):
-        assert_same(row, expected, task, program)
-    assert sum(isinstance(row, EvaluationFailed) for row in chunked) >= 2
+@pytest.mark.parametrize("name", ["mnist1d-mlp", "digits-cnn"])
+def test_validation_in_chunks_of_rows_equals_all_rows(name: str) -> None:
+    """``validate(w, chunk)`` (the CPU runs ``VALIDATION_ROWS`` at a time) gives every row what one pass over all
+    rows gives: the rows are independent."""
+    from evaluators.loop import FlatParameters
+    from evaluators.stacked import stacked_model
 
-
-def test_chunk_rows_bounds_the_activations() -> None:
-    cpu = torch.device("cpu")
-    mlp = evaluators.prepare(evaluators.get_task("mnist1d-mlp"), 0)
-    per_row = 4 * batched_module._activation_count(mlp.model, mlp.x_train[mlp.batches[0]])
-    chunk = batched_module.chunk_rows(mlp, cpu, 128)
-    assert batched_module.CHUNK_MIN_ROWS <= chunk < 128
-    assert chunk * per_row <= batched_module.CHUNK_BYTES + per_row
-    assert batched_module.chunk_rows(mlp, cpu, 5) == 5  # a small batch stays whole
-    assert batched_module.chunk_rows(mlp, torch.device("cuda"), 128) == 128  # a GPU: one chunk (nothing runs here)
-    quadratic = evaluators.prepare(evaluators.get_task("quadratic"), 0)  # not an MLP (vmap): one chunk
-    assert batched_module.chunk_rows(quadratic, cpu, 128) == 128
-    cnn = evaluators.prepare(evaluators.get_task("digits-cnn"), 0)
-    assert batched_module.chunk_rows(cnn, cpu, 128) == 128
+    setup = evaluators.prepare(evaluators.get_task(name), 0)
+    w = FlatParameters(setup.model).w.expand(7, -1).clone()
+    w.add_(torch.randn(w.shape, generator=torch.Generator().manual_seed(0)), alpha=0.05)  # 7 different rows
+    model = stacked_model(setup)
+    whole_loss, whole_accuracy = model.validate(w)
+    loss, accuracy = model.validate(w, 3)
+    np.testing.assert_allclose(loss, whole_loss, rtol=1e-5)
+    np.testing.assert_array_equal(accuracy, whole_accuracy)
+    assert len(set(np.round(whole_loss, 6))) > 1  # the rows differ: a mix-up of rows would show
 
 
 def test_failures_keep_their_step_and_reason() -> None:
