@@ -4,6 +4,7 @@
     python bench/bench_batched.py --tasks mnist1d-mlp digits-cnn modadd-transformer quadratic --ks 1 8 32
     python bench/bench_batched.py --steps 0                         # each task's full budget
     python bench/bench_batched.py --search 64 --search-batch 32     # the search end to end, --batch 32 vs without
+    python bench/bench_batched.py --baseline /tmp/base              # also the batched mode of another checkout
 
 The programs are a real population's: library optimizers and a chain of seeded mutants of them (each child mutates a
 random earlier member), all distinct, the same list for both modes. For each (task, K), in fresh processes run side by
@@ -15,6 +16,11 @@ torch included). Each mode runs ``--repeats`` times, alternated; the median run 
 each and their ratio (> 1: batching is faster), and the ratio of the medians of evaluations per CPU-second of the
 process (``cpu ratio``: on a machine shared with other work, wall time also counts the time others hold the CPU).
 
+``--baseline PATH``: a checkout of the project to compare with (e.g. ``git archive main | tar -x -C /tmp/base``);
+its batched mode runs as a third mode, alternated with the other two (its own ``bench/bench_batched.py --one``,
+with ``PATH`` first on the import path), and its figures are printed next to this code's: evaluations/s, the ratio
+to this code's one-at-a-time loop and the cpu ratio.
+
 ``--search N``: ``autodisco search optimizer`` end to end (one worker, one thread, same seed, N evaluations of the
 first task at its full budget), with ``--batch K`` and without, run one after the other; evaluations/s counts the
 whole command (start-up, the AdamW baseline and the search).
@@ -24,12 +30,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -81,11 +89,26 @@ def measure(task_name: str, k: int, mode: str, steps: int, single: int, seed: in
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def run_one(args: argparse.Namespace, task: str, k: int, mode: str) -> dict[str, float]:
-    command = [sys.executable, __file__, "--one", task, str(k), mode, "--steps", str(args.steps), "--single",
-               str(args.single), "--seed", str(args.seed)]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_one(args: argparse.Namespace, task: str, k: int, mode: str, root: Path = ROOT) -> dict[str, float]:
+    """One measurement in a fresh process, with the code of the checkout ``root`` (first on the import path)."""
+    command = [sys.executable, str(root / "bench" / "bench_batched.py"), "--one", task, str(k), mode, "--steps",
+               str(args.steps), "--single", str(args.single), "--seed", str(args.seed)]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=root, env=environment).stdout
     return json.loads(output.strip().splitlines()[-1])
+
+
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The run whose evaluations/s is the median's (the figures printed together come from one run)."""
+    middle = statistics.median(r["rate"] for r in runs)
+    return min(runs, key=lambda r: abs(r["rate"] - middle))
+
+
+def cpu_ratio(runs: list[dict[str, float]], singles: list[dict[str, float]]) -> float:
+    return statistics.median(r["cpu_rate"] for r in runs) / statistics.median(r["cpu_rate"] for r in singles)
 
 
 def search_rate(task: str, evaluations: int, batch: int | None, folder: str) -> float:
@@ -106,6 +129,7 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=32, help="one-at-a-time evaluations timed per task")
     parser.add_argument("--seed", type=int, default=0, help="seed of the population's mutations")
     parser.add_argument("--repeats", type=int, default=3, help="alternated runs of each mode (medians are shown)")
+    parser.add_argument("--baseline", metavar="PATH", help="a checkout whose batched mode runs alongside")
     parser.add_argument("--search", type=int, default=0, metavar="N", help="end-to-end search with N evaluations")
     parser.add_argument("--search-batch", type=int, default=32, metavar="K")
     parser.add_argument("--one", nargs=3, metavar=("TASK", "K", "MODE"), help=argparse.SUPPRESS)
@@ -123,21 +147,29 @@ def main() -> None:
         print(f"search optimizer on {args.tasks[0]}, {args.search} evaluations: --batch {args.search_batch} "
               f"{batched:.3f} ev/s, without {alone:.3f} ev/s, ratio {batched / alone:.2f}x")
         return
+    baseline = Path(args.baseline).resolve() if args.baseline else None
+    if baseline is not None and not (baseline / "bench" / "bench_batched.py").is_file():
+        parser.error(f"--baseline {args.baseline}: no bench/bench_batched.py there (give a checkout of the project)")
+    extra = f" {'base ev/s':>10} {'base ratio':>10} {'base cpu':>9}" if baseline else ""
     print(f"{'task':<22} {'K':>4} {'batched ev/s':>13} {'single ev/s':>12} {'ratio':>7} {'cpu ratio':>9} "
-          f"{'failed':>7} {'peak MB b/s':>13}")
+          f"{'failed':>7} {'peak MB b/s':>13}{extra}")
     for task in args.tasks:
         for k in args.ks:
-            singles, batches = [], []
+            singles, batches, bases = [], [], []
             for _ in range(args.repeats):  # alternated, medians: the machine's load drifts between runs
                 singles.append(run_one(args, task, k, "single"))
                 batches.append(run_one(args, task, k, "batched"))
-            single = min(singles, key=lambda r: abs(r["rate"] - statistics.median(x["rate"] for x in singles)))
-            batched = min(batches, key=lambda r: abs(r["rate"] - statistics.median(x["rate"] for x in batches)))
-            cpu_ratio = statistics.median(x["cpu_rate"] for x in batches) / statistics.median(
-                x["cpu_rate"] for x in singles)
-            print(f"{task:<22} {k:>4} {batched['rate']:>13.2f} {single['rate']:>12.2f} "
-                  f"{batched['rate'] / single['rate']:>6.2f}x {cpu_ratio:>8.2f}x {batched['failed']:>7.0%} "
-                  f"{batched['peak_mb']:>6.0f}/{single['peak_mb']:<6.0f}", flush=True)
+                if baseline is not None:
+                    bases.append(run_one(args, task, k, "batched", baseline))
+            single, batched = median_run(singles), median_run(batches)
+            line = (f"{task:<22} {k:>4} {batched['rate']:>13.2f} {single['rate']:>12.2f} "
+                    f"{batched['rate'] / single['rate']:>6.2f}x {cpu_ratio(batches, singles):>8.2f}x "
+                    f"{batched['failed']:>7.0%} {batched['peak_mb']:>6.0f}/{single['peak_mb']:<6.0f}")
+            if baseline is not None:
+                base = median_run(bases)
+                line += (f" {base['rate']:>10.2f} {base['rate'] / single['rate']:>9.2f}x "
+                         f"{cpu_ratio(bases, singles):>8.2f}x")
+            print(line, flush=True)
 
 
 if __name__ == "__main__":

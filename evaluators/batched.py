@@ -41,6 +41,9 @@ Tensor = torch.Tensor
 Row = dict[str, Any] | EvaluationFailed  # a row's metrics, or why it failed
 
 DEFAULT_MEMORY_BYTES = 2 * 1024**3  # the default bound of one batch on the CPU (on a GPU: half its free memory)
+# Validation of a batch on a CPU runs this many rows at a time (mnist1d-mlp, K = 32, 1000 validation examples:
+# 1.05-1.10 ms per row in chunks of 8 against 1.28-1.55 ms for all 32 at once, whose activations are 16 MB each).
+VALIDATION_ROWS = 8
 REGISTERS_ESTIMATE = 10  # registers of a typical batch (library programs use 4–6, long mutants ~10)
 
 
@@ -81,7 +84,8 @@ def train_batch(
     for position, failure in run.failures.items():
         rows[order[position]] = failure
     if run.active:
-        val_loss, accuracy = run.model.validate(run.updates.w)
+        chunk = VALIDATION_ROWS if flat.w.device.type == "cpu" else None
+        val_loss, accuracy = run.model.validate(run.updates.w, chunk)
         for position, k in enumerate(run.active):
             rows[order[k]] = _metrics(setup, run.losses[position], float(val_loss[position]),
                                       None if accuracy is None else float(accuracy[position]))
@@ -167,6 +171,10 @@ class _RowUpdates:
         self.wg[0].copy_(w)
         self.m = list(torch.zeros_like(w).unbind(0))
         self.v = list(torch.zeros_like(w).unbind(0))
+        self._unbind()
+
+    def _unbind(self) -> None:
+        self.rows_w, self.rows_g = list(self.wg[0].unbind(0)), list(self.wg[1].unbind(0))
 
     @property
     def w(self) -> Tensor:
@@ -177,14 +185,15 @@ class _RowUpdates:
         return self.wg[1]
 
     def step(self, t: int) -> None:
-        lr, m, v = self.schedule[t - 1], self.m, self.v
-        for k, (step, w, g) in enumerate(zip(self.steps, self.wg[0].unbind(0), self.wg[1].unbind(0))):
-            update, m[k], v[k] = step(w, g, m[k], v[k], lr, t)
-            w.sub_(update)
+        lr, m, v, steps, w, g = self.schedule[t - 1], self.m, self.v, self.steps, self.rows_w, self.rows_g
+        for k in range(len(steps)):
+            update, m[k], v[k] = steps[k](w[k], g[k], m[k], v[k], lr, t)
+            w[k].sub_(update)
 
     def keep(self, rows: list[int]) -> None:
         self.wg = self.wg.index_select(1, torch.tensor(rows, dtype=torch.int64, device=self.wg.device))
         self.steps, self.m, self.v = ([items[k] for k in rows] for items in (self.steps, self.m, self.v))
+        self._unbind()
 
 
 class _BatchRun:

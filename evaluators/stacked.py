@@ -21,7 +21,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from evaluators.loop import EVAL_CHUNK, Setup
 
 Tensor = torch.Tensor
-_threshold_backward = torch.ops.aten.threshold_backward  # relu's backward: the gradient where the output is > 0
+# relu's backward (the gradient where the output is > 0), written into a given tensor
+_threshold_backward_out = torch.ops.aten.threshold_backward.grad_input
 
 
 class _Stacked:
@@ -47,19 +48,30 @@ class _Stacked:
             per_example = F.mse_loss(outputs, targets.expand_as(outputs), reduction="none")
         return per_example.reshape(k, -1).mean(dim=1)
 
+    def scores(self, w: Tensor, x: Tensor, targets: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Each row's mean loss ``[k]`` on ``(x, targets)`` and its number of correct predictions (None for
+        regression)."""
+        outputs = self.outputs(w, x)
+        correct = (outputs.argmax(dim=2) == targets).sum(dim=1) if self.setup.classification else None
+        return self.row_losses(outputs, targets), correct
+
     @torch.no_grad()
-    def validate(self, w: Tensor) -> tuple[np.ndarray, np.ndarray | None]:
-        """Each row's validation loss (float64) and accuracy (None for regression), as ``loop._validate`` sums them."""
+    def validate(self, w: Tensor, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each row's validation loss (float64) and accuracy (None for regression), as ``loop._validate`` sums them;
+        ``chunk`` rows at a time (None: all), as training runs them (``evaluators.batched.chunk_rows``)."""
         setup = self.setup
         n = len(setup.y_val)
         total = torch.zeros(w.shape[0], dtype=torch.float64, device=w.device)
         correct = torch.zeros(w.shape[0], dtype=torch.int64, device=w.device)
-        for start in range(0, n, EVAL_CHUNK):
-            outputs = self.outputs(w, setup.x_val[start : start + EVAL_CHUNK])
-            targets = setup.y_val[start : start + EVAL_CHUNK]
-            total += self.row_losses(outputs, targets).double() * len(targets)
-            if setup.classification:
-                correct += (outputs.argmax(dim=2) == targets).sum(dim=1)
+        step = chunk or w.shape[0]
+        for first in range(0, w.shape[0], step):
+            rows = slice(first, first + step)
+            for start in range(0, n, EVAL_CHUNK):
+                targets = setup.y_val[start : start + EVAL_CHUNK]
+                losses, hits = self.scores(w[rows], setup.x_val[start : start + EVAL_CHUNK], targets)
+                total[rows] += losses.double() * len(targets)
+                if hits is not None:
+                    correct[rows] += hits
         accuracy = (correct.cpu().numpy() / n) if setup.classification else None
         return total.cpu().numpy() / n, accuracy
 
@@ -158,6 +170,14 @@ class StackedMLP(_Stacked):
     def outputs(self, w: Tensor, x: Tensor) -> Tensor:
         return self._forward(w, x, None).transpose(1, 2)
 
+    def scores(self, w: Tensor, x: Tensor, targets: Tensor) -> tuple[Tensor, Tensor | None]:
+        """On the transposed logits: cross-entropy along the class dimension, argmax along it (the fast layout)."""
+        logits = self._forward(w, x, None)
+        k, n = logits.shape[0], logits.shape[2]
+        losses = F.cross_entropy(logits, targets.expand(k, n), reduction="none").mean(dim=1)
+        # max(dim=1) gives argmax's index (the first of equal maxima) 6x faster along a dimension of 10
+        return losses, (logits.max(dim=1).indices == targets).sum(dim=1)
+
     def loss_and_grad(self, w: Tensor, g: Tensor, x: Tensor, y: Tensor) -> Tensor:
         kept: list[Tensor] = []
         logits = self._forward(w, x, kept)
@@ -169,7 +189,7 @@ class StackedMLP(_Stacked):
         for position in range(len(self.layers) - 1, -1, -1):
             kind, offset, out, inputs, bias = self.layers[position]
             if kind == "relu":
-                d = _threshold_backward(d, kept[position], 0)
+                d = _threshold_backward_out(d, kept[position], 0, grad_input=d)  # in place: d is ours
             elif kind == "linear":
                 if bias is not None:
                     torch.sum(d, dim=2, out=g[:, bias : bias + out])
@@ -181,12 +201,6 @@ class StackedMLP(_Stacked):
                 torch.bmm(d, kept[position - 1].transpose(1, 2), out=grad)
                 d = torch.bmm(w[:, offset : offset + out * inputs].view(k, out, inputs).transpose(1, 2), d)
         return losses
-
-    def row_losses(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        """The mean cross-entropy of each row, on the transposed logits (the fast layout, see the class docstring)."""
-        logits = outputs.transpose(1, 2)  # [k, classes, n]
-        k, n = logits.shape[0], logits.shape[2]
-        return F.cross_entropy(logits, targets.expand(k, n), reduction="none").mean(dim=1)
 
 
 def is_plain_mlp(model: nn.Module) -> bool:

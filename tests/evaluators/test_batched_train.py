@@ -110,6 +110,24 @@ def test_grouped_updates_equal_row_updates(name: str, count: int) -> None:
         train_batch(task, members[:2], seed=3, updates="fused")
 
 
+@pytest.mark.parametrize("name", ["mnist1d-mlp", "digits-cnn"])
+def test_validation_in_chunks_of_rows_equals_all_rows(name: str) -> None:
+    """``validate(w, chunk)`` (the CPU runs ``VALIDATION_ROWS`` at a time) gives every row what one pass over all
+    rows gives: the rows are independent."""
+    from evaluators.loop import FlatParameters
+    from evaluators.stacked import stacked_model
+
+    setup = evaluators.prepare(evaluators.get_task(name), 0)
+    w = FlatParameters(setup.model).w.expand(7, -1).clone()
+    w.add_(torch.randn(w.shape, generator=torch.Generator().manual_seed(0)), alpha=0.05)  # 7 different rows
+    model = stacked_model(setup)
+    whole_loss, whole_accuracy = model.validate(w)
+    loss, accuracy = model.validate(w, 3)
+    np.testing.assert_allclose(loss, whole_loss, rtol=1e-5)
+    np.testing.assert_array_equal(accuracy, whole_accuracy)
+    assert len(set(np.round(whole_loss, 6))) > 1  # the rows differ: a mix-up of rows would show
+
+
 def test_failures_keep_their_step_and_reason() -> None:
     task = short(evaluators.get_task("quadratic"))
     rows = train_batch(task, [parse(NAN), library.get("adamw"), parse(DIVERGING)], seed=0)
