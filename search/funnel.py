@@ -340,9 +340,7 @@ class Funnel:
     # -- naming ---------------------------------------------------------------------------------------------------
 
     def _tasks_at(self, stage: str) -> tuple[str, ...]:
-        """The run's tasks at scale ``stage``, by base name (a search that cascades to ``digits-cnn@10x`` validates
-        on ``digits-cnn@10x`` at 10x, once)."""
-        return tuple(dict.fromkeys(f"{task.split('@')[0]}@{stage}" for task in self.tasks))
+        return scaled_tasks(self.tasks, stage)
 
     def study_name(self, candidate_id: int, task: str) -> str:
         """The Optuna study of a candidate's sweep on ``task`` (e.g. ``validate:lion-hunt:12:quadratic@10x``)."""
@@ -381,6 +379,12 @@ def baseline_of(store: Store, job: JobRecord) -> CandidateRecord | None:
 def evaluation_key(candidate_id: int, task: str) -> str:
     """The store key of a candidate's sweep on ``task``: one per (candidate, stage, task)."""
     return f"validate:c{candidate_id}:{task}"
+
+
+def scaled_tasks(tasks: Iterable[str], stage: str) -> tuple[str, ...]:
+    """A run's tasks at scale ``stage`` (``"10x"``), by base name and each once: a search that cascades to
+    ``digits-cnn@10x`` is validated on ``digits-cnn@10x`` at 10x, not on ``digits-cnn@10x@10x``."""
+    return tuple(dict.fromkeys(f"{task.split('@')[0]}@{stage}" for task in tasks))
 
 
 def unseen_key(candidate_id: int, task: str, seed: int) -> str:

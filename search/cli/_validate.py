@@ -129,9 +129,11 @@ def report(result: FunnelResult) -> str:
 
 def _columns(result: FunnelResult) -> list[tuple[str, str, str | None]]:
     """(header, stage, task or None for the stage's aggregate) of every stage column."""
+    from search.funnel import scaled_tasks
+
     columns: list[tuple[str, str, str | None]] = []
     for stage in result.stages:
-        tasks = list(result.unseen) if stage == UNSEEN else [f"{t}@{stage}" for t in result.tasks]
+        tasks = list(result.unseen) if stage == UNSEEN else list(scaled_tasks(result.tasks, stage))
         columns += [(task if stage != UNSEEN else f"{task} (unseen)", stage, task) for task in tasks]
         columns.append((f"{stage} wins" if stage == UNSEEN else f"{stage} vs AdamW", stage, None))
     return columns

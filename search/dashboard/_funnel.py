@@ -22,7 +22,7 @@ from evaluators import TaskError
 from search.cli._validate import _ratio_text
 from search.funnel import (
     ALL_STAGES, BASELINE, DEFAULT_SEEDS, UNSEEN, _judge, _judge_unseen, _sweep_of, evaluation_key, interval_method,
-    unseen_key, unseen_tasks,
+    scaled_tasks, unseen_key, unseen_tasks,
 )
 from search.store import CandidateRecord, EvaluationRecord, JobRecord, Store
 
@@ -145,7 +145,7 @@ def _judged(store: Store, target: JobRecord, tasks: list[str], settings: Setting
 def _scale_stage(store: Store, target: JobRecord, baseline: int, alive: list[int], stage: str, tasks: list[str],
                  table: _Table) -> list[int]:
     """Judge ``alive`` on a scale stage (``_judge``); the candidates that go on to the next stage."""
-    base = [store.get_evaluation(target.id, evaluation_key(baseline, f"{t}@{stage}")) for t in tasks]
+    base = [store.get_evaluation(target.id, evaluation_key(baseline, t)) for t in scaled_tasks(tasks, stage)]
     if any(b is None or b.status not in FINISHED for b in base):
         for c in alive:
             table.cells[c][stage] = "pending"
@@ -162,7 +162,7 @@ def _scale_stage(store: Store, target: JobRecord, baseline: int, alive: list[int
 def _scale_cell(store: Store, target: JobRecord, candidate: int, stage: str, tasks: list[str],
                 scores: dict[str, float], table: _Table) -> bool:
     """Fill the candidate's cell of ``stage``; True if it goes on to the next stage."""
-    recorded = [store.get_evaluation(target.id, evaluation_key(candidate, f"{t}@{stage}")) for t in tasks]
+    recorded = [store.get_evaluation(target.id, evaluation_key(candidate, t)) for t in scaled_tasks(tasks, stage)]
     if any(r is None or r.status not in FINISHED for r in recorded):
         table.cells[candidate][stage] = "pending"
         return False

@@ -15,7 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
-from search.funnel import DEFAULT_SEEDS, STAGES, UNSEEN, Funnel, FunnelConfig, FunnelResult, Sweep, unseen_tasks
+from search.funnel import (
+    DEFAULT_SEEDS, STAGES, UNSEEN, Funnel, FunnelConfig, FunnelResult, Sweep, scaled_tasks, unseen_tasks,
+)
 from search.jobs._base import Job, JobContext, JobError
 from search.jobs._registry import register_job
 from search.jobs._runner import Runner
@@ -83,10 +85,10 @@ class ValidateJob(Job):
         from evaluators import get_task
 
         tasks = target.config.get("tasks") if isinstance(target.config, Mapping) else None
-        for task in tasks or ():
-            for stage in self.config.stages:
-                if stage != UNSEEN:
-                    get_task(f"{task}@{stage}")  # TaskError before any worker starts (a plug-in task without scales)
+        for stage in self.config.stages:
+            if stage != UNSEEN:
+                for task in scaled_tasks(tasks or (), stage):
+                    get_task(task)  # TaskError before any worker starts (a plug-in task without scales)
         if UNSEEN in self.config.stages:
             unseen_tasks(tasks or (), self.config.unseen)  # FunnelError: an unknown task, or one the search used
 

@@ -18,7 +18,7 @@ import pytest
 from programs import library, parse
 from search.cli import main
 from search.executor import InlineExecutor
-from search.funnel import BASELINE_BIRTH, Funnel, FunnelConfig, FunnelError, FunnelResult, evaluation_key
+from search.funnel import BASELINE_BIRTH, Funnel, FunnelConfig, FunnelError, FunnelResult, evaluation_key, scaled_tasks
 from search.jobs._search import SearchConfig
 from search.kinds import OptimizerKind
 from search.store import Store
@@ -170,13 +170,19 @@ def test_runs_that_cannot_be_validated_are_refused(tmp_path: Path) -> None:
             Funnel(memory, nas, FunnelConfig(), InlineExecutor)
 
 
-def test_a_cascade_with_a_scaled_task_is_validated_on_each_base_task_once(tmp_path: Path) -> None:
-    with Store.for_run(tmp_path / "cascade") as store:
-        job = store.create_job("cascade", kind="optimizer", seed=3,
-                               config={"tasks": ["quadratic", "digits-cnn", "digits-cnn@10x"]})
-        funnel = Funnel(store, job, FunnelConfig(stages=("10x", "100x")), InlineExecutor)
-        assert funnel._units("10x") == [("quadratic@10x", 3), ("digits-cnn@10x", 3)]
-        assert funnel._units("100x") == [("quadratic@100x", 3), ("digits-cnn@100x", 3)]
+def test_a_cascade_with_a_scaled_task_is_validated_on_each_base_task_once(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert scaled_tasks(("quadratic", "digits-cnn", "digits-cnn@10x"), "100x") == ("quadratic@100x",
+                                                                                 "digits-cnn@100x")
+    folder = tmp_path / "cascade"  # a search that cascaded to its own 10x task
+    _make_run(folder, [(_source("lion"), 1.1)], tasks=("quadratic", "quadratic@10x"))
+    result = _funnel(folder, FunnelConfig(k=1, trials=1, stages=("10x",)))
+    assert [(s.task, s.status) for s in result.candidates[0].stages[0].sweeps] == [("quadratic@10x", "ok")]
+    capsys.readouterr()
+    assert main(["validate", str(folder), "-k", "1", "--trials", "1", "--stages", "10x", "--workers", "1",
+                 "--quiet"]) == 0  # the job's checks accept it, and the table has one column for the task
+    header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("candidate"))
+    assert header.count("quadratic@10x") == 1 and "@10x@10x" not in header
 
 
 @pytest.mark.parametrize("config", [{"k": 0}, {"trials": 0}, {"stages": ("1000x",)}, {"stages": ()},
