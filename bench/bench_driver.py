@@ -25,7 +25,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,13 +46,27 @@ def child(args: argparse.Namespace) -> None:
     marks = sorted(args.marks)
     boundaries = sorted({b for n in marks for b in (n - max(n // 10, 1), n)})
     seen: dict[int, float] = {}
+    sampled: dict[int, tuple[int, int, int]] = {}  # boundary -> (proposals, statements, transactions) so far
+    holder: dict[str, Any] = {}
+
+    def window(n: int) -> dict[str, float]:
+        """The figures over the results n - n/10 .. n: CPU per result, proposals per result, statements per
+        transaction and results per transaction."""
+        low = n - max(n // 10, 1)
+        (p0, s0, t0), (p1, s1, t1) = sampled[low], sampled[n]
+        return {"per_result_s": (seen[n] - seen[low]) / (n - low), "proposals_per_result": (p1 - p0) / (n - low),
+                "statements_per_transaction": (s1 - s0) / max(t1 - t0, 1),
+                "results_per_transaction": (n - low) / max(t1 - t0, 1)}
 
     def report(n: int) -> None:
         """With --progress: a line per mark as it is passed (a long run cut short still leaves its figures)."""
         low = n - max(n // 10, 1)
         if args.progress and n in marks and low in seen:
+            w = window(n)
             with open(args.progress, "a") as out:
-                print(f"{os.environ.get('PYTHONPATH')} {n} {(seen[n] - seen[low]) / (n - low) * 1e3:.3f} ms/result",
+                print(f"{os.environ.get('PYTHONPATH')} {n} {w['per_result_s'] * 1e3:.3f} ms/result, "
+                      f"{w['proposals_per_result']:.2f} proposals/result, {w['statements_per_transaction']:.1f} "
+                      f"statements/transaction, {w['results_per_transaction']:.1f} results/transaction",
                       file=out, flush=True)
 
     class InstantExecutor(Executor):
@@ -69,8 +83,11 @@ def child(args: argparse.Namespace) -> None:
             if not request.key.startswith("baseline"):
                 self.submitted += 1
                 if self.submitted - args.workers in boundaries:  # results recorded ~ submitted - in flight
-                    seen[self.submitted - args.workers] = time.process_time()
-                    report(self.submitted - args.workers)
+                    n = self.submitted - args.workers
+                    seen[n] = time.process_time()
+                    counters = holder["counters"]
+                    sampled[n] = (holder["job"].strategy._next_id, counters["statements"], counters["commits"])
+                    report(n)
             text = str(request.payload.get("program", ""))
             fitness = (xxhash.xxh64_intdigest(text.encode()) % 10_000) / 5_000
             future: Future[EvalOutcome] = Future()
@@ -88,19 +105,40 @@ def child(args: argparse.Namespace) -> None:
         store = Store(args.db) if args.db != "sqlite" else Store.for_run(Path(tmp) / "run")
         job = SearchJob.create(store, f"bench-{os.getpid()}", OptimizerKind(), config,
                                executor_factory=lambda **_: InstantExecutor(), show_progress=False)
+        holder.update(job=job, counters=_count_statements(store))
         start = time.process_time()
-        run_job(job)
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.runcall(run_job, job)
+            profiler.dump_stats(args.profile)
+        else:
+            run_job(job)
         elapsed = time.process_time() - start
         store.close()
-    per_result = {}
-    for n in marks:
-        low = n - max(n // 10, 1)
-        if low in seen and n in seen:
-            per_result[n] = (seen[n] - seen[low]) / (n - low)
+    figures = {n: window(n) for n in marks if n - max(n // 10, 1) in seen and n in seen}
     import search
 
-    print(json.dumps({"source": str(Path(search.__file__).parent.parent), "per_result_s": per_result,
-                      "total_cpu_s": elapsed}))
+    print(json.dumps({"source": str(Path(search.__file__).parent.parent), "marks": figures, "total_cpu_s": elapsed}))
+
+
+def _count_statements(store: object) -> dict[str, int]:
+    """Statements sent to the database and transactions committed (SQLAlchemy engine events), for the report."""
+    import sqlalchemy as sa
+
+    counters = {"statements": 0, "commits": 0}
+    engine = store._engine  # type: ignore[attr-defined]
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def statement(*_: object) -> None:
+        counters["statements"] += 1
+
+    @sa.event.listens_for(engine, "commit")
+    def commit(*_: object) -> None:
+        counters["commits"] += 1
+
+    return counters
 
 
 @contextmanager
@@ -130,13 +168,15 @@ def measure(source: Path, marks: list[int], args: argparse.Namespace, label: str
                    str(args.workers), "--db", db, "--marks", *map(str, marks)]
         if args.progress:
             command += ["--progress", args.progress]
+        if args.profile:
+            command += ["--profile", args.profile]
         env = {**os.environ, "PYTHONPATH": str(source), "OMP_NUM_THREADS": "1"}
         done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=source)
     if done.returncode != 0:
         raise SystemExit(f"bench child failed in {source}:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert Path(result["source"]).resolve() == source.resolve(), f"measured {result['source']}, not {source}"
-    return {int(k): v for k, v in result["per_result_s"].items()}
+    return {int(k): v for k, v in result["marks"].items()}
 
 
 def main() -> None:
@@ -151,6 +191,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8, help="evaluations in flight (the executor's width)")
     parser.add_argument("--db", default="sqlite", help="'sqlite' (a temporary run folder) or a database URL")
     parser.add_argument("--progress", help="append each mark's figure to this file as soon as it is passed")
+    parser.add_argument("--profile", help="with one tree (no baseline): write its cProfile stats to this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -163,7 +204,7 @@ def main() -> None:
     shown_db = args.db if args.db == "sqlite" else args.db.split("://")[0]
     print(f"population {args.population}, {args.workers} in flight, db {shown_db}; cores {os.cpu_count()}, "
           f"load {os.getloadavg()[0]:.1f}")
-    measured: dict[str, dict[int, float]] = {}
+    measured: dict[str, dict[int, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for rev, marks in baselines:
             tree = Path(tmp) / rev
@@ -176,18 +217,22 @@ def main() -> None:
             except SystemExit as error:  # a baseline that cannot run here (e.g. on this database) is left out
                 print(f"baseline {rev} left out: {str(error).splitlines()[-1]}")
         after = measure(ROOT, sorted(args.marks), args)
+    measured["this tree"] = after
     heads = "".join(f" {rev + ' ms':>16}" for rev in measured)
-    ratios = "".join(f" {'vs ' + rev:>12}" for rev in measured)
-    print(f"{'evaluations':>12}{heads} {'this tree ms':>13}{ratios}")
-    for n in sorted(set(args.marks).union(*measured.values())):
+    ratios = "".join(f" {'vs ' + rev:>12}" for rev in measured if rev != "this tree")
+    print(f"{'evaluations':>12}{heads}{ratios}")
+    for n in sorted(set().union(*measured.values())):
         now = after.get(n)
-        cells = "".join(f" {measured[rev][n] * 1e3:16.3f}" if n in measured[rev] else f" {'-':>16}"
+        cells = "".join(f" {measured[rev][n]['per_result_s'] * 1e3:16.3f}" if n in measured[rev] else f" {'-':>16}"
                         for rev in measured)
-        speedups = "".join(f" {measured[rev][n] / now:11.1f}x" if n in measured[rev] and now else f" {'-':>12}"
-                           for rev in measured)
-        shown = f"{now * 1e3:13.3f}" if now is not None else f"{'-':>13}"
-        print(f"{n:>12}{cells} {shown}{speedups}")
-
+        speedups = "".join(f" {measured[rev][n]['per_result_s'] / now['per_result_s']:11.1f}x"
+                           if n in measured[rev] and now else f" {'-':>12}" for rev in measured if rev != "this tree")
+        print(f"{n:>12}{cells}{speedups}")
+    print("per tree and mark: proposals per result, statements per transaction, results per transaction")
+    for rev, figures in measured.items():
+        for n, w in sorted(figures.items()):
+            print(f"{rev:>16} {n:>8}: {w['proposals_per_result']:6.2f} {w['statements_per_transaction']:7.1f} "
+                  f"{w['results_per_transaction']:7.1f}")
 
 if __name__ == "__main__":
     main()
