@@ -10,6 +10,9 @@ driver's CPU time (``time.process_time``) per recorded result over the results N
 tree (``git archive`` of ``--baseline-rev``, run in its own process) and for this tree, and the ratio. The baseline is
 slow (tens of ms per result at P = 1000), so it runs only up to ``--baseline-marks``; marks it does not reach are
 shown as "-". ``--baseline REV:N,N`` (repeatable) measures several baseline commits, each up to its own marks, instead.
+``--together`` runs every tree at the same time (on a shared machine the load then falls on all alike). Beside the
+CPU per result each mark reports proposals per result (a cache hit is one more), statements sent to the database
+per transaction and results recorded per transaction, over the same window.
 With a PostgreSQL ``--db`` URL every measured tree gets a database of its own, created empty on that server and
 dropped afterwards (trees of different commits may have different schemas).
 """
@@ -22,6 +25,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -139,19 +143,21 @@ def child(args: argparse.Namespace) -> None:
 
 
 def _count_statements(store: object) -> dict[str, int]:
-    """Statements sent to the database and transactions committed (SQLAlchemy engine events), for the report."""
+    """Statements the driver sent to the database and transactions it committed (SQLAlchemy engine events)."""
     import sqlalchemy as sa
 
     counters = {"statements": 0, "commits": 0}
     engine = store._engine  # type: ignore[attr-defined]
 
+    driver = threading.main_thread()  # not the lease's heartbeat thread, whose beats follow the wall clock
+
     @sa.event.listens_for(engine, "before_cursor_execute")
     def statement(*_: object) -> None:
-        counters["statements"] += 1
+        counters["statements"] += threading.current_thread() is driver
 
     @sa.event.listens_for(engine, "commit")
     def commit(*_: object) -> None:
-        counters["commits"] += 1
+        counters["commits"] += threading.current_thread() is driver
 
     return counters
 
@@ -206,6 +212,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8, help="evaluations in flight (the executor's width)")
     parser.add_argument("--db", default="sqlite", help="'sqlite' (a temporary run folder) or a database URL")
     parser.add_argument("--progress", help="append each mark's figure to this file as soon as it is passed")
+    parser.add_argument("--together", action="store_true",
+                        help="run the baselines and this tree at once (each its own process), not one after another")
     parser.add_argument("--profile", help="with one tree (no baseline): write its cProfile stats to this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -221,17 +229,38 @@ def main() -> None:
           f"load {os.getloadavg()[0]:.1f}")
     measured: dict[str, dict[int, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        runs: list[tuple[str, Path, list[int]]] = []
         for rev, marks in baselines:
             tree = Path(tmp) / rev
             tree.mkdir()
             archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True,
                                      check=True).stdout
             subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+            runs.append((rev, tree, marks))
+        runs.append(("this tree", ROOT, sorted(args.marks)))
+
+        def run(item: tuple[str, Path, list[int]]) -> dict[int, dict[str, float]] | None:
+            rev, tree, marks = item
             try:
-                measured[rev] = measure(tree, marks, args, label=rev)
+                return measure(tree, marks, args, label=rev.replace(" ", "_"))
             except SystemExit as error:  # a baseline that cannot run here (e.g. on this database) is left out
+                if rev == "this tree":
+                    raise
                 print(f"baseline {rev} left out: {str(error).splitlines()[-1]}")
-        after = measure(ROOT, sorted(args.marks), args)
+                return None
+
+        if args.together:  # every tree at once: a shared machine's load falls on all of them alike
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(len(runs)) as pool:
+                results = list(pool.map(run, runs))
+        else:
+            results = [run(item) for item in runs]
+        for (rev, _, _), result in zip(runs[:-1], results[:-1]):
+            if result is not None:
+                measured[rev] = result
+        after = results[-1]
+        assert after is not None
     measured["this tree"] = after
     heads = "".join(f" {rev + ' ms':>16}" for rev in measured)
     ratios = "".join(f" {'vs ' + rev:>12}" for rev in measured if rev != "this tree")
