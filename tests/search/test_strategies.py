@@ -530,14 +530,14 @@ def test_evolution_passes_over_a_parent_without_children() -> None:
         return flip(candidate, rng)
 
     # population 2: the warm start is the two initial candidates themselves, then every proposal is a tournament's
-    config = RegularizedEvolutionConfig(population_size=2, tournament_size=1)
+    config = RegularizedEvolutionConfig(population_size=2, tournament_size=2)
     strategy = RegularizedEvolution(config, [barren, ZEROS], flip_unless_barren, 0, **CODEC)
     first, second = strategy.ask(), strategy.ask()
     strategy.tell(first.id, 100.0)
     strategy.tell(second.id, 0.0)
-    for _ in range(6):  # until the barren member ages out, about half the tournaments (T = 1) draw it
-        proposal = strategy.ask()
-        assert first.id not in proposal.parent_ids
+    proposals = [strategy.ask() for _ in range(10)]  # asked before any tell: the barren member stays a contestant
+    assert all(p.parent_ids == (second.id,) for p in proposals)  # it wins 3 tournaments in 4 (T = 2), yet never parents
+    for proposal in proposals:
         strategy.tell(proposal.id, onemax(proposal.candidate))
 
     only_barren = RegularizedEvolution(RegularizedEvolutionConfig(population_size=1, tournament_size=1), [barren],
