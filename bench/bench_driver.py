@@ -38,9 +38,13 @@ def child(args: argparse.Namespace) -> None:
     """Runs in a subprocess whose ``sys.path`` starts with the source tree under test; prints JSON."""
     from concurrent.futures import Future
 
+    import numpy as np
     import xxhash
 
-    from programs import library
+    from hashing import fingerprint
+    from hashing._fingerprint import DEFAULT_CONFIG
+    from programs import library, parse
+    from programs.probe import run_program_probe
     from search.executor import EvalOutcome, EvalRequest, Executor
     from search.jobs import run_job
     from search.jobs._search import SearchConfig, SearchJob
@@ -51,7 +55,7 @@ def child(args: argparse.Namespace) -> None:
     boundaries = sorted({b for n in marks for b in (n - max(n // 10, 1), n)})
     seen: dict[int, float] = {}
     sampled: dict[int, tuple[int, int, int]] = {}  # boundary -> (proposals, statements, transactions) so far
-    holder: dict[str, Any] = {}
+    holder: dict[str, Any] = {"executor_s": 0.0}
 
     def window(n: int) -> dict[str, float]:
         """The figures over the results n - n/10 .. n: CPU per result, proposals per result, statements per
@@ -86,8 +90,19 @@ def child(args: argparse.Namespace) -> None:
         def __hash__(self) -> int:
             return self._number
 
+    def answer(text: str) -> tuple[str, float | None]:
+        """``--fitness text``: fitness in [0, 2) from the program text. ``--fitness behaviour``: from the program's
+        probe outputs (equal behaviour, equal fitness, as a real task gives), and a failed evaluation where they are
+        not finite (a real task fails such a program, so it never becomes a parent)."""
+        if args.fitness == "text":
+            return "ok", (xxhash.xxh64_intdigest(text.encode()) % 10_000) / 5_000
+        outputs = run_program_probe(parse(text), DEFAULT_CONFIG)
+        if not np.isfinite(outputs).all():
+            return "failed", None
+        return "ok", (xxhash.xxh64_intdigest(fingerprint(outputs).encode()) % 10_000) / 5_000
+
     class InstantExecutor(Executor):
-        """Answers at once; fitness in [0, 2) from the program text, so evolution has something to select."""
+        """Answers at once (see ``answer``); its own CPU time is not the driver's and is left out of the figures."""
 
         def __init__(self) -> None:
             self.submitted = 0
@@ -102,16 +117,19 @@ def child(args: argparse.Namespace) -> None:
                 self.submitted += 1
                 if self.submitted - args.workers in boundaries:  # results recorded ~ submitted - in flight
                     n = self.submitted - args.workers
-                    seen[n] = time.process_time()
+                    seen[n] = time.process_time() - holder["executor_s"]
                     counters = holder["counters"]
                     sampled[n] = (holder["job"].strategy._next_id, counters["statements"], counters["commits"])
                     report(n)
+            started = time.process_time()
             text = str(request.payload.get("program", ""))
-            fitness = (xxhash.xxh64_intdigest(text.encode()) % 10_000) / 5_000
+            status, fitness = answer(text)
             self.answered += 1
             future: Future[EvalOutcome] = _Answer(self.answered)
-            future.set_result(EvalOutcome(request.key, "ok", {"status": "ok", "fitness": fitness, "metrics": {},
-                                                               "scores": {}}, None, "instant", 0.0, 1))
+            future.set_result(EvalOutcome(request.key, "ok", {"status": status, "fitness": fitness, "metrics": {},
+                                                               "scores": {}, "error": None if fitness is not None
+                                                               else "non-finite"}, None, "instant", 0.0, 1))
+            holder["executor_s"] += time.process_time() - started
             return future
 
         def shutdown(self, wait: bool = True) -> None:
@@ -186,7 +204,7 @@ def database(url: str, name: str) -> Iterator[str]:
 def measure(source: Path, marks: list[int], args: argparse.Namespace, label: str = "tree") -> dict:
     with database(args.db, f"bench_driver_{label}_{os.getpid()}") as db:
         command = [sys.executable, __file__, "--child", "--population", str(args.population), "--workers",
-                   str(args.workers), "--db", db, "--marks", *map(str, marks)]
+                   str(args.workers), "--db", db, "--fitness", args.fitness, "--marks", *map(str, marks)]
         if args.progress:
             command += ["--progress", args.progress]
         if args.profile:
@@ -212,6 +230,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8, help="evaluations in flight (the executor's width)")
     parser.add_argument("--db", default="sqlite", help="'sqlite' (a temporary run folder) or a database URL")
     parser.add_argument("--progress", help="append each mark's figure to this file as soon as it is passed")
+    parser.add_argument("--fitness", choices=("text", "behaviour"), default="text",
+                        help="the instant executor's fitness: from the program text, or from its probe outputs "
+                             "(non-finite: failed)")
     parser.add_argument("--together", action="store_true",
                         help="run the baselines and this tree at once (each its own process), not one after another")
     parser.add_argument("--profile", help="with one tree (no baseline): write its cProfile stats to this file")
