@@ -10,6 +10,16 @@ driver's CPU time (``time.process_time``) per recorded result over the results N
 tree (``git archive`` of ``--baseline-rev``, run in its own process) and for this tree, and the ratio. The baseline is
 slow (tens of ms per result at P = 1000), so it runs only up to ``--baseline-marks``; marks it does not reach are
 shown as "-". ``--baseline REV:N,N`` (repeatable) measures several baseline commits, each up to its own marks, instead.
+``--together`` runs every tree at the same time (on a shared machine the load then falls on all alike). Beside the
+CPU per result each mark reports proposals per result (a cache hit is one more), statements sent to the database
+per transaction and results recorded per transaction, over the same window.
+
+``--fitness text`` (the default, as in the earlier figures) draws a result's fitness from the program text. Such a
+search degenerates after a few thousand results: programs whose probe updates are NaN (which a real task fails) win
+tournaments, the population fills with near-duplicates, and proposals per recorded result climb (seed 0: 1.3 at 1,000
+results, 2.7 at 5,000, 4.0 at 8,000, 16 at 10,000), so the figures then measure the search, not the driver.
+``--fitness behaviour`` draws it from the program's probe outputs (equal behaviour, equal fitness) and fails the
+evaluation of a program whose outputs are not finite, as a real task would; the executor's own CPU time is left out.
 With a PostgreSQL ``--db`` URL every measured tree gets a database of its own, created empty on that server and
 dropped afterwards (trees of different commits may have different schemas).
 """
@@ -22,10 +32,11 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,9 +45,13 @@ def child(args: argparse.Namespace) -> None:
     """Runs in a subprocess whose ``sys.path`` starts with the source tree under test; prints JSON."""
     from concurrent.futures import Future
 
+    import numpy as np
     import xxhash
 
-    from programs import library
+    from hashing import fingerprint
+    from hashing._fingerprint import DEFAULT_CONFIG
+    from programs import library, parse
+    from programs.probe import run_program_probe
     from search.executor import EvalOutcome, EvalRequest, Executor
     from search.jobs import run_job
     from search.jobs._search import SearchConfig, SearchJob
@@ -46,20 +61,59 @@ def child(args: argparse.Namespace) -> None:
     marks = sorted(args.marks)
     boundaries = sorted({b for n in marks for b in (n - max(n // 10, 1), n)})
     seen: dict[int, float] = {}
+    sampled: dict[int, tuple[int, int, int]] = {}  # boundary -> (proposals, statements, transactions) so far
+    holder: dict[str, Any] = {"executor_s": 0.0}
+
+    def window(n: int) -> dict[str, float]:
+        """The figures over the results n - n/10 .. n: CPU per result, proposals per result, statements per
+        transaction and results per transaction."""
+        low = n - max(n // 10, 1)
+        (p0, s0, t0), (p1, s1, t1) = sampled[low], sampled[n]
+        return {"per_result_s": (seen[n] - seen[low]) / (n - low), "proposals_per_result": (p1 - p0) / (n - low),
+                "statements_per_transaction": (s1 - s0) / max(t1 - t0, 1),
+                "results_per_transaction": (n - low) / max(t1 - t0, 1)}
 
     def report(n: int) -> None:
         """With --progress: a line per mark as it is passed (a long run cut short still leaves its figures)."""
         low = n - max(n // 10, 1)
         if args.progress and n in marks and low in seen:
+            w = window(n)
             with open(args.progress, "a") as out:
-                print(f"{os.environ.get('PYTHONPATH')} {n} {(seen[n] - seen[low]) / (n - low) * 1e3:.3f} ms/result",
+                print(f"{os.environ.get('PYTHONPATH')} {n} {w['per_result_s'] * 1e3:.3f} ms/result, "
+                      f"{w['proposals_per_result']:.2f} proposals/result, {w['statements_per_transaction']:.1f} "
+                      f"statements/transaction, {w['results_per_transaction']:.1f} results/transaction",
                       file=out, flush=True)
 
+    class _Answer(Future):  # type: ignore[type-arg]
+        """A future hashed by its submission number: the driver takes the results that arrived together from a set
+        of futures, whose order would otherwise follow their memory addresses and differ from run to run (and so
+        would the search). With this every run of a seeded search is the same, and trees that must propose the
+        same children do so visibly (equal proposals per result)."""
+
+        def __init__(self, number: int) -> None:
+            super().__init__()
+            self._number = number
+
+        def __hash__(self) -> int:
+            return self._number
+
+    def answer(text: str) -> tuple[str, float | None]:
+        """``--fitness text``: fitness in [0, 2) from the program text. ``--fitness behaviour``: from the program's
+        probe outputs (equal behaviour, equal fitness, as a real task gives), and a failed evaluation where they are
+        not finite (a real task fails such a program, so it never becomes a parent)."""
+        if args.fitness == "text":
+            return "ok", (xxhash.xxh64_intdigest(text.encode()) % 10_000) / 5_000
+        outputs = run_program_probe(parse(text), DEFAULT_CONFIG)
+        if not np.isfinite(outputs).all():
+            return "failed", None
+        return "ok", (xxhash.xxh64_intdigest(fingerprint(outputs).encode()) % 10_000) / 5_000
+
     class InstantExecutor(Executor):
-        """Answers at once; fitness in [0, 2) from the program text, so evolution has something to select."""
+        """Answers at once (see ``answer``); its own CPU time is not the driver's and is left out of the figures."""
 
         def __init__(self) -> None:
             self.submitted = 0
+            self.answered = 0
 
         @property
         def num_workers(self) -> int:
@@ -69,13 +123,20 @@ def child(args: argparse.Namespace) -> None:
             if not request.key.startswith("baseline"):
                 self.submitted += 1
                 if self.submitted - args.workers in boundaries:  # results recorded ~ submitted - in flight
-                    seen[self.submitted - args.workers] = time.process_time()
-                    report(self.submitted - args.workers)
+                    n = self.submitted - args.workers
+                    seen[n] = time.process_time() - holder["executor_s"]
+                    counters = holder["counters"]
+                    sampled[n] = (holder["job"].strategy._next_id, counters["statements"], counters["commits"])
+                    report(n)
+            started = time.process_time()
             text = str(request.payload.get("program", ""))
-            fitness = (xxhash.xxh64_intdigest(text.encode()) % 10_000) / 5_000
-            future: Future[EvalOutcome] = Future()
-            future.set_result(EvalOutcome(request.key, "ok", {"status": "ok", "fitness": fitness, "metrics": {},
-                                                               "scores": {}}, None, "instant", 0.0, 1))
+            status, fitness = answer(text)
+            self.answered += 1
+            future: Future[EvalOutcome] = _Answer(self.answered)
+            future.set_result(EvalOutcome(request.key, "ok", {"status": status, "fitness": fitness, "metrics": {},
+                                                               "scores": {}, "error": None if fitness is not None
+                                                               else "non-finite"}, None, "instant", 0.0, 1))
+            holder["executor_s"] += time.process_time() - started
             return future
 
         def shutdown(self, wait: bool = True) -> None:
@@ -88,19 +149,42 @@ def child(args: argparse.Namespace) -> None:
         store = Store(args.db) if args.db != "sqlite" else Store.for_run(Path(tmp) / "run")
         job = SearchJob.create(store, f"bench-{os.getpid()}", OptimizerKind(), config,
                                executor_factory=lambda **_: InstantExecutor(), show_progress=False)
+        holder.update(job=job, counters=_count_statements(store))
         start = time.process_time()
-        run_job(job)
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.runcall(run_job, job)
+            profiler.dump_stats(args.profile)
+        else:
+            run_job(job)
         elapsed = time.process_time() - start
         store.close()
-    per_result = {}
-    for n in marks:
-        low = n - max(n // 10, 1)
-        if low in seen and n in seen:
-            per_result[n] = (seen[n] - seen[low]) / (n - low)
+    figures = {n: window(n) for n in marks if n - max(n // 10, 1) in seen and n in seen}
     import search
 
-    print(json.dumps({"source": str(Path(search.__file__).parent.parent), "per_result_s": per_result,
-                      "total_cpu_s": elapsed}))
+    print(json.dumps({"source": str(Path(search.__file__).parent.parent), "marks": figures, "total_cpu_s": elapsed}))
+
+
+def _count_statements(store: object) -> dict[str, int]:
+    """Statements the driver sent to the database and transactions it committed (SQLAlchemy engine events)."""
+    import sqlalchemy as sa
+
+    counters = {"statements": 0, "commits": 0}
+    engine = store._engine  # type: ignore[attr-defined]
+
+    driver = threading.main_thread()  # not the lease's heartbeat thread, whose beats follow the wall clock
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def statement(*_: object) -> None:
+        counters["statements"] += threading.current_thread() is driver
+
+    @sa.event.listens_for(engine, "commit")
+    def commit(*_: object) -> None:
+        counters["commits"] += threading.current_thread() is driver
+
+    return counters
 
 
 @contextmanager
@@ -127,16 +211,18 @@ def database(url: str, name: str) -> Iterator[str]:
 def measure(source: Path, marks: list[int], args: argparse.Namespace, label: str = "tree") -> dict:
     with database(args.db, f"bench_driver_{label}_{os.getpid()}") as db:
         command = [sys.executable, __file__, "--child", "--population", str(args.population), "--workers",
-                   str(args.workers), "--db", db, "--marks", *map(str, marks)]
+                   str(args.workers), "--db", db, "--fitness", args.fitness, "--marks", *map(str, marks)]
         if args.progress:
             command += ["--progress", args.progress]
+        if args.profile:
+            command += ["--profile", args.profile]
         env = {**os.environ, "PYTHONPATH": str(source), "OMP_NUM_THREADS": "1"}
         done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=source)
     if done.returncode != 0:
         raise SystemExit(f"bench child failed in {source}:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert Path(result["source"]).resolve() == source.resolve(), f"measured {result['source']}, not {source}"
-    return {int(k): v for k, v in result["per_result_s"].items()}
+    return {int(k): v for k, v in result["marks"].items()}
 
 
 def main() -> None:
@@ -151,6 +237,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8, help="evaluations in flight (the executor's width)")
     parser.add_argument("--db", default="sqlite", help="'sqlite' (a temporary run folder) or a database URL")
     parser.add_argument("--progress", help="append each mark's figure to this file as soon as it is passed")
+    parser.add_argument("--fitness", choices=("text", "behaviour"), default="text",
+                        help="the instant executor's fitness: from the program text, or from its probe outputs "
+                             "(non-finite: failed)")
+    parser.add_argument("--together", action="store_true",
+                        help="run the baselines and this tree at once (each its own process), not one after another")
+    parser.add_argument("--profile", help="with one tree (no baseline): write its cProfile stats to this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -163,31 +255,56 @@ def main() -> None:
     shown_db = args.db if args.db == "sqlite" else args.db.split("://")[0]
     print(f"population {args.population}, {args.workers} in flight, db {shown_db}; cores {os.cpu_count()}, "
           f"load {os.getloadavg()[0]:.1f}")
-    measured: dict[str, dict[int, float]] = {}
+    measured: dict[str, dict[int, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        runs: list[tuple[str, Path, list[int]]] = []
         for rev, marks in baselines:
             tree = Path(tmp) / rev
             tree.mkdir()
             archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True,
                                      check=True).stdout
             subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-            try:
-                measured[rev] = measure(tree, marks, args, label=rev)
-            except SystemExit as error:  # a baseline that cannot run here (e.g. on this database) is left out
-                print(f"baseline {rev} left out: {str(error).splitlines()[-1]}")
-        after = measure(ROOT, sorted(args.marks), args)
-    heads = "".join(f" {rev + ' ms':>16}" for rev in measured)
-    ratios = "".join(f" {'vs ' + rev:>12}" for rev in measured)
-    print(f"{'evaluations':>12}{heads} {'this tree ms':>13}{ratios}")
-    for n in sorted(set(args.marks).union(*measured.values())):
-        now = after.get(n)
-        cells = "".join(f" {measured[rev][n] * 1e3:16.3f}" if n in measured[rev] else f" {'-':>16}"
-                        for rev in measured)
-        speedups = "".join(f" {measured[rev][n] / now:11.1f}x" if n in measured[rev] and now else f" {'-':>12}"
-                           for rev in measured)
-        shown = f"{now * 1e3:13.3f}" if now is not None else f"{'-':>13}"
-        print(f"{n:>12}{cells} {shown}{speedups}")
+            runs.append((rev, tree, marks))
+        runs.append(("this tree", ROOT, sorted(args.marks)))
 
+        def run(item: tuple[str, Path, list[int]]) -> dict[int, dict[str, float]] | None:
+            rev, tree, marks = item
+            try:
+                return measure(tree, marks, args, label=rev.replace(" ", "_"))
+            except SystemExit as error:  # a baseline that cannot run here (e.g. on this database) is left out
+                if rev == "this tree":
+                    raise
+                print(f"baseline {rev} left out: {str(error).splitlines()[-1]}")
+                return None
+
+        if args.together:  # every tree at once: a shared machine's load falls on all of them alike
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(len(runs)) as pool:
+                results = list(pool.map(run, runs))
+        else:
+            results = [run(item) for item in runs]
+        for (rev, _, _), result in zip(runs[:-1], results[:-1]):
+            if result is not None:
+                measured[rev] = result
+        after = results[-1]
+        assert after is not None
+    measured["this tree"] = after
+    heads = "".join(f" {rev + ' ms':>16}" for rev in measured)
+    ratios = "".join(f" {'vs ' + rev:>12}" for rev in measured if rev != "this tree")
+    print(f"{'evaluations':>12}{heads}{ratios}")
+    for n in sorted(set().union(*measured.values())):
+        now = after.get(n)
+        cells = "".join(f" {measured[rev][n]['per_result_s'] * 1e3:16.3f}" if n in measured[rev] else f" {'-':>16}"
+                        for rev in measured)
+        speedups = "".join(f" {measured[rev][n]['per_result_s'] / now['per_result_s']:11.1f}x"
+                           if n in measured[rev] and now else f" {'-':>12}" for rev in measured if rev != "this tree")
+        print(f"{n:>12}{cells}{speedups}")
+    print("per tree and mark: proposals per result, statements per transaction, results per transaction")
+    for rev, figures in measured.items():
+        for n, w in sorted(figures.items()):
+            print(f"{rev:>16} {n:>8}: {w['proposals_per_result']:6.2f} {w['statements_per_transaction']:7.1f} "
+                  f"{w['results_per_transaction']:7.1f}")
 
 if __name__ == "__main__":
     main()

@@ -27,18 +27,19 @@ def quantize(
     if not 0 <= mantissa_bits <= _MANTISSA_BITS:
         raise ValueError(f"mantissa_bits must be in 0..{_MANTISSA_BITS}, got {mantissa_bits}")
     x = np.array(values, dtype=np.float64)
+    finite = np.isfinite(x)  # flushing only zeroes finite values: this mask holds throughout
     magnitude = np.abs(x)
     tiny = magnitude < flush_below
     if flush_relative > 0.0 and x.ndim > 0 and x.size > 0:
-        finite_magnitude = np.where(np.isfinite(x), magnitude, 0.0)
+        finite_magnitude = np.where(finite, magnitude, 0.0)
         tiny |= magnitude < flush_relative * finite_magnitude.max(axis=-1, keepdims=True)
-    tiny |= x == 0.0  # -0.0 -> +0.0
     x[tiny] = 0.0
+    np.add(x, 0.0, out=x, where=finite)  # -0.0 -> +0.0 (IEEE round to nearest); every other value is unchanged
     bits = x.view(np.uint64)
     drop = _MANTISSA_BITS - mantissa_bits
     if drop:
-        half = np.uint64(1 << (drop - 1))
-        mask = np.uint64(_ALL_ONES ^ ((1 << drop) - 1))
-        bits = np.where(np.isfinite(x), (bits + half) & mask, bits)
+        rounded = bits + np.uint64(1 << (drop - 1))
+        rounded &= np.uint64(_ALL_ONES ^ ((1 << drop) - 1))
+        np.copyto(bits, rounded, where=finite)
     bits[np.isnan(x)] = CANONICAL_NAN_BITS
-    return bits.view(np.float64)
+    return x

@@ -20,6 +20,7 @@ level of rounding (and of the language's protected ``1e-8`` denominators, < 1e-3
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ import numpy as np
 from hashing import HashConfig
 from programs.errors import ProgramError
 from programs.execute import NumpyOps, Plan
-from programs.probe import program_probe
+from programs.probe import live_program, plan_for, program_probe
 from programs.program import Program
 
 if TYPE_CHECKING:
@@ -72,7 +73,28 @@ def lr_scaling(program: Program, *, tolerance: float = TOLERANCE) -> LrScaling:
         text = program.statements[index].to_text()
         return LrScaling(False, f"statement {index + 1} ({text}) reassigns lr: the schedule and lr tuning no longer "
                                 "reach the update", float("nan"))
-    updates = _probe_updates(program)
+    # The probe sees only the update, which dead statements never reach: it runs on the live statements (the same
+    # numbers, see ``live_program``) with their cached plan, and its verdict is memoised by them.
+    live = live_program(program)
+    key = (live, float(tolerance))
+    verdict = _VERDICTS.get(key)
+    if verdict is None:
+        verdict = _probe_verdict(_probe_updates(live, plan_for(live) if len(live) <= _PLANNED else None), tolerance)
+        _VERDICTS[key] = verdict
+        if len(_VERDICTS) > MEMO_SIZE:
+            _VERDICTS.popitem(last=False)  # the oldest
+    else:
+        _VERDICTS.move_to_end(key)
+    return verdict
+
+
+MEMO_SIZE = 8192  # recent verdicts by live code: a converged population draws the same children again and again
+_VERDICTS: OrderedDict[tuple[Program, float], LrScaling] = OrderedDict()
+_PLANNED = 64  # live forms up to this long use probe.plan_for's cache of plans (shared with functional hashing)
+
+
+def _probe_verdict(updates: list[np.ndarray], tolerance: float) -> LrScaling:
+    """The verdict on the probe ``updates`` (one array per lr of ``PROBE_LRS``)."""
     middle = len(PROBE_LRS) // 2
     reference, base_lr = updates[middle], PROBE_LRS[middle]
     worst = LrScaling(True)
@@ -111,9 +133,10 @@ def _compare(update: np.ndarray, reference: np.ndarray, factor: float, lr: float
     return LrScaling(False, f"lr {_fmt(base_lr)} -> {_fmt(lr)} should scale the update by {factor:g}x; {how}", error)
 
 
-def _probe_updates(program: Program) -> list[np.ndarray]:
-    """The updates ``(steps, S, K, n)`` at each of ``PROBE_LRS``, the weights following the middle lr's run."""
-    plan = Plan(program)
+def _probe_updates(program: Program, plan: Plan | None = None) -> list[np.ndarray]:
+    """The updates ``(steps, S, K, n)`` at each of ``PROBE_LRS``, the weights following the middle lr's run
+    (``plan``: ``program``'s, if already built)."""
+    plan = Plan(program) if plan is None else plan
     probe = program_probe(_PROBE_CONFIG)
     steps = probe.gradients.shape[0]
     middle = len(PROBE_LRS) // 2

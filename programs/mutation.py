@@ -150,13 +150,15 @@ class _Edit:
 
 
 def _edit(program: Program, rng: np.random.Generator, config: MutationConfig, table: tuple[list[str], list[float]],
-          dead: frozenset[int] = frozenset()) -> _Edit:
+          dead: frozenset[int] | None = None) -> _Edit:
+    """One valid edit. ``dead`` (FCM): the parent's dead statements; an edit that cannot change the live code is
+    drawn (the same random numbers) but not built (``child`` None). None: every child is built."""
     kinds, cumulative = table
     if not kinds:
         raise ProgramError(f"cannot mutate a program of {len(program)} statements with insertion turned off")
     for _ in range(config.edit_tries):
         kind = kinds[bisect_right(cumulative, rng.random() * cumulative[-1])]
-        result = _EDITS[kind](program, rng, config, dead or frozenset())
+        result = _EDITS[kind](program, rng, config, dead)
         if result is not None and (kind == MODIFY or result.child is None or is_valid_fast(result.child)):
             return result  # a modification keeps every type and definition, so its child is valid by construction
     raise ProgramError(f"no valid mutation found in {config.edit_tries} tries for a program of {len(program)} statements")
@@ -172,44 +174,66 @@ def _kind_table(program: Program, config: MutationConfig) -> tuple[list[str], li
     return kinds, list(accumulate(weights[k] for k in kinds))
 
 
-Edit = Callable[[Program, np.random.Generator, MutationConfig, frozenset], "_Edit | None"]
+Edit = Callable[[Program, np.random.Generator, MutationConfig, "frozenset[int] | None"], "_Edit | None"]
 
 
-def _insert(program: Program, rng: np.random.Generator, config: MutationConfig, dead: frozenset[int]) -> _Edit:
+def _insert(program: Program, rng: np.random.Generator, config: MutationConfig, dead: frozenset[int] | None) -> _Edit:
     index = int(rng.integers(len(program) + 1))
-    env = types_before(program, index)
+    env = _types_before(program, index)
     fn = config.functions[int(rng.integers(len(config.functions)))]
     args = tuple(_random_arg(env, rng, config) for _ in range(PRIMITIVES[fn].arity))
     target = _random_target(program, rng, config)
+    if dead is not None and target == _fresh(program):
+        # A fresh variable is read by no statement and returned by none: the new statement is dead, the live code
+        # unchanged, and the child valid (nothing else changes type or loses a definition)
+        return _Edit(None, INSERT, index, str)
     statement = Statement(target, fn, args)
     statements = program.statements[:index] + (statement,) + program.statements[index:]
     return _Edit(program.replace_statements(statements), INSERT, index,
                  lambda: f"insert {index}: {statement.to_text()}")
 
 
-def _delete(program: Program, rng: np.random.Generator, config: MutationConfig, dead: frozenset[int]) -> _Edit:
+def _delete(program: Program, rng: np.random.Generator, config: MutationConfig, dead: frozenset[int] | None) -> _Edit:
     index = int(rng.integers(len(program)))
     removed = program.statements[index]
+    if dead is not None and index in dead:  # deleting a dead statement leaves the live code as it is; still checked
+        valid = _unread_until_rewritten(program, index)
+        if valid is None:
+            statements = program.statements[:index] + program.statements[index + 1 :]
+            valid = is_valid_fast(program.replace_statements(statements))
+        return _Edit(None, DELETE, index, str) if valid else None  # type: ignore[return-value]
     statements = program.statements[:index] + program.statements[index + 1 :]
     child = program.replace_statements(statements)
-    if index in dead:  # deleting a dead statement leaves the live code as it is; still checked for validity
-        return _Edit(None, DELETE, index, str) if is_valid_fast(child) else None  # type: ignore[return-value]
     return _Edit(child, DELETE, index, lambda: f"delete {index}: {removed.to_text()}")
 
 
-def _modify(program: Program, rng: np.random.Generator, config: MutationConfig, dead: frozenset[int]) -> _Edit | None:
+def _unread_until_rewritten(program: Program, index: int) -> bool | None:
+    """True when nothing reads what statement ``index`` writes before it is written again, and it is not returned:
+    then deleting that statement keeps a valid program valid (no read loses its definition or changes type).
+    None when it is read or returned: only a full check (``is_valid_fast`` of the child) can tell."""
+    target = program.statements[index].target
+    for statement in program.statements[index + 1:]:
+        if target in statement.variables():
+            return None
+        if statement.target == target:
+            return True
+    return None if target in program.outputs else True
+
+
+def _modify(program: Program, rng: np.random.Generator, config: MutationConfig,
+            dead: frozenset[int] | None) -> _Edit | None:
     candidates = [i for i, s in enumerate(program.statements) if s.args]
     index = candidates[int(rng.integers(len(candidates)))]
     statement = program.statements[index]
     position = int(rng.integers(len(statement.args)))
     old = statement.args[position]
     if isinstance(old, str):
-        new: Arg | None = _swap_variable(types_before(program, index), old, rng)
+        new: Arg | None = _swap_variable(_types_before(program, index), old, rng)
         if new is None:
             return None  # no other variable of the same type is defined here: draw another edit
     else:
         new = _perturb_constant(old, rng)
-    if index in dead:  # a dead statement stays dead whatever its arguments: the live code is unchanged
+    if dead is not None and index in dead:  # a dead statement stays dead whatever its arguments
         return _Edit(None, MODIFY, index, str)
     args = statement.args[:position] + (new,) + statement.args[position + 1 :]
     modified = Statement(statement.target, statement.fn, args)
@@ -219,6 +243,21 @@ def _modify(program: Program, rng: np.random.Generator, config: MutationConfig, 
 
 
 _EDITS: dict[str, Edit] = {INSERT: _insert, DELETE: _delete, MODIFY: _modify}
+
+
+_ENVS: list = [None, {}]  # the program last asked about and its environments by index (read-only dicts)
+
+
+def _types_before(program: Program, index: int) -> dict[str, bool]:
+    """``types_before``, memoised for the program being mutated: FCM draws several edits of one parent, each of
+    which asks for the environment at its index. The dict returned is shared: read it, never change it."""
+    if _ENVS[0] is not program:
+        _ENVS[0], _ENVS[1] = program, {}
+    envs: dict[int, dict[str, bool]] = _ENVS[1]
+    env = envs.get(index)
+    if env is None:
+        env = envs[index] = types_before(program, index)
+    return env
 
 
 def types_before(program: Program, index: int) -> dict[str, bool]:
@@ -256,9 +295,15 @@ def _random_arg(env: dict[str, bool], rng: np.random.Generator, config: Mutation
 
 def _random_target(program: Program, rng: np.random.Generator, config: MutationConfig) -> str:
     if rng.random() < config.new_variable_probability:
-        return fresh_name(program.names())
+        return _fresh(program)
     existing = list(dict.fromkeys(program.inputs + tuple(s.target for s in program.statements)))
     return existing[int(rng.integers(len(existing)))]
+
+
+def _fresh(program: Program) -> str:
+    """The fresh variable an insertion into ``program`` writes (computed once per program: a parent is mutated
+    many times)."""
+    return program.derived("fresh_name", lambda p: fresh_name(p.names()))
 
 
 def fresh_name(taken: set[str] | frozenset[str], prefix: str = "x") -> str:

@@ -95,13 +95,20 @@ def run_program_probe(program: Program, config: HashConfig) -> np.ndarray:
 def live_program(program: Program) -> Program:
     """``program`` without its dead statements (those the update never depends on): the same probe outputs, so the
     functional hash probes this and memoises by it (``register_probe_runner(..., canonical=)``). ``program`` itself
-    when dropping them leaves a state output that is not a tensor (its last write dead, an earlier one a scalar)."""
+    when dropping them leaves a state output that is not a tensor (its last write dead, an earlier one a scalar).
+    Computed once per program object (the hash and the lr probe both ask)."""
+    pruned = program.derived("live_program", _pruned)
+    return program if pruned is None else pruned
+
+
+def _pruned(program: Program) -> Program | None:
+    """``live_program``, or None for ``program`` itself (kept on the object: no reference to itself)."""
     live = live_indices(program)
     if len(live) == len(program):
-        return program
+        return None
     statements = program.statements
     pruned = program.replace_statements(tuple(statements[i] for i in live))
-    return pruned if is_valid_fast(pruned) else program
+    return pruned if is_valid_fast(pruned) else None
 
 
 register_probe_runner(Program, run_program_probe, canonical=live_program)

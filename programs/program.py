@@ -6,11 +6,12 @@ A ``Program`` is immutable and hashable; its canonical text (``to_text``) round-
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Union
+from typing import Any, Callable, TypeVar, Union
 
 from programs.primitives import PRIMITIVES
 
 Arg = Union[str, float]  # a variable name or a numeric constant
+T = TypeVar("T")
 
 TENSOR_INPUTS = ("w", "g", "m", "v")
 STATE = ("m", "v")
@@ -32,8 +33,9 @@ def _cached_hash(self: Any) -> int:
 
 
 def _state_without_hash(self: Any) -> dict[str, Any]:
-    """Pickled state: the fields alone (a string hash differs between processes)."""
-    return {k: v for k, v in self.__dict__.items() if k not in ("_hash", "_variables")}
+    """Pickled state: the fields alone, not what is cached on the object (a string hash differs between processes;
+    derived values are recomputed where needed)."""
+    return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,18 @@ class Program:
 
     def __len__(self) -> int:
         return len(self.statements)
+
+    def derived(self, name: str, compute: Callable[[Program], T]) -> T:
+        """``compute(self)``, computed once per object under ``name`` and kept on it (never pickled): a program is
+        immutable, and the driver asks several times for what follows from it (its live statements: FCM, the
+        functional hash and the lr probe each need them for every child)."""
+        key = "_" + name
+        try:
+            return self.__dict__[key]
+        except KeyError:
+            value = compute(self)
+            object.__setattr__(self, key, value)
+            return value
 
     @property
     def uses_step(self) -> bool:

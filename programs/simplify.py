@@ -157,8 +157,13 @@ def live_indices(program: Program) -> tuple[int, ...]:
     """The 0-based indices of the statements the returned update depends on, across steps (the statements
     ``simplify`` keeps), in one backward pass per live output: linear, no graph.
 
-    The same set as the ancestors of the update in ``dataflow_graph``; mutation calls it on every FCM child.
+    The same set as the ancestors of the update in ``dataflow_graph``; mutation calls it on every FCM child, and
+    the functional hash and the lr probe on the same child again: computed once per program object.
     """
+    return program.derived("live_indices", _live_indices)
+
+
+def _live_indices(program: Program) -> tuple[int, ...]:
     statements = program.statements
     live: set[int] = set()
     roots = [0]  # output positions to trace: the update, then each state whose input a live statement reads

@@ -373,8 +373,8 @@ class SearchJob(Job):
         self._unwritten.add(proposal.id)
 
     def _write_asked(self) -> None:
-        """Write the candidates asked since the last call, their evaluations and the cache hits' results: three
-        statements however many."""
+        """Write the candidates asked since the last call and their evaluations, the cache hits' already finished:
+        a few statements however many."""
         asked, self._asked = self._asked, []
         self._unwritten.clear()
         if not asked:
@@ -385,11 +385,9 @@ class SearchJob(Job):
             for a in asked])
         for a, candidate_id in zip(asked, candidate_ids):
             self.candidate_by_birth[a.proposal_id] = candidate_id
-        evaluation_ids = self.store.add_evaluations(self.record.id, [
-            {"candidate_id": c, "key": f"c{c}", "task": self.search_task, "seed": a.seed}
+        evaluation_ids = self.store.add_evaluations(self.record.id, [  # cache hits are written finished
+            {"candidate_id": c, "key": f"c{c}", "task": self.search_task, "seed": a.seed, **(a.hit or {})}
             for a, c in zip(asked, candidate_ids)])
-        self.store.finish_evaluations(self.record.id, [
-            {"evaluation_id": e, **a.hit} for a, e in zip(asked, evaluation_ids) if a.hit is not None])
         for a, c, e in zip(asked, candidate_ids, evaluation_ids):
             if a.payload is not None:
                 self._queued.append((_Flight(e, c, a.proposal_id, a.hash), a.payload))

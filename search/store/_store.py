@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from search.store import _lease, _queries
 from search.store._lease import DEFAULT_TTL_S, Heartbeat, Lease
@@ -149,6 +151,7 @@ class Store:
             try:
                 with self._begin() as conn:
                     self._local.conn = conn
+                    self._local.orders = {}  # job id -> next finished_order, known within this transaction
                     try:
                         yield conn
                     finally:
@@ -182,6 +185,17 @@ class Store:
             transaction.commit()
         finally:
             conn.close()
+
+    def _take_orders(self, conn: sa.Connection, job_id: int, count: int) -> int:
+        """The first of ``count`` consecutive ``finished_order`` values for the job's next finished evaluations. The
+        next free value is read once per transaction, then kept: a driver that finishes results and writes cache
+        hits in one unit asks the database once."""
+        orders: dict[int, int] = self._local.orders
+        order = orders.get(job_id)
+        if order is None:
+            order = _next(conn, evaluations.c.finished_order, evaluations.c.job_id == job_id, start=1)
+        orders[job_id] = order + count
+        return order
 
     def _database_error(self, error: sa.exc.DBAPIError, doing: str = "") -> StoreError:
         """One line for an error of the database itself: damage, or a failure of the storage (then: how to go on)."""
@@ -465,7 +479,7 @@ class Store:
                 raise StoreError(f"no evaluation with id {evaluation_id} in {describe(self.url)}")
             if row.status in FINISHED_STATUSES:
                 return False
-            order = _next(conn, evaluations.c.finished_order, evaluations.c.job_id == row.job_id, start=1)
+            order = self._take_orders(conn, row.job_id, 1)
             conn.execute(sa.update(evaluations).where(evaluations.c.id == evaluation_id).values(
                 status=status, fitness=_finite_or_none(fitness), metrics=metrics, error=error, worker=worker,
                 wall_time=wall_time, attempts=attempts, cache_hit=status == "cached", finished_order=order,
@@ -513,27 +527,44 @@ class Store:
             values.append({"job_id": job_id, "kind": row["kind"], "text": row["text"], "hash": row["hash"],
                            "parent_ids": [int(p) for p in row["parent_ids"]], "mutation": row.get("mutation"),
                            "birth": int(row["birth"]), "created_at": stamp})
-        query = sa.insert(candidates).returning(candidates.c.id, sort_by_parameter_order=True)
         with self._connection() as conn:
             try:
-                return [int(r.id) for r in conn.execute(query, values)]
+                return _insert_ids(conn, candidates, values, candidates.c.birth, job_id)
             except sa.exc.IntegrityError:
                 raise StoreError(f"job {job_id}: a birth among {[v['birth'] for v in values][:5]} is taken") from None
 
     def add_evaluations(self, job_id: int, rows: Sequence[Mapping[str, Any]]) -> list[int]:
-        """Record new "pending" evaluations (each row: ``candidate_id, key, task, seed``) in one statement; their
-        ids in order. Unlike ``add_evaluation`` the keys must be new (``StoreError`` otherwise)."""
+        """Record new evaluations (each row: ``candidate_id, key, task, seed``) in one statement; their ids in order.
+        Unlike ``add_evaluation`` the keys must be new (``StoreError`` otherwise).
+
+        A row is "pending" (dispatched) unless it carries a finished ``status`` ("cached": a cache hit) with the other
+        keyword arguments of ``finish_evaluation``: then it is recorded finished at once, taking the next
+        ``finished_order`` in row order, as if added pending and finished right after (one statement, not three)."""
         self._writable()
         if not rows:
             return []
         stamp = now()
-        values = [{"job_id": job_id, "candidate_id": int(r["candidate_id"]), "key": r["key"], "task": r["task"],
-                   "seed": int(r["seed"]), "status": "pending", "attempts": 0, "cache_hit": False,
-                   "created_at": stamp} for r in rows]
-        query = sa.insert(evaluations).returning(evaluations.c.id, sort_by_parameter_order=True)
+        values = []
+        for r in rows:
+            status = r.get("status", "pending")
+            value = {"job_id": job_id, "candidate_id": int(r["candidate_id"]), "key": r["key"], "task": r["task"],
+                     "seed": int(r["seed"]), "status": "pending", "fitness": None, "metrics": None, "error": None,
+                     "worker": None, "wall_time": None, "attempts": 0, "cache_hit": False, "finished_order": None,
+                     "created_at": stamp, "finished_at": None}
+            if status != "pending":
+                _check(status, FINISHED_STATUSES, "finished status")
+                value.update(status=status, fitness=_finite_or_none(r.get("fitness")), metrics=r.get("metrics"),
+                             error=r.get("error"), worker=r.get("worker"), wall_time=r.get("wall_time"),
+                             attempts=r.get("attempts", 0), cache_hit=status == "cached", finished_at=stamp)
+            values.append(value)
         with self._connection() as conn:
+            finished = [v for v in values if v["status"] != "pending"]
+            if finished:
+                order = self._take_orders(conn, job_id, len(finished))
+                for offset, value in enumerate(finished):
+                    value["finished_order"] = order + offset
             try:
-                return [int(r.id) for r in conn.execute(query, values)]
+                return _insert_ids(conn, evaluations, values, evaluations.c.key, job_id)
             except sa.exc.IntegrityError:
                 raise StoreError(f"job {job_id}: an evaluation key among {[v['key'] for v in values][:5]} is "
                                  "taken") from None
@@ -554,7 +585,8 @@ class Store:
             missing = [i for i in ids if i not in found]
             if missing:
                 raise StoreError(f"no evaluation with id {missing[0]} in job {job_id} of {describe(self.url)}")
-            order = _next(conn, evaluations.c.finished_order, evaluations.c.job_id == job_id, start=1)
+            fresh = sum(1 for i in set(ids) if found[i] not in FINISHED_STATUSES)
+            order = self._take_orders(conn, job_id, fresh)
             recorded, values, stamp = [], [], now()
             for evaluation_id, row in zip(ids, rows):
                 fresh = found[evaluation_id] not in FINISHED_STATUSES
@@ -598,18 +630,27 @@ class Store:
         return record
 
     def save_cache_entries(self, job_id: int, entries: Mapping[str, Any]) -> None:
-        """Insert or replace FEC cache entries ``{hash: payload}`` of the job (one statement each for the updated
-        and the new ones)."""
+        """Insert or replace FEC cache entries ``{hash: payload}`` of the job: one upsert statement on SQLite and
+        PostgreSQL (``INSERT ... ON CONFLICT DO UPDATE``), elsewhere one statement each for the updated and the new
+        ones."""
         if not entries:
             return
         stamp = now()
         self._writable()
+        rows = [{"job_id": job_id, "hash": h, "payload": p, "updated_at": stamp} for h, p in entries.items()]
         with self._connection() as conn:
+            upsert = _UPSERTS.get(conn.dialect.name)
+            if upsert is not None:
+                insert = upsert(cache_entries)
+                conn.execute(insert.on_conflict_do_update(
+                    index_elements=[cache_entries.c.job_id, cache_entries.c.hash],
+                    set_={"payload": insert.excluded.payload, "updated_at": insert.excluded.updated_at}), rows)
+                return
             existing = set(conn.execute(sa.select(cache_entries.c.hash).where(
                 cache_entries.c.job_id == job_id, cache_entries.c.hash.in_(list(entries)))).scalars())
-            updates = [{"b_hash": h, "payload": p, "updated_at": stamp} for h, p in entries.items() if h in existing]
-            inserts = [{"job_id": job_id, "hash": h, "payload": p, "updated_at": stamp}
-                       for h, p in entries.items() if h not in existing]
+            updates = [{"b_hash": r["hash"], "payload": r["payload"], "updated_at": stamp} for r in rows
+                       if r["hash"] in existing]
+            inserts = [r for r in rows if r["hash"] not in existing]
             if updates:
                 conn.execute(sa.update(cache_entries).where(
                     cache_entries.c.job_id == job_id, cache_entries.c.hash == sa.bindparam("b_hash")), updates)
@@ -703,6 +744,28 @@ def _next(conn: sa.Connection, column: sa.Column[Any], where: sa.ColumnElement[b
     current = conn.execute(sa.select(column).where(where, column.is_not(None)).order_by(column.desc())
                            .limit(1)).scalar()
     return start if current is None else int(current) + 1
+
+
+def _insert_ids(conn: sa.Connection, table: sa.Table, values: list[dict[str, Any]], key: sa.Column[Any],
+                job_id: int) -> list[int]:
+    """Insert ``values`` (rows of one job, ``key`` unique within the job) and return their ids in order, in few
+    statements. PostgreSQL returns the ids of a multi-row ``INSERT ... RETURNING`` in order (SQLAlchemy's sentinel);
+    on SQLite SQLAlchemy can only keep that order by inserting row by row, so there the rows go in one executemany
+    and their ids come back in one ``SELECT`` by their keys (two statements however many rows)."""
+    if conn.dialect.name != "sqlite":
+        query = sa.insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        return [int(r.id) for r in conn.execute(query, values)]
+    conn.execute(sa.insert(table), values)
+    keys = [v[key.name] for v in values]
+    ids: dict[Any, int] = {}
+    for start in range(0, len(keys), _IN_CHUNK):
+        chunk = keys[start:start + _IN_CHUNK]
+        ids.update(conn.execute(sa.select(key, table.c.id).where(table.c.job_id == job_id, key.in_(chunk))).all())
+    return [int(ids[k]) for k in keys]
+
+
+_IN_CHUNK = 500  # keys per IN (...) list: far below SQLite's limit of bound parameters
+_UPSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 
 
 def _latest_seq(conn: sa.Connection, job_id: int) -> int:

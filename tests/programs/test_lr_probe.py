@@ -86,3 +86,57 @@ def test_random_programs_are_redrawn_until_they_scale() -> None:
     programs = [random_scaling_program(rng) for _ in range(20)]
     assert all(lr_scaling(p).ok for p in programs)
     assert all(3 <= len(p) < 13 for p in programs)
+
+
+def _reference_verdict(program):
+    """The lr probe as it ran before it probed the live statements and memoised: the whole program, planned afresh."""
+    from programs.lr_probe import TOLERANCE, _probe_updates, _probe_verdict
+
+    index = writes_lr(program)
+    if index is not None:
+        return lr_scaling(program)  # the static check alone decides; it reads the whole program as before
+    return _probe_verdict(_probe_updates(program), TOLERANCE)
+
+
+def test_probing_the_live_statements_gives_the_verdicts_of_probing_the_whole_program():
+    from programs import MutationConfig, mutate_with_info, random_program
+    from programs.lr_probe import _VERDICTS, _probe_updates
+    from programs.probe import live_program
+
+    rng = np.random.default_rng(41)
+    programs = [library.get(name) for name in library.names()] + [random_program(rng, int(rng.integers(2, 16)))
+                                                                  for _ in range(60)]
+    for _ in range(4):  # children (FCM, as the search draws them), and their children
+        programs += [mutate_with_info(p, rng, MutationConfig(fcm=True))[0] for p in programs[-60:]]
+    _VERDICTS.clear()
+    pruned = 0
+    for program in programs:
+        live = live_program(program)
+        pruned += live is not program
+        if writes_lr(program) is None:  # the numbers themselves: bit for bit, NaN where NaN
+            assert all(np.array_equal(a, b, equal_nan=True)
+                       for a, b in zip(_probe_updates(program), _probe_updates(live))), program.to_text()
+        reference = _reference_verdict(program)
+        for verdict in (lr_scaling(program), lr_scaling(program)):  # computed, then memoised
+            assert (verdict.ok, verdict.reason) == (reference.ok, reference.reason), program.to_text()
+            assert np.array_equal(verdict.error, reference.error, equal_nan=True), program.to_text()
+    assert pruned > len(programs) // 4, "the test must cover programs with dead code"
+    assert any(not _reference_verdict(p).ok for p in programs) and any(_reference_verdict(p).ok for p in programs)
+
+
+def _children(parent, seed: int) -> list:
+    rng = np.random.default_rng(seed)
+    return [mutate_scaling(parent, rng) for _ in range(15)]
+
+
+def test_memoised_verdicts_give_the_children_of_a_fresh_probe():
+    from programs.lr_probe import _VERDICTS
+
+    parents = [library.get("adamw"), library.get("lion")] * 3
+    fresh = []
+    for index, parent in enumerate(parents):  # each parent's children with an empty memo
+        _VERDICTS.clear()
+        fresh.append(_children(parent, index))
+    for _ in range(2):  # then twice without clearing: the second time every verdict comes from the memo
+        assert [_children(parent, index) for index, parent in enumerate(parents)] == fresh
+    assert len({child for children in fresh for child, _ in children}) > 30

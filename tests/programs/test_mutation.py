@@ -354,3 +354,54 @@ def test_fcm_hashes_at_most_its_budget(monkeypatch):
     child, _ = mutate_with_info(parent, np.random.default_rng(24), config)
     check(child)
     assert sum(hashed) <= config.fcm_budget and len(hashed) >= 2
+
+
+def _programs_with_dead_code(seed: int, count: int = 80) -> list[Program]:
+    """Library programs, random programs and their FCM children (dead code accumulates as in a search)."""
+    rng = np.random.default_rng(seed)
+    found = LIBRARY + [random_program(rng, int(rng.integers(1, 16))) for _ in range(count)]
+    for _ in range(3):
+        found += [mutate(p, rng, MutationConfig(fcm=True)) for p in found[-count:]]
+    return found
+
+
+def test_deleting_a_statement_read_by_nobody_before_its_rewrite_keeps_the_program_valid():
+    from programs.mutation import _unread_until_rewritten
+
+    decided = 0
+    for program in _programs_with_dead_code(31):
+        for index in range(len(program)):
+            verdict = _unread_until_rewritten(program, index)
+            child = program.replace_statements(program.statements[:index] + program.statements[index + 1:])
+            if verdict is not None:
+                decided += 1
+                assert verdict and is_valid(child), (program.to_text(), index)
+    assert decided > 200
+
+
+def test_an_insert_of_a_fresh_variable_is_dead_and_valid():
+    from programs.mutation import _fresh, _live_code, _types_before, types_before
+
+    rng = np.random.default_rng(32)
+    for program in _programs_with_dead_code(33, count=30):
+        target = _fresh(program)
+        assert target not in program.names()
+        for index in range(len(program) + 1):
+            assert _types_before(program, index) == types_before(program, index)
+            env = types_before(program, index)
+            fn = str(rng.choice(list(programs.PRIMITIVES)))
+            args = tuple(str(rng.choice(list(env))) if rng.random() < 0.8 else 0.5
+                         for _ in range(programs.PRIMITIVES[fn].arity))
+            child = program.replace_statements(
+                program.statements[:index] + (Statement(target, fn, args),) + program.statements[index:])
+            assert is_valid(child) and _live_code(child) == _live_code(program), (program.to_text(), index)
+
+
+def test_fcm_with_its_shortcuts_gives_the_children_of_hashing_every_child_along_lineages():
+    # the edits FCM skips without building them (dead deletes and modifications, inserts of fresh variables)
+    # must draw the same random numbers and keep the same children as building and hashing every child
+    config = MutationConfig(fcm=True)
+    for seed, parent in enumerate(_programs_with_dead_code(34, count=25)[-60:]):
+        fast = mutate_with_info(parent, np.random.default_rng(seed), config)
+        reference = _fcm_hashing_every_child(parent, np.random.default_rng(seed), config)
+        assert fast == reference, parent.to_text()

@@ -517,3 +517,31 @@ def test_regularized_evolution_on_programs_is_reproducible_and_resumable() -> No
     after = Driver(restored, shortness, workers=3, seed=0)  # type: ignore[arg-type]
     after.rng, after.in_flight, after.asked = before.rng, list(restored.pending), list(before.asked)
     assert after.run(35).asked == uninterrupted.asked
+
+
+def test_evolution_passes_over_a_parent_without_children() -> None:
+    # a member whose mutation has no acceptable child (programs: no child scales with lr) must not end the search
+    barren = (1,) * N_BITS
+
+    def flip_unless_barren(candidate: Bits, rng: np.random.Generator) -> tuple[Bits, str]:
+        if candidate == barren:
+            rng.random()  # a failed mutation still draws (the stream goes on from wherever it stopped)
+            raise ValueError("no child of this parent is accepted")
+        return flip(candidate, rng)
+
+    # population 2: the warm start is the two initial candidates themselves, then every proposal is a tournament's
+    config = RegularizedEvolutionConfig(population_size=2, tournament_size=2)
+    strategy = RegularizedEvolution(config, [barren, ZEROS], flip_unless_barren, 0, **CODEC)
+    first, second = strategy.ask(), strategy.ask()
+    strategy.tell(first.id, 100.0)
+    strategy.tell(second.id, 0.0)
+    proposals = [strategy.ask() for _ in range(10)]  # asked before any tell: the barren member stays a contestant
+    assert all(p.parent_ids == (second.id,) for p in proposals)  # it wins 3 tournaments in 4 (T = 2), yet never parents
+    for proposal in proposals:
+        strategy.tell(proposal.id, onemax(proposal.candidate))
+
+    only_barren = RegularizedEvolution(RegularizedEvolutionConfig(population_size=1, tournament_size=1), [barren],
+                                       flip_unless_barren, 0, **CODEC)
+    only_barren.tell(only_barren.ask().id, 1.0)
+    with pytest.raises(ValueError, match="no child"):
+        only_barren.ask()
