@@ -1,7 +1,7 @@
 """Discovery that generalizes, measured: the README's discovery recipe vs the search as it was, side by side.
 
     python bench/bench_discovery.py [--evaluations 1000] [--workers 2] [--top 20] [--trials 6] [--seeds 3]
-                                    [--arms before,after] [--out runs/bench-discovery] [--seed 0]
+                                    [--arms before,after,cascade] [--out runs/bench-discovery] [--seed 0]
 
 Each arm is a proxy search on ``mnist1d-mlp`` + ``digits-cnn`` with the same seed and evaluation budget, then the same
 ``autodisco validate`` of its top ``--top`` candidates (one per functional hash): an Optuna lr sweep of each entrant and
@@ -10,10 +10,10 @@ of AdamW at 10x (both tasks), and for those that beat a tuned AdamW there, on th
 
 - ``before``: the search as issue 11 found it — one warm start (AdamW), the plain mean of per-task ratios (a failure
   counting 0), programs whose update ignores lr allowed, one training per task at the base lr.
-- ``after``: the README's recipe — warm starts AdamW and Lion, the clipped geometric mean, lr-free programs rejected,
+- ``after``: the README's recipe on its two small tasks — warm starts AdamW and Lion, the clipped geometric mean, lr-free programs rejected,
   every task scored at its best lr of ``0.25, 1, 4`` x base, and a hurdle (``--hurdle 0.9``: digits-cnn is trained
   only for candidates at >= 0.9x AdamW on mnist1d-mlp).
-- ``cascade``: the recipe with ``digits-cnn@10x`` as a third, last stage of the cascade (``--arms cascade``).
+- ``cascade``: the README's recipe: ``after`` with ``digits-cnn@10x`` as a third, last stage of the cascade.
 
 Both arms run through the CLI, as a user would (the commands are printed). Printed side by side: the search's wall time
 and best proxy fitness, the hurdle's savings, Kendall tau between proxy fitness and the 10x ratio over the top
@@ -150,7 +150,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--arms", default="before,after")
+    parser.add_argument("--arms", default="before,after,cascade")
     parser.add_argument("--out", default="runs/bench-discovery")
     args = parser.parse_args()
     arms = [a for a in args.arms.split(",") if a]
