@@ -15,7 +15,7 @@ of AdamW at 10x (both tasks), and for those that beat a tuned AdamW there, on th
   only for candidates at >= 0.9x AdamW on mnist1d-mlp).
 - ``cascade``: the README's recipe: ``after`` with ``digits-cnn@10x`` as a third, last stage of the cascade.
 
-Both arms run through the CLI, as a user would (the commands are printed). Printed side by side: the search's wall time
+The arms run through the CLI, as a user would (the commands are printed). Printed side by side: the search's wall time
 and best proxy fitness, the hurdle's savings, Kendall tau between proxy fitness and the 10x ratio over the top
 candidates, how many passed 10x, and for every candidate that reached the unseen tasks its ratio to a tuned AdamW on
 each (mean over seeds, 95 % interval) and its wins. The JSON of both validations and of the figures is written to
