@@ -12,7 +12,7 @@ from deap.tools.emo import assignCrowdingDist
 from search.strategies._base import Strategy
 from search.strategies._codec import StateReader, StateWriter
 from search.strategies._deap import Individual
-from search.strategies._records import C, Member, Mutate, Proposal, StrategyError, apply_mutate, check_positive
+from search.strategies._records import C, Member, Mutate, Proposal, StrategyError, check_positive, mutate_a_parent
 from search.strategies._selection import sel_crowded_tournament
 from search.strategies._warm_start import WarmStart
 
@@ -80,9 +80,11 @@ class NSGA2(Strategy[C]):
     def _propose(self, proposal_id: int) -> tuple[C, tuple[int, ...], str]:
         if self._warm.active(len(self._population)):
             return self._warm.propose(proposal_id, self._rng, self._mutate)
-        parent = self._population[sel_crowded_tournament(self._ranks, self._crowding, self._rng)].member
-        child, description = apply_mutate(self._mutate, parent.candidate, self._rng)
-        return child, (parent.id,), description
+        def choose() -> tuple[int, C]:
+            parent = self._population[sel_crowded_tournament(self._ranks, self._crowding, self._rng)].member
+            return parent.id, parent.candidate
+
+        return mutate_a_parent(choose, self._mutate, self._rng)
 
     def _on_result(self, proposal: Proposal[C], member: Member[C] | None) -> None:
         if member is None:

@@ -57,6 +57,30 @@ def check_positive(name: str, value: object) -> None:
         raise StrategyError(f"{name} must be a positive int, got {value!r}")
 
 
+PARENT_TRIES = 10  # parents drawn per proposal while the chosen parent's mutation fails (ValueError)
+
+
+def mutate_a_parent(choose: Callable[[], tuple[int, C]], mutate: Mutate[C],
+                    rng: np.random.Generator) -> tuple[C, tuple[int, ...], str]:
+    """A child of the parent ``choose()`` draws (``(parent id, candidate)``), mutated by ``mutate``. A parent whose
+    mutation raises ``ValueError`` (no child it accepts: e.g. an optimizer program none of whose children's updates
+    scale with lr) is passed over for another draw, up to ``PARENT_TRIES`` parents per proposal; the last error is
+    raised after that. Every strategy draws its parents through this, so none dies on one barren parent."""
+    failure: ValueError | None = None
+    for _ in range(PARENT_TRIES):
+        parent_id, parent = choose()
+        try:
+            child, description = apply_mutate(mutate, parent, rng)
+        except StrategyError:
+            raise
+        except ValueError as error:  # this parent has no child the mutation accepts: draw another parent
+            failure = error
+            continue
+        return child, (parent_id,), description
+    assert failure is not None
+    raise failure
+
+
 def apply_mutate(mutate: Mutate[C], candidate: C, rng: np.random.Generator) -> tuple[C, str]:
     """``mutate(candidate, rng)``, checked to return ``(child, description)`` as the contract says."""
     result = mutate(candidate, rng)

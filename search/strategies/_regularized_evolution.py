@@ -8,7 +8,7 @@ from typing import Any, Callable, Literal, Sequence
 
 from search.strategies._base import Strategy
 from search.strategies._codec import StateReader, StateWriter
-from search.strategies._records import C, Member, Mutate, Proposal, StrategyError, apply_mutate, check_positive
+from search.strategies._records import C, Member, Mutate, Proposal, StrategyError, check_positive, mutate_a_parent
 from search.strategies._selection import sel_tournament
 from search.strategies._warm_start import WarmStart
 
@@ -49,9 +49,6 @@ class RegularizedEvolutionConfig:
                                 f"{self.population_size // self.islands} members")
 
 
-PARENT_TRIES = 10  # tournaments per proposal while the chosen parent's mutation fails (ValueError)
-
-
 class _Fitnesses(Sequence[float]):
     """The population's fitnesses, read only where the tournament looks (T of P, not all P per proposal)."""
 
@@ -73,9 +70,9 @@ class RegularizedEvolution(Strategy[C]):
     The first P proposals fill the population: the ``initial`` candidates themselves, then mutants of them (see
     ``WarmStart``). Failed evaluations never join. ``restart("best")`` starts a new epoch whose population is the best
     member so far, filled with its mutants; ``restart("initial")`` goes back to the evaluated warm-start members, filled
-    with their mutants. A parent whose mutation raises ``ValueError`` (no child it accepts: e.g. an optimizer program
-    none of whose children's updates scale with lr) is passed over for another tournament's winner, up to
-    ``PARENT_TRIES`` times per proposal; the error is raised after that. Results of proposals asked before a restart go to the hall of fame, not to the new population.
+    with their mutants. A parent whose mutation raises ``ValueError`` (no child it accepts) is passed over for another
+    tournament's winner (``mutate_a_parent``). Results of proposals asked before a restart go to the hall of fame, not
+    to the new population.
     """
 
     def __init__(
@@ -144,19 +141,11 @@ class RegularizedEvolution(Strategy[C]):
         island = self._islands[proposal_id % len(self._islands)]
         if self._warm.active(len(island)):
             return self._warm.propose(proposal_id, self._rng, self._mutate)
-        failure: ValueError | None = None
-        for _ in range(PARENT_TRIES):
+        def choose() -> tuple[int, C]:
             parent = island[sel_tournament(_Fitnesses(island), self.config.tournament_size, self._rng)]
-            try:
-                child, description = apply_mutate(self._mutate, parent.candidate, self._rng)
-            except StrategyError:
-                raise
-            except ValueError as error:  # this parent has no child the mutation accepts: draw another parent
-                failure = error
-                continue
-            return child, (parent.id,), description
-        assert failure is not None
-        raise failure
+            return parent.id, parent.candidate
+
+        return mutate_a_parent(choose, self._mutate, self._rng)
 
     def _on_result(self, proposal: Proposal[C], member: Member[C] | None) -> None:
         asked_in = self._asked_in.pop(proposal.id)

@@ -13,7 +13,7 @@ from typing import Any, Callable, Generic, Sequence
 
 import numpy as np
 
-from search.strategies._records import INITIAL, C, Member, Mutate, StrategyError, apply_mutate
+from search.strategies._records import INITIAL, C, Member, Mutate, StrategyError, mutate_a_parent
 
 
 class WarmStart(Generic[C]):
@@ -39,10 +39,9 @@ class WarmStart(Generic[C]):
             self.issued += 1
             return self.initial[len(self.initial_ids) - 1], (), INITIAL
         seeds = self._seeds()
-        seed_id, parent = seeds[int(rng.integers(len(seeds)))]
-        child, description = apply_mutate(mutate, parent, rng)
+        child, parents, description = mutate_a_parent(lambda: seeds[int(rng.integers(len(seeds)))], mutate, rng)
         self.issued += 1
-        return child, (seed_id,), description
+        return child, parents, description
 
     def restart_from(self, seeds: Sequence[Member[C]] | None, carried: int) -> None:
         """New epoch seeded by ``seeds`` (``None``: the warm-start candidates); ``carried`` members are already in."""

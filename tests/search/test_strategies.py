@@ -545,3 +545,26 @@ def test_evolution_passes_over_a_parent_without_children() -> None:
     only_barren.tell(only_barren.ask().id, 1.0)
     with pytest.raises(ValueError, match="no child"):
         only_barren.ask()
+
+
+def test_nsga2_and_the_warm_start_phase_pass_over_a_parent_without_children() -> None:
+    barren = (1,) * N_BITS
+
+    def flip_unless_barren(candidate: Bits, rng: np.random.Generator) -> tuple[Bits, str]:
+        if candidate == barren:
+            raise ValueError("no child of this parent is accepted")
+        return flip(candidate, rng)
+
+    # the filling phase mutates warm-start candidates drawn at random: the barren one is drawn again and again
+    evolution = RegularizedEvolution(RegularizedEvolutionConfig(population_size=12, tournament_size=2),
+                                     [barren, ZEROS], flip_unless_barren, 0, **CODEC)
+    initial = [evolution.ask() for _ in range(2)]
+    filling = [evolution.ask() for _ in range(10)]
+    assert all(p.parent_ids == (initial[1].id,) for p in filling)
+    nsga2 = NSGA2(NSGA2Config(population_size=2, weights=(1.0, -1.0)), [barren, ZEROS], flip_unless_barren, 0,
+                  **CODEC)
+    first, second = nsga2.ask(), nsga2.ask()
+    nsga2.tell(first.id, (100.0, 0.0))  # the barren member dominates: it wins most crowded tournaments
+    nsga2.tell(second.id, (0.0, 1.0))
+    proposals = [nsga2.ask() for _ in range(10)]
+    assert all(p.parent_ids == (second.id,) for p in proposals)
