@@ -177,10 +177,10 @@ def _hurdles(store: Any, job: Any) -> dict[str, Any] | None:
     if options.get("hurdle") is None or not isinstance(tasks, list) or len(tasks) < 2:
         return None
     stopped: dict[str, int] = {}
-    ran = 0
+    ran, own = 0, search_task(job)
     for evaluation in store.list_evaluations(job.id, status="ok"):
         hurdle = (evaluation.metrics or {}).get("hurdle") if isinstance(evaluation.metrics, dict) else None
-        if not isinstance(hurdle, dict) or evaluation.task != "+".join(map(str, tasks)):
+        if not isinstance(hurdle, dict) or evaluation.task != own:
             continue
         ran += 1
         after = hurdle.get("stopped_after")

@@ -179,8 +179,7 @@ class _Cascade:
         task = next(reversed(scores))
         if self.hurdle is None or task == self.last:
             return True
-        aggregate = normalized_fitness(scores, {t: self.baselines[t] for t in scores},
-                                       aggregate=self.aggregate or GEOMEAN)
+        aggregate = normalized_fitness(scores, self.baselines, aggregate=self.aggregate or GEOMEAN)
         self.stages.append(aggregate)
         if aggregate >= self.hurdle:
             return True
@@ -232,7 +231,9 @@ def evaluate_architecture(payload: Mapping[str, Any]) -> dict[str, Any]:
     from search.kinds._architecture import ArchitectureKind
 
     kind = ArchitectureKind(space=payload["space"], fitness=payload.get("fitness", "scratch"),
-                            budget=payload.get("budget") or {})
+                            budget=payload.get("budget") or {},
+                            supernet_metric=payload.get("supernet_metric", "accuracy"))  # absent: an older payload
+    by_loss = kind.supernet_run is not None and kind.supernet_metric == "loss"
     genotype = kind.parse(payload["genotype"])
     device = payload.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
     seed = int(payload.get("seed", 0))
@@ -247,7 +248,6 @@ def evaluate_architecture(payload: Mapping[str, Any]) -> dict[str, Any]:
         if result["status"] != "ok":
             return {"status": "failed", "fitness": None, "metrics": metrics, "scores": scores,
                     "error": f"{task}: {result['error']}"}
-        by_loss = kind.supernet_run is not None and payload.get("supernet_metric", "accuracy") == "loss"
         scores[task] = -float(result["val_loss"]) if by_loss else float(result["val_accuracy"])
     return {"status": "ok", "fitness": float(np.mean(list(scores.values()))), "metrics": metrics, "scores": scores,
             "error": None}
