@@ -47,17 +47,28 @@ class Plan:
     def __init__(self, program: Program) -> None:
         self.program = program
         self.steps = _resolve(program)
+        # Constants become read-only entries of the environment under names no program can write (a NUL prefix),
+        # so that every argument is one dict lookup; converted once per backend scalar type (``_constants``).
+        self._args = tuple(tuple(a if isinstance(a, str) else f"\0{i}.{j}" for j, a in enumerate(step.args))
+                           for i, step in enumerate(self.steps))
+        self._constants: dict[Any, dict[str, Any]] = {}
 
     def __call__(self, ops: Any, inputs: dict[str, Any]) -> tuple[Any, Any, Any]:
         """One step. If ``ops`` has ``scalar`` (a float type), constants and Python-float results are converted to it,
         so that scalar arithmetic follows the backend's rules (numpy: 1/0 is inf, not ZeroDivisionError)."""
         scalar_ops = ScalarSums(ops)
         scalar = getattr(ops, "scalar", None)
-        env = dict(inputs)
-        for step in self.steps:
-            values = [env[a] if isinstance(a, str) else (a if scalar is None else scalar(a)) for a in step.args]
-            result = step.impl(ops if step.reduces_tensors else scalar_ops, *values)
-            env[step.target] = scalar(result) if scalar is not None and isinstance(result, float) else result
+        constants = self._constants.get(scalar)
+        if constants is None:
+            constants = self._constants[scalar] = {
+                key: (a if scalar is None else scalar(a))
+                for step, keys in zip(self.steps, self._args) for a, key in zip(step.args, keys) if key != a}
+        env = {**constants, **inputs}
+        for step, keys in zip(self.steps, self._args):
+            result = step.impl(ops if step.reduces_tensors else scalar_ops, *[env[key] for key in keys])
+            # a Python float (a nullary function, or arithmetic of Python-float inputs such as t) becomes the
+            # backend's scalar; numpy's float64 (a float subclass) is one already
+            env[step.target] = scalar(result) if scalar is not None and type(result) is float else result
         update, m, v = (env[name] for name in self.program.outputs)
         return update, m, v
 

@@ -9,10 +9,12 @@ discovery — and they fall apart on the first task whose best step size is diff
 
 - statically, that no statement writes ``lr``;
 - by probing, that the update is linear in ``lr``: the program runs with the reference numpy semantics
-  (``programs.execute``) on the canonical probe of functional hashing (``programs.probe``) at ``PROBE_LRS``; every run
-  sees the same weights and gradients, step by step (the weights follow the run at the middle lr), and keeps its own
-  ``m``/``v``. At each step the update at lr·c must equal c × the update at lr within ``tolerance`` (relative, in the
-  largest-magnitude norm). State that carries lr (``m = m + g * lr; update = m``) is linear and passes; ``lr²`` does not.
+  (``programs.execute``) on the canonical probe of functional hashing at ``PROBE_LRS``, the lanes of
+  ``programs.probe.probe_lanes`` (one batched execution per step, shared with the functional hash: a child hashed
+  by FCM is not run again here); every lane sees the same weights and gradients, step by step (the weights follow
+  the lane at the hash's lr, 2^-6), and keeps its own ``m``/``v``. At each step the update at lr·c must equal c × the
+  update at lr within ``tolerance`` (relative, in the largest-magnitude norm). State that carries lr
+  (``m = m + g * lr; update = m``) is linear and passes; ``lr²`` does not.
 
 The probe lrs are powers of two, so ``c × update`` is exact in floating point and a linear program's error is at the
 level of rounding (and of the language's protected ``1e-8`` denominators, < 1e-3 relative at the smallest probe lr).
@@ -28,16 +30,16 @@ import numpy as np
 
 from hashing import HashConfig
 from programs.errors import ProgramError
-from programs.execute import NumpyOps, Plan
-from programs.probe import live_program, plan_for, program_probe
+from programs.probe import LR_FACTORS, REFERENCE_LANE, live_program, probe_lanes
 from programs.program import Program
 
 if TYPE_CHECKING:
     from programs.mutation import Mutation, MutationConfig
 
-PROBE_LRS = (2.0**-14, 2.0**-8, 2.0**-2)  # 6e-5 .. 0.25: the lrs a tuned task uses, and its schedule's tail
-TOLERANCE = 1e-3
 _PROBE_CONFIG = HashConfig()  # the canonical probe inputs (seeds, tensor scales, magnitudes) of functional hashing
+# 2^-14, 2^-6, 2^-2 (6e-5 .. 0.25): the lrs a tuned task uses, and its schedule's tail; the middle one is the hash's
+PROBE_LRS = tuple(_PROBE_CONFIG.lr * factor for factor in LR_FACTORS)
+TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def lr_scaling(program: Program, *, tolerance: float = TOLERANCE) -> LrScaling:
     key = (live, float(tolerance))
     verdict = _VERDICTS.get(key)
     if verdict is None:
-        verdict = _probe_verdict(_probe_updates(live, plan_for(live) if len(live) <= _PLANNED else None), tolerance)
+        verdict = _probe_verdict(list(probe_lanes(live, _PROBE_CONFIG)), tolerance)
         _VERDICTS[key] = verdict
         if len(_VERDICTS) > MEMO_SIZE:
             _VERDICTS.popitem(last=False)  # the oldest
@@ -90,13 +92,11 @@ def lr_scaling(program: Program, *, tolerance: float = TOLERANCE) -> LrScaling:
 
 MEMO_SIZE = 8192  # recent verdicts by live code: a converged population draws the same children again and again
 _VERDICTS: OrderedDict[tuple[Program, float], LrScaling] = OrderedDict()
-_PLANNED = 64  # live forms up to this long use probe.plan_for's cache of plans (shared with functional hashing)
 
 
 def _probe_verdict(updates: list[np.ndarray], tolerance: float) -> LrScaling:
     """The verdict on the probe ``updates`` (one array per lr of ``PROBE_LRS``)."""
-    middle = len(PROBE_LRS) // 2
-    reference, base_lr = updates[middle], PROBE_LRS[middle]
+    reference, base_lr = updates[REFERENCE_LANE], PROBE_LRS[REFERENCE_LANE]
     worst = LrScaling(True)
     for lr, update in reversed(list(zip(PROBE_LRS, updates))):  # the larger lr first: "x64" reads better
         if lr == base_lr:
@@ -131,37 +131,6 @@ def _compare(update: np.ndarray, reference: np.ndarray, factor: float, lr: float
     else:
         how = f"it changes {ratio:.3g}x instead"
     return LrScaling(False, f"lr {_fmt(base_lr)} -> {_fmt(lr)} should scale the update by {factor:g}x; {how}", error)
-
-
-def _probe_updates(program: Program, plan: Plan | None = None) -> list[np.ndarray]:
-    """The updates ``(steps, S, K, n)`` at each of ``PROBE_LRS``, the weights following the middle lr's run
-    (``plan``: ``program``'s, if already built)."""
-    plan = Plan(program) if plan is None else plan
-    probe = program_probe(_PROBE_CONFIG)
-    steps = probe.gradients.shape[0]
-    middle = len(PROBE_LRS) // 2
-    order = [middle] + [i for i in range(len(PROBE_LRS)) if i != middle]  # the reference run first: it moves w
-    updates = [np.full((steps,) + probe.w0.shape, np.nan) for _ in PROBE_LRS]
-    states = {i: (np.zeros_like(probe.w0), np.zeros_like(probe.w0)) for i in order}
-    alive = set(order)
-    w = probe.w0
-    with np.errstate(all="ignore"):
-        for step in range(steps):
-            for i in order:
-                if i not in alive:
-                    continue
-                m, v = states[i]
-                inputs = {"w": w, "g": probe.gradients[step], "m": m, "v": v, "lr": np.float64(PROBE_LRS[i]),
-                          "t": np.float64(step + 1)}
-                try:
-                    update, m, v = plan(NumpyOps, inputs)
-                except ArithmeticError:
-                    alive.discard(i)
-                    continue
-                updates[i][step] = update
-                states[i] = (m, v)
-            w = w - np.where(np.isfinite(updates[middle][step]), updates[middle][step], 0.0)
-    return updates
 
 
 def _fmt(lr: float) -> str:

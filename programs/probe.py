@@ -18,6 +18,7 @@ middle of a rounding bucket.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from hashing import HashConfig, register_probe_runner
 from programs.execute import NumpyOps, Plan
+from programs.primitives import PRIMITIVES, REDUCTION
 from programs.program import Program
 from programs.mutation import is_valid_fast
 from programs.simplify import live_indices
@@ -70,26 +72,98 @@ def plan_for(program: Program) -> Plan:
     return Plan(program)
 
 
+# The probe runs each program at several learning rates at once, as lanes of one batched execution: the lane at
+# ``config.lr`` is the functional hash's probe, and all of them together are the lr probe's (``programs.lr_probe``:
+# does the update scale linearly with lr?). Powers of two, so a linear program's lanes differ by exact factors.
+LR_FACTORS = (2.0**-8, 1.0, 2.0**4)  # with the default lr 2^-6: 2^-14 .. 2^-2 (6e-5 .. 0.25)
+REFERENCE_LANE = LR_FACTORS.index(1.0)
+_LANES_KEPT = 256  # recent lane results by (live program, config): the hash of a child, then its lr probe
+
+
 def run_program_probe(program: Program, config: HashConfig) -> np.ndarray:
-    """The updates ``(steps, S, K, n)`` of ``program`` on the canonical probe of ``config``.
+    """The updates ``(steps, S, K, n)`` of ``program`` on the canonical probe of ``config``: its lane at ``config.lr``
+    (``probe_lanes``).
 
     Raises ``ProgramError`` for an invalid program. A step whose arithmetic raises (a Python-float division by an
     exact zero among scalar values) and every later step are NaN.
     """
+    return probe_lanes(program, config)[REFERENCE_LANE]
+
+
+def probe_lanes(program: Program, config: HashConfig) -> np.ndarray:
+    """The updates ``(lanes, steps, S, K, n)`` of ``program`` on the canonical probe of ``config``, one lane per lr
+    ``config.lr * LR_FACTORS``, all in one execution per step (``lr`` an array ``(lanes, 1, 1, 1)``). Each lane keeps
+    its own ``m``/``v``; the weights follow the reference lane (``config.lr``): ``w = w - update`` between steps,
+    non-finite entries included, so that lane is exactly the single-lr probe (numpy computes each element of a
+    batched elementwise op or a reduction along the last axes as it would alone; tests check it bit for bit).
+
+    Results are kept for the last ``_LANES_KEPT`` (program, config) pairs: the functional hash of a child runs the
+    probe, and its lr check (``programs.lr_probe``) reads the same lanes. The returned array is read-only.
+    """
+    key = (program, config)
+    found = _lanes.get(key)
+    if found is not None:
+        _lanes.move_to_end(key)
+        return found
+    lanes = _run_lanes(program, config)
+    lanes.setflags(write=False)
+    _lanes[key] = lanes
+    if len(_lanes) > _LANES_KEPT:
+        _lanes.popitem(last=False)
+    return lanes
+
+
+_lanes: OrderedDict[tuple[Program, HashConfig], np.ndarray] = OrderedDict()
+
+
+def _run_lanes(program: Program, config: HashConfig) -> np.ndarray:
     plan = plan_for(program) if len(program) <= _CACHED_STATEMENTS else Plan(program)
     probe = program_probe(config)
-    updates = np.full((config.steps,) + probe.w0.shape, np.nan)
-    w, m, v = probe.w0, np.zeros_like(probe.w0), np.zeros_like(probe.w0)
+    lanes = len(LR_FACTORS)
+    updates = np.full((lanes, config.steps) + probe.w0.shape, np.nan)
+    lrs = probe.lr * np.asarray(LR_FACTORS)
+    batched = not program.derived("scalar_power_of_lr", _scalar_power_of_lr)
+    runs = [(slice(None), lrs.reshape(lanes, 1, 1, 1))] if batched else list(enumerate(lrs))
+    w = probe.w0
+    zeros = np.zeros(((lanes,) if batched else ()) + probe.w0.shape)
+    states = [(zeros, zeros)] * len(runs)
+    broken = [False] * len(runs)
     with np.errstate(all="ignore"):
         for step in range(config.steps):
-            inputs = {"w": w, "g": probe.gradients[step], "m": m, "v": v, "lr": probe.lr, "t": float(step + 1)}
-            try:
-                update, m, v = plan(NumpyOps, inputs)
-            except ArithmeticError:
-                break
-            updates[step] = update
-            w = w - updates[step]
+            for run, (lane, lr) in enumerate(runs):
+                if broken[run]:
+                    continue
+                m, v = states[run]
+                inputs = {"w": w, "g": probe.gradients[step], "m": m, "v": v, "lr": lr, "t": float(step + 1)}
+                try:
+                    update, m, v = plan(NumpyOps, inputs)
+                except ArithmeticError:
+                    broken[run] = True
+                    continue
+                updates[lane, step] = update
+                states[run] = (m, v)
+            w = w - updates[REFERENCE_LANE, step]
     return updates
+
+
+def _scalar_power_of_lr(program: Program) -> bool:
+    """Whether a statement raises a plain scalar that depends on lr to a power (``power``, ``cbrt``; scalars from lr,
+    t and constants only). The lanes then run one by one: batched, lr is an array and such a value too, and numpy
+    computes ``x ** y`` of two float64 scalars with the C library's pow but of arrays with its own vectorised pow,
+    which differ in the last bits (tan, exp, ... run the same loop either way; values that come from a reduction
+    are arrays in both forms)."""
+    if not any(statement.fn in ("power", "cbrt") for statement in program.statements):
+        return False
+    plain, of_lr = {"lr", "t"}, {"lr"}  # names holding a plain scalar; those of them that depend on lr
+    for statement in program.statements:
+        names = [a for a in statement.args if isinstance(a, str)]
+        is_plain = PRIMITIVES[statement.fn].kind != REDUCTION and all(a in plain for a in names)
+        depends = is_plain and any(a in of_lr for a in names)
+        if depends and statement.fn in ("power", "cbrt"):
+            return True
+        (plain.add if is_plain else plain.discard)(statement.target)
+        (of_lr.add if depends else of_lr.discard)(statement.target)
+    return False
 
 
 def live_program(program: Program) -> Program:
