@@ -5,7 +5,9 @@ m = v = 0, with ``lr = config.lr`` and t = 1..steps, on canonical weights and pe
 ``config.seeds``; the caller's rule ``w = w - update`` is applied between steps. All seeds run batched in one
 execution per step: arrays are ``(S, K, n)`` with S seeds, K = ``len(config.tensor_scales)`` parameter tensors of
 n = ``config.tensor_size`` entries. The probe's output is the sequence of updates ``(steps, S, K, n)``: behaviour,
-not internal state, so state that never reaches the update does not change the hash.
+not internal state, so state that never reaches the update does not change the hash. The same execution also runs
+the program at two more learning rates (``probe_lanes``: a leading lane axis), which the lr probe
+(``programs.lr_probe``) reads: one run per child serves both.
 
 Probe values are log-uniform in ``config.magnitudes`` (default [2^-7, 32]) x the tensor's scale, with random signs:
 bounded away from zero so that the language's protected 1e-8 (in ``/``, ``reciprocal``, ...) moves results by
