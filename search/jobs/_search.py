@@ -281,8 +281,11 @@ class SearchJob(Job):
         unit (one transaction, one checkpoint; the new rows written in bulk); then dispatch the new evaluations, once
         they are recorded."""
         finished: list[tuple[_Flight, EvalOutcome]] = []
-        for future in done:
-            flights = self.inflight.pop(future)
+        # in the order they were dispatched, not the set's (memory addresses): results that arrive together are
+        # told to the strategy in the same order in every run
+        popped = [(self.inflight.pop(future), future) for future in done]
+        popped.sort(key=lambda item: (item[0][0] if isinstance(item[0], list) else item[0]).evaluation_id)
+        for flights, future in popped:
             if isinstance(flights, list):  # a batch: one outcome per candidate, in request order
                 keys = [f"c{flight.candidate_id}" for flight in flights]
                 finished.extend(zip(flights, Batcher.split(future.result(), flights, keys)))
