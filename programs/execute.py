@@ -7,8 +7,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -17,8 +16,8 @@ from programs.primitives import PRIMITIVES, result_kind
 from programs.program import Arg, Program
 
 
-@dataclass(frozen=True)
-class _Step:
+class _Step(NamedTuple):  # a tuple: built for every statement of every program hashed, and a frozen dataclass
+    # costs several times as much to construct
     impl: Callable[..., Any]
     args: tuple[Arg, ...]
     target: str

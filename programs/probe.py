@@ -121,29 +121,53 @@ _lanes: OrderedDict[tuple[Program, HashConfig], np.ndarray] = OrderedDict()
 def _run_lanes(program: Program, config: HashConfig) -> np.ndarray:
     plan = plan_for(program) if len(program) <= _CACHED_STATEMENTS else Plan(program)
     probe = program_probe(config)
-    lanes = len(LR_FACTORS)
-    updates = np.full((lanes, config.steps) + probe.w0.shape, np.nan)
-    lrs = probe.lr * np.asarray(LR_FACTORS)
-    batched = not program.derived("scalar_power_of_lr", _scalar_power_of_lr)
-    runs = [(slice(None), lrs.reshape(lanes, 1, 1, 1))] if batched else list(enumerate(lrs))
-    w = probe.w0
-    zeros = np.zeros(((lanes,) if batched else ()) + probe.w0.shape)
-    states = [(zeros, zeros)] * len(runs)
-    broken = [False] * len(runs)
+    updates = np.full((len(LR_FACTORS), config.steps) + probe.w0.shape, np.nan)
+    if program.derived("scalar_power_of_lr", _scalar_power_of_lr):
+        return _run_lane_by_lane(plan, probe, config, updates)
+    lr, zeros = _lane_inputs(config)
+    w, m, v, gradients = probe.w0, zeros, zeros, probe.gradients
     with np.errstate(all="ignore"):
         for step in range(config.steps):
-            for run, (lane, lr) in enumerate(runs):
-                if broken[run]:
+            try:
+                update, m, v = plan(NumpyOps, {"w": w, "g": gradients[step], "m": m, "v": v, "lr": lr,
+                                               "t": float(step + 1)})
+            except ArithmeticError:
+                break
+            updates[:, step] = update
+            w = w - updates[REFERENCE_LANE, step]
+    return updates
+
+
+@lru_cache(maxsize=16)
+def _lane_inputs(config: HashConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The lanes' lr ``(lanes, 1, 1, 1)`` and their initial state (zeros), read-only."""
+    lr = (config.lr * np.asarray(LR_FACTORS)).reshape(len(LR_FACTORS), 1, 1, 1)
+    zeros = np.zeros((len(LR_FACTORS),) + program_probe(config).w0.shape)
+    lr.setflags(write=False)
+    zeros.setflags(write=False)
+    return lr, zeros
+
+
+def _run_lane_by_lane(plan: Plan, probe: ProgramProbe, config: HashConfig, updates: np.ndarray) -> np.ndarray:
+    """``_run_lanes`` one lane at a time, lr a float64 scalar (see ``_scalar_power_of_lr``)."""
+    zeros = np.zeros(probe.w0.shape)
+    states: list[tuple[np.ndarray, np.ndarray] | None] = [(zeros, zeros)] * len(LR_FACTORS)
+    w = probe.w0
+    with np.errstate(all="ignore"):
+        for step in range(config.steps):
+            for lane, factor in enumerate(LR_FACTORS):
+                state = states[lane]
+                if state is None:  # its arithmetic raised at an earlier step
                     continue
-                m, v = states[run]
-                inputs = {"w": w, "g": probe.gradients[step], "m": m, "v": v, "lr": lr, "t": float(step + 1)}
+                inputs = {"w": w, "g": probe.gradients[step], "m": state[0], "v": state[1],
+                          "lr": probe.lr * factor, "t": float(step + 1)}  # as the single-lr probe: a float
                 try:
                     update, m, v = plan(NumpyOps, inputs)
                 except ArithmeticError:
-                    broken[run] = True
+                    states[lane] = None
                     continue
                 updates[lane, step] = update
-                states[run] = (m, v)
+                states[lane] = (m, v)
             w = w - updates[REFERENCE_LANE, step]
     return updates
 
