@@ -22,12 +22,18 @@ SIGNATURE_WITH_STEP = ("w", "g", "m", "v", "lr", "t")
 MAX_STATEMENTS = 1_000
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # a dataclass's field names (``fields()`` is slow to call per hash)
+
+
 def _cached_hash(self: Any) -> int:
     """The dataclass hash (of the fields' tuple), computed once per object: these objects are immutable."""
     try:
         return self.__dict__["_hash"]
     except KeyError:
-        value = hash(tuple(getattr(self, f.name) for f in fields(self)))
+        names = _FIELD_NAMES.get(type(self))
+        if names is None:
+            names = _FIELD_NAMES[type(self)] = tuple(f.name for f in fields(self))
+        value = hash(tuple([getattr(self, name) for name in names]))
         object.__setattr__(self, "_hash", value)
         return value
 
