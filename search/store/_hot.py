@@ -94,14 +94,39 @@ class Binder:
             if processor is not None:
                 self.processors[column.name] = processor
 
-    def row(self, values: Mapping[str, Any], suffix: str = "") -> dict[str, Any]:
-        """``values`` processed, keyed ``name + suffix`` (the parameter names of one row of a multi-row VALUES)."""
+    def row(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` processed."""
+        return self.rows([values])[0]
+
+    def rows(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Each of ``rows`` processed (all with the same columns). A value all rows share (the same object: the
+        timestamp of a call) is processed once."""
         processors = self.processors
-        out = {}
-        for name, value in values.items():
+        first = rows[0]
+        shared: dict[str, Any] = {}
+        own: list[tuple[str, Callable[[Any], Any]]] = []
+        for name in first:
             processor = processors.get(name)
-            out[name + suffix] = value if value is None or processor is None else processor(value)
+            if processor is None:
+                continue
+            value = first[name]
+            if all(row[name] is value for row in rows):
+                shared[name] = None if value is None else processor(value)
+            else:
+                own.append((name, processor))
+        out = []
+        for row in rows:
+            processed = {**row, **shared}
+            for name, processor in own:
+                value = row[name]
+                if value is not None:
+                    processed[name] = processor(value)
+            out.append(processed)
         return out
+
+    def values(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """The parameters of a multi-row ``VALUES`` of ``rows``: row ``i``'s processed values keyed ``name_i``."""
+        return {f"{name}_{i}": value for i, row in enumerate(self.rows(rows)) for name, value in row.items()}
 
 
 class HotStatements:
@@ -153,10 +178,7 @@ class HotStatements:
         found: dict[Any, int] = {}
         for chunk in chunks(rows, self.rows_per_statement(len(columns))):
             sql = self.insert_values(table, columns, len(chunk), ("id", key))
-            values: dict[str, Any] = {}
-            for i, row in enumerate(chunk):
-                values.update(binder.row(row, f"_{i}"))
-            cursor = execute(conn, sql, values)
+            cursor = execute(conn, sql, binder.values(chunk))
             found.update((k, int(i)) for i, k in cursor.fetchall())
             cursor.close()
         return [found[row[key]] for row in rows]
@@ -187,7 +209,7 @@ class HotStatements:
         sql = self.sql(("finish", tuple(columns)), lambda: (
             f"UPDATE evaluations SET {', '.join(f'{c} = :{c}' for c in columns)} WHERE id = :id"))
         binder = self.binder(evaluations)
-        execute(conn, sql, [binder.row(row) for row in rows], many=True).close()
+        execute(conn, sql, binder.rows(rows), many=True).close()
 
     def upsert(self, conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str],
                updated: Sequence[str]) -> None:
@@ -202,10 +224,7 @@ class HotStatements:
                         f"({', '.join(keys)}) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in updated)}")
 
             sql = self.sql(("upsert", table.name, tuple(columns), len(chunk)), build)
-            values: dict[str, Any] = {}
-            for i, row in enumerate(chunk):
-                values.update(binder.row(row, f"_{i}"))
-            execute(conn, sql, values).close()
+            execute(conn, sql, binder.values(chunk)).close()
 
     def checkpoint_slots(self, conn: sa.Connection, job_id: int, owner: str | None) -> tuple[str | None, int, int, int]:
         """``(lease owner, newest seq, oldest seq, count)`` of the job's checkpoints (0, 0, 0: none), in one

@@ -8,9 +8,12 @@ hands them to the reader.
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any, Callable, Generic, Iterable, Mapping
 
 from search.strategies._records import C, Fitness, Member, Proposal, StrategyError
+
+_ID, _FITNESS = attrgetter("id"), attrgetter("fitness")
 
 
 class StateWriter(Generic[C]):
@@ -45,8 +48,10 @@ class StateWriter(Generic[C]):
         if self.to_text is not None:
             return [self.member(m) for m in members]
         listed = list(members)
-        return {"ids": [m.id for m in listed],
-                "fitness": [list(m.fitness) if isinstance(m.fitness, tuple) else m.fitness for m in listed]}
+        fitness = list(map(_FITNESS, listed))  # map with attrgetter: a population is written every unit
+        if tuple in set(map(type, fitness)):  # multi-objective: each as a list
+            fitness = [list(f) if isinstance(f, tuple) else f for f in fitness]
+        return {"ids": list(map(_ID, listed)), "fitness": fitness}
 
     def proposal(self, proposal: Proposal[C]) -> dict[str, Any]:
         return {
