@@ -18,7 +18,7 @@ with it), its ``before_cursor_execute``/``after_cursor_execute`` events fire (st
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
@@ -29,15 +29,20 @@ _NAME = re.compile(r"(?<![:\w]):(\w+)")  # ":name", not PostgreSQL's "::type" ca
 MAX_PARAMETERS = 900  # bound parameters per statement: below SQLite's oldest limit (999)
 
 
-@dataclass(frozen=True)
 class Sql:
     """A statement in the DBAPI's paramstyle; ``names``: the order of its parameters (positional styles), else None."""
 
-    text: str
-    names: tuple[str, ...] | None
+    __slots__ = ("text", "names", "_get")
+
+    def __init__(self, text: str, names: tuple[str, ...] | None) -> None:
+        self.text, self.names = text, names
+        # positional: the values in parameter order, taken by one C call (itemgetter of one name gives no tuple)
+        self._get = None if not names else itemgetter(*names) if len(names) > 1 else lambda v: (v[names[0]],)
 
     def bind(self, values: Mapping[str, Any]) -> Any:
-        return values if self.names is None else tuple(values[n] for n in self.names)
+        if self.names is None:
+            return values
+        return self._get(values) if self._get is not None else ()
 
 
 def render(sql: str, paramstyle: str) -> Sql:

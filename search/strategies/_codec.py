@@ -4,6 +4,13 @@ Candidates are stored once each, by proposal id, in a ``candidates`` table of te
 members and proposals refer to them by id. Reading rebuilds each candidate once with ``from_text``. A writer without
 ``to_text`` writes ids only: the caller keeps the texts elsewhere (a search job has them in its candidates table) and
 hands them to the reader.
+
+Such a writer writes a population (thousands of members, in every checkpoint) as one text column,
+``{"members": "id:fitness,id:fitness,..."}``: each member's entry is rendered once (``repr`` of its fitness, which
+round-trips exactly, as JSON's own float encoding does) and kept in a memo across checkpoints, so a checkpoint costs a
+join of the population's entries, not the encoding of thousands of floats (the population changes by a few members
+per result). Multi-objective fitness is written as two columns ``{"ids": [...], "fitness": [[...], ...]}``; the
+reader takes either, and the ``{"ids", "fitness"}`` columns of earlier checkpoints.
 """
 
 from __future__ import annotations
@@ -19,11 +26,22 @@ _ID, _FITNESS = attrgetter("id"), attrgetter("fitness")
 class StateWriter(Generic[C]):
     """Encodes members and proposals; ``texts`` collects the candidate table as it goes."""
 
-    def __init__(self, to_text: Callable[[C], str] | None, memo: dict[int, str] | None = None) -> None:
+    def __init__(self, to_text: Callable[[C], str] | None, memo: dict[int, str] | None = None,
+                 entries: dict[int, str] | None = None) -> None:
         self.to_text = to_text
         self.texts: dict[str, str] = {}
         self.memo = {} if memo is None else memo  # proposal id -> text rendered by an earlier checkpoint
         self.used: dict[int, str] = {}
+        self.entries = {} if entries is None else entries  # proposal id -> "id:fitness" of an earlier checkpoint
+        self.entry_ids: list[list[int]] = []  # the ids written as entries by this writer
+
+    def used_entries(self) -> dict[int, str]:
+        """The entry memo to keep for the next checkpoint: as it is, unless it holds many entries no longer
+        written (members that left the population), which it then drops."""
+        written = sum(map(len, self.entry_ids))
+        if len(self.entries) <= 2 * written + 1024:
+            return self.entries
+        return {i: self.entries[i] for ids in self.entry_ids for i in ids}
 
     def candidate(self, proposal_id: int, candidate: C) -> int:
         if self.to_text is None:
@@ -42,16 +60,23 @@ class StateWriter(Generic[C]):
         fitness = list(member.fitness) if isinstance(member.fitness, tuple) else member.fitness
         return {"id": self.candidate(member.id, member.candidate), "fitness": fitness}
 
-    def members(self, members: Iterable[Member[C]]) -> list[dict[str, Any]] | dict[str, list[Any]]:
-        """``[member(m) for m in members]``; without texts, as two columns ``{"ids": [...], "fitness": [...]}``
-        (a population of thousands goes into every checkpoint: columns are the cheapest JSON)."""
+    def members(self, members: Iterable[Member[C]]) -> list[dict[str, Any]] | dict[str, Any]:
+        """``[member(m) for m in members]``; without texts, as columns (see the module's docstring): a population
+        of thousands goes into every checkpoint."""
         if self.to_text is not None:
             return [self.member(m) for m in members]
         listed = list(members)
-        fitness = list(map(_FITNESS, listed))  # map with attrgetter: a population is written every unit
+        ids = list(map(_ID, listed))  # map with attrgetter: C loops, this runs every unit
+        fitness = list(map(_FITNESS, listed))
         if tuple in set(map(type, fitness)):  # multi-objective: each as a list
-            fitness = [list(f) if isinstance(f, tuple) else f for f in fitness]
-        return {"ids": list(map(_ID, listed)), "fitness": fitness}
+            return {"ids": ids, "fitness": [list(f) if isinstance(f, tuple) else f for f in fitness]}
+        entries = list(map(self.entries.get, ids))
+        if None in entries:  # members new since the last checkpoint: rendered once each
+            for index, entry in enumerate(entries):
+                if entry is None:
+                    entries[index] = self.entries[ids[index]] = f"{ids[index]}:{float(fitness[index])!r}"
+        self.entry_ids.append(ids)
+        return {"members": ",".join(entries)}
 
     def proposal(self, proposal: Proposal[C]) -> dict[str, Any]:
         return {
@@ -80,8 +105,13 @@ class StateReader(Generic[C]):
     def member(self, data: dict[str, Any]) -> Member[C]:
         return Member(int(data["id"]), self.candidate(int(data["id"])), _fitness(data["fitness"]))
 
-    def members(self, data: list[dict[str, Any]] | dict[str, list[Any]]) -> list[Member[C]]:
-        """What ``StateWriter.members`` wrote (either form)."""
+    def members(self, data: list[dict[str, Any]] | dict[str, Any]) -> list[Member[C]]:
+        """What ``StateWriter.members`` wrote (any form)."""
+        if isinstance(data, dict) and "members" in data:
+            entries = [entry.partition(":") for entry in data["members"].split(",")] if data["members"] else []
+            if any(not sep for _, sep, _ in entries):
+                raise StrategyError("checkpoint member entries are not id:fitness")
+            return [Member(int(i), self.candidate(int(i)), float(f)) for i, _, f in entries]
         if isinstance(data, dict):
             if len(data["ids"]) != len(data["fitness"]):
                 raise StrategyError("checkpoint member columns differ in length")
