@@ -20,7 +20,7 @@ from typing import Any, Callable, Generic, Iterable, Mapping
 
 from search.strategies._records import C, Fitness, Member, Proposal, StrategyError
 
-_ID, _FITNESS = attrgetter("id"), attrgetter("fitness")
+_ID = attrgetter("id")
 
 
 class StateWriter(Generic[C]):
@@ -67,14 +67,16 @@ class StateWriter(Generic[C]):
             return [self.member(m) for m in members]
         listed = list(members)
         ids = list(map(_ID, listed))  # map with attrgetter: C loops, this runs every unit
-        fitness = list(map(_FITNESS, listed))
-        if tuple in set(map(type, fitness)):  # multi-objective: each as a list
-            return {"ids": ids, "fitness": [list(f) if isinstance(f, tuple) else f for f in fitness]}
         entries = list(map(self.entries.get, ids))
         if None in entries:  # members new since the last checkpoint: rendered once each
             for index, entry in enumerate(entries):
-                if entry is None:
-                    entries[index] = self.entries[ids[index]] = f"{ids[index]}:{float(fitness[index])!r}"
+                if entry is not None:
+                    continue
+                fitness = listed[index].fitness
+                if isinstance(fitness, tuple):  # multi-objective: each as a list
+                    return {"ids": ids, "fitness": [list(m.fitness) if isinstance(m.fitness, tuple) else m.fitness
+                                                    for m in listed]}
+                entries[index] = self.entries[ids[index]] = f"{ids[index]}:{float(fitness)!r}"
         self.entry_ids.append(ids)
         return {"members": ",".join(entries)}
 
