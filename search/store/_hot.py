@@ -189,15 +189,17 @@ class HotStatements:
         return [found[row[key]] for row in rows]
 
     def statuses(self, conn: sa.Connection, job_id: int, ids: Sequence[int]) -> dict[int, str]:
-        """``{id: status}`` of those of the evaluations ``ids`` (distinct) that belong to the job."""
+        """``{id: status}`` of those of the evaluations ``ids`` (distinct) that belong to the job.
+
+        Selected by id alone, the job checked here: SQLite (no ANALYZE statistics) answers ``job_id = ? AND id IN
+        (...)`` from the (job_id, status) index, reading every evaluation of the job; by id it reads these rows."""
         found: dict[int, str] = {}
-        for chunk in chunks(ids, MAX_PARAMETERS - 1):
+        for chunk in chunks(ids, MAX_PARAMETERS):
             sql = self.sql(("statuses", len(chunk)), lambda: (
-                "SELECT id, status FROM evaluations WHERE job_id = :job_id AND id IN ("
+                "SELECT id, job_id, status FROM evaluations WHERE id IN ("
                 + ", ".join(f":id_{i}" for i in range(len(chunk))) + ")"))
-            values = {f"id_{i}": evaluation_id for i, evaluation_id in enumerate(chunk)}
-            cursor = execute(conn, sql, {"job_id": job_id, **values})
-            found.update((int(i), s) for i, s in cursor.fetchall())
+            cursor = execute(conn, sql, {f"id_{i}": evaluation_id for i, evaluation_id in enumerate(chunk)})
+            found.update((int(i), status) for i, job, status in cursor.fetchall() if job == job_id)
             cursor.close()
         return found
 
