@@ -15,12 +15,9 @@ reader takes either, and the ``{"ids", "fitness"}`` columns of earlier checkpoin
 
 from __future__ import annotations
 
-from operator import attrgetter
-from typing import Any, Callable, Generic, Iterable, Mapping
+from typing import Any, Callable, Generic, Iterable, Iterator, Mapping
 
 from search.strategies._records import C, Fitness, Member, Proposal, StrategyError
-
-_ID = attrgetter("id")
 
 
 class StateWriter(Generic[C]):
@@ -66,17 +63,14 @@ class StateWriter(Generic[C]):
         if self.to_text is not None:
             return [self.member(m) for m in members]
         listed = list(members)
-        ids = list(map(_ID, listed))  # map with attrgetter: C loops, this runs every unit
+        ids = [m.id for m in listed]
         entries = list(map(self.entries.get, ids))
-        if None in entries:  # members new since the last checkpoint: rendered once each
-            for index, entry in enumerate(entries):
-                if entry is not None:
-                    continue
-                fitness = listed[index].fitness
-                if isinstance(fitness, tuple):  # multi-objective: each as a list
-                    return {"ids": ids, "fitness": [list(m.fitness) if isinstance(m.fitness, tuple) else m.fitness
-                                                    for m in listed]}
-                entries[index] = self.entries[ids[index]] = f"{ids[index]}:{float(fitness)!r}"
+        for index in _nones(entries):  # members new since the last checkpoint: rendered once each
+            fitness = listed[index].fitness
+            if isinstance(fitness, tuple):  # multi-objective: each as a list
+                return {"ids": ids, "fitness": [list(m.fitness) if isinstance(m.fitness, tuple) else m.fitness
+                                                for m in listed]}
+            entries[index] = self.entries[ids[index]] = f"{ids[index]}:{float(fitness)!r}"
         self.entry_ids.append(ids)
         return {"members": ",".join(entries)}
 
@@ -124,6 +118,18 @@ class StateReader(Generic[C]):
         pid = int(data["id"])
         parents = tuple(int(p) for p in data["parent_ids"])
         return Proposal(pid, self.candidate(pid), parents, str(data["mutation"]))
+
+
+def _nones(values: list[Any]) -> Iterator[int]:
+    """The indexes of the ``None`` items of ``values``, found by ``list.index`` (a C scan: a population of
+    thousands has a few new members per checkpoint)."""
+    index = -1
+    while True:
+        try:
+            index = values.index(None, index + 1)
+        except ValueError:
+            return
+        yield index
 
 
 def _fitness(value: float | list[float]) -> Fitness:
