@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from search.store import _lease, _queries
 from search.store._hot import HotStatements
@@ -649,7 +647,7 @@ class Store:
 
     def save_cache_entries(self, job_id: int, entries: Mapping[str, Any]) -> None:
         """Insert or replace FEC cache entries ``{hash: payload}`` of the job: one upsert statement on SQLite and
-        PostgreSQL (``INSERT ... ON CONFLICT DO UPDATE``), elsewhere one statement each for the updated and the new
+        PostgreSQL (``INSERT ... ON CONFLICT DO UPDATE``, see ``HotStatements.upsert``), elsewhere one statement each for the updated and the new
         ones."""
         if not entries:
             return
@@ -659,13 +657,6 @@ class Store:
         with self._connection() as conn:
             if self._hot.has_upsert:
                 self._hot.upsert(conn, cache_entries, rows, ("job_id", "hash"), ("payload", "updated_at"))
-                return
-            upsert = _UPSERTS.get(conn.dialect.name)
-            if upsert is not None:
-                insert = upsert(cache_entries)
-                conn.execute(insert.on_conflict_do_update(
-                    index_elements=[cache_entries.c.job_id, cache_entries.c.hash],
-                    set_={"payload": insert.excluded.payload, "updated_at": insert.excluded.updated_at}), rows)
                 return
             existing = set(conn.execute(sa.select(cache_entries.c.hash).where(
                 cache_entries.c.job_id == job_id, cache_entries.c.hash.in_(list(entries)))).scalars())
@@ -782,7 +773,6 @@ def _insert_ids(conn: sa.Connection, table: sa.Table, values: list[dict[str, Any
 
 
 _IN_CHUNK = 500  # keys per IN (...) list: far below SQLite's limit of bound parameters
-_UPSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 
 
 def _latest_seq(conn: sa.Connection, job_id: int) -> int:

@@ -216,3 +216,12 @@ def test_a_driver_that_lost_its_lease_commits_nothing_of_the_unit(store: Store) 
             store.save_checkpoint(job, {"step": 1})
     assert store.list_evaluations(job) == [] and store.latest_checkpoint(job) is None
     assert candidates.name == "candidates" and evaluations.name == "evaluations"
+
+
+def test_cache_entries_without_upsert_are_updated_and_inserted(store: Store) -> None:
+    """A database without ``INSERT ... ON CONFLICT``: the existing entries are updated and the new ones inserted."""
+    store._hot.has_upsert = False
+    job = _job(store)
+    store.save_cache_entries(job, {"a": {"fitness": 1.0}, "b": {"fitness": 2.0}})
+    store.save_cache_entries(job, {"b": {"fitness": -2.0}, "c": {"fitness": 3.0}})
+    assert store.load_cache_entries(job) == {"a": {"fitness": 1.0}, "b": {"fitness": -2.0}, "c": {"fitness": 3.0}}
