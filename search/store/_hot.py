@@ -174,7 +174,8 @@ class HotStatements:
 
     # -- the statements of a unit -----------------------------------------------------------------------------------
 
-    def insert_ids(self, conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], key: str) -> list[int]:
+    def insert_ids(self, conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]],
+                   key: str) -> list[int]:
         """Insert ``rows`` (all with the same columns; ``key`` unique among them and in the table's job) and return
         their ids in row order: one multi-row ``INSERT ... RETURNING id, key`` per ``MAX_PARAMETERS`` values, the ids
         matched to the rows by ``key`` (neither backend promises the order of RETURNING rows)."""

@@ -647,8 +647,8 @@ class Store:
 
     def save_cache_entries(self, job_id: int, entries: Mapping[str, Any]) -> None:
         """Insert or replace FEC cache entries ``{hash: payload}`` of the job: one upsert statement on SQLite and
-        PostgreSQL (``INSERT ... ON CONFLICT DO UPDATE``, see ``HotStatements.upsert``), elsewhere one statement each for the updated and the new
-        ones."""
+        PostgreSQL (``INSERT ... ON CONFLICT DO UPDATE``, see ``HotStatements.upsert``), elsewhere one statement
+        each for the updated and the new ones."""
         if not entries:
             return
         stamp = now()
