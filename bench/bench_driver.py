@@ -22,6 +22,10 @@ results, 2.7 at 5,000, 4.0 at 8,000, 16 at 10,000), so the figures then measure 
 evaluation of a program whose outputs are not finite, as a real task would; the executor's own CPU time is left out.
 With a PostgreSQL ``--db`` URL every measured tree gets a database of its own, created empty on that server and
 dropped afterwards (trees of different commits may have different schemas).
+
+``--store`` adds the store's share of the CPU per result, over the same window: the time inside the store methods a
+unit calls (outermost calls, driver thread), its BEGIN and COMMIT, and the building of the checkpoint's state (the
+runner's ``checkpoint_state``). It times the same public methods in every tree, so baselines compare.
 """
 
 from __future__ import annotations
@@ -62,16 +66,22 @@ def child(args: argparse.Namespace) -> None:
     boundaries = sorted({b for n in marks for b in (n - max(n // 10, 1), n)})
     seen: dict[int, float] = {}
     sampled: dict[int, tuple[int, int, int]] = {}  # boundary -> (proposals, statements, transactions) so far
-    holder: dict[str, Any] = {"executor_s": 0.0}
+    holder: dict[str, Any] = {"executor_s": 0.0, "store_s": 0.0}
+    store_seen: dict[int, float] = {}  # boundary -> the store's CPU so far (--store)
+    if args.store:
+        _time_store(holder)
 
     def window(n: int) -> dict[str, float]:
         """The figures over the results n - n/10 .. n: CPU per result, proposals per result, statements per
         transaction and results per transaction."""
         low = n - max(n // 10, 1)
         (p0, s0, t0), (p1, s1, t1) = sampled[low], sampled[n]
-        return {"per_result_s": (seen[n] - seen[low]) / (n - low), "proposals_per_result": (p1 - p0) / (n - low),
-                "statements_per_transaction": (s1 - s0) / max(t1 - t0, 1),
-                "results_per_transaction": (n - low) / max(t1 - t0, 1)}
+        figures = {"per_result_s": (seen[n] - seen[low]) / (n - low), "proposals_per_result": (p1 - p0) / (n - low),
+                   "statements_per_transaction": (s1 - s0) / max(t1 - t0, 1),
+                   "results_per_transaction": (n - low) / max(t1 - t0, 1)}
+        if args.store:
+            figures["store_per_result_s"] = (store_seen[n] - store_seen[low]) / (n - low)
+        return figures
 
     def report(n: int) -> None:
         """With --progress: a line per mark as it is passed (a long run cut short still leaves its figures)."""
@@ -125,6 +135,7 @@ def child(args: argparse.Namespace) -> None:
                 if self.submitted - args.workers in boundaries:  # results recorded ~ submitted - in flight
                     n = self.submitted - args.workers
                     seen[n] = time.process_time() - holder["executor_s"]
+                    store_seen[n] = holder["store_s"]
                     counters = holder["counters"]
                     sampled[n] = (holder["job"].strategy._next_id, counters["statements"], counters["commits"])
                     report(n)
@@ -165,6 +176,53 @@ def child(args: argparse.Namespace) -> None:
     import search
 
     print(json.dumps({"source": str(Path(search.__file__).parent.parent), "marks": figures, "total_cpu_s": elapsed}))
+
+
+def _time_store(holder: dict[str, Any]) -> None:
+    """``--store``: add to ``holder["store_s"]`` the CPU of the store's unit writes (see the module's docstring)."""
+    import functools
+    from contextlib import contextmanager
+
+    import search.jobs._runner as runner
+    from search.store import Store
+
+    depth = threading.local()
+    driver = threading.main_thread()
+
+    def timed(method: Any) -> Any:
+        @functools.wraps(method)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            outer = threading.current_thread() is driver and not getattr(depth, "n", 0)
+            depth.n = getattr(depth, "n", 0) + 1
+            started = time.process_time()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                depth.n -= 1
+                if outer:
+                    holder["store_s"] += time.process_time() - started
+        return wrapper
+
+    for name in ("finish_evaluations", "add_candidates", "add_evaluations", "save_cache_entries",
+                 "delete_cache_entries", "append_logbook", "save_checkpoint"):
+        setattr(Store, name, timed(getattr(Store, name)))
+    runner.checkpoint_state = timed(runner.checkpoint_state)
+    transaction = Store.transaction
+
+    @contextmanager
+    def timed_transaction(self: Any) -> Iterator[None]:  # BEGIN and COMMIT: the block's own time is not counted
+        block = transaction(self)
+        enter = timed(block.__enter__)
+        enter()
+        try:
+            yield
+        except BaseException as error:
+            if not block.__exit__(type(error), error, error.__traceback__):
+                raise
+        else:
+            timed(block.__exit__)(None, None, None)
+
+    Store.transaction = timed_transaction  # type: ignore[method-assign]
 
 
 def _count_statements(store: object) -> dict[str, int]:
@@ -216,6 +274,8 @@ def measure(source: Path, marks: list[int], args: argparse.Namespace, label: str
             command += ["--progress", args.progress]
         if args.profile:
             command += ["--profile", args.profile]
+        if args.store:
+            command += ["--store"]
         env = {**os.environ, "PYTHONPATH": str(source), "OMP_NUM_THREADS": "1"}
         done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=source)
     if done.returncode != 0:
@@ -243,6 +303,8 @@ def main() -> None:
     parser.add_argument("--together", action="store_true",
                         help="run the baselines and this tree at once (each its own process), not one after another")
     parser.add_argument("--profile", help="with one tree (no baseline): write its cProfile stats to this file")
+    parser.add_argument("--store", action="store_true",
+                        help="also report the store's share of the CPU per result (see the docstring)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -300,11 +362,13 @@ def main() -> None:
         speedups = "".join(f" {measured[rev][n]['per_result_s'] / now['per_result_s']:11.1f}x"
                            if n in measured[rev] and now else f" {'-':>12}" for rev in measured if rev != "this tree")
         print(f"{n:>12}{cells}{speedups}")
-    print("per tree and mark: proposals per result, statements per transaction, results per transaction")
+    print("per tree and mark: proposals per result, statements per transaction, results per transaction"
+          + (", store ms per result" if args.store else ""))
     for rev, figures in measured.items():
         for n, w in sorted(figures.items()):
+            store = f" {w['store_per_result_s'] * 1e3:8.3f}" if "store_per_result_s" in w else ""
             print(f"{rev:>16} {n:>8}: {w['proposals_per_result']:6.2f} {w['statements_per_transaction']:7.1f} "
-                  f"{w['results_per_transaction']:7.1f}")
+                  f"{w['results_per_transaction']:7.1f}{store}")
 
 if __name__ == "__main__":
     main()

@@ -27,6 +27,12 @@ EVALUATION_STATUSES = ("pending", "running", "ok", "failed", "cached")
 FINISHED_STATUSES = ("ok", "failed", "cached")
 
 
+# One encoder for every JSON value written: keys sorted (equal values, equal text), compact separators (a checkpoint
+# is written every unit: fewer bytes to encode and to write), no circularity check (values are plain JSON data; a
+# cycle still fails, as RecursionError). json.dumps with options builds a new encoder on every call.
+encode_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False).encode
+
+
 class JSONText(sa.types.TypeDecorator[Any]):
     """Any JSON value stored as text; SQL NULL stands for Python ``None``. ``where`` ("table.column") names the column
     in the ``DamagedValue`` raised for text that is not JSON."""
@@ -39,7 +45,7 @@ class JSONText(sa.types.TypeDecorator[Any]):
         self.where = where
 
     def process_bind_param(self, value: Any, dialect: sa.Dialect) -> str | None:
-        return None if value is None else json.dumps(value, sort_keys=True)
+        return None if value is None else encode_json(value)
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> Any:
         if value is None:

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from search.store import _lease, _queries
+from search.store._hot import HotStatements
 from search.store._lease import DEFAULT_TTL_S, Heartbeat, Lease
 from search.store._open import checkpoint_wal, describe, first_line, is_memory, is_sqlite, open_engine
 from search.store._records import (
@@ -103,6 +102,7 @@ class Store:
         self._busy_timeout_s, self._lock_retries = busy_timeout_s, lock_retries
         opened = open_engine(self.url, create=create, read_only=read_only, busy_timeout_s=busy_timeout_s)
         self._engine, self._has_leases = opened.engine, opened.has_leases
+        self._hot = HotStatements(self._engine.dialect)  # the driver's per-unit writes, as plain SQL (see _hot)
         self._lock = threading.RLock()
         self._local = threading.local()
         self._leases: dict[int, Lease] = {}
@@ -186,6 +186,14 @@ class Store:
         finally:
             conn.close()
 
+    def _insert_ids(self, conn: sa.Connection, table: sa.Table, values: list[dict[str, Any]], key: sa.Column[Any],
+                    job_id: int) -> list[int]:
+        """Insert ``values`` (rows of one job, ``key`` unique within the job) and return their ids in row order: one
+        statement (``INSERT ... RETURNING``, see ``HotStatements.insert_ids``), two without RETURNING."""
+        if self._hot.has_returning:
+            return self._hot.insert_ids(conn, table, values, key.name)
+        return _insert_ids(conn, table, values, key, job_id)
+
     def _take_orders(self, conn: sa.Connection, job_id: int, count: int) -> int:
         """The first of ``count`` consecutive ``finished_order`` values for the job's next finished evaluations. The
         next free value is read once per transaction, then kept: a driver that finishes results and writes cache
@@ -193,7 +201,7 @@ class Store:
         orders: dict[int, int] = self._local.orders
         order = orders.get(job_id)
         if order is None:
-            order = _next(conn, evaluations.c.finished_order, evaluations.c.job_id == job_id, start=1)
+            order = self._hot.next_order(conn, job_id)
         orders[job_id] = order + count
         return order
 
@@ -393,9 +401,12 @@ class Store:
     def _fence(self, conn: sa.Connection, job_id: int) -> None:
         lease = self._leases.get(job_id)
         if lease is not None and not _lease.holds(conn, lease):
-            raise LeaseLostError(f"{describe(self.url)}: another driver took over job {job_id} (this driver's "
-                                 f"heartbeat stalled for over {lease.ttl_s:g} s); this driver stopped without "
-                                 "recording its last unit")
+            raise self._lost(lease)
+
+    def _lost(self, lease: Lease) -> LeaseLostError:
+        return LeaseLostError(f"{describe(self.url)}: another driver took over job {lease.job_id} (this driver's "
+                              f"heartbeat stalled for over {lease.ttl_s:g} s); this driver stopped without recording "
+                              "its last unit")
 
     # -- candidates -----------------------------------------------------------------------------------------------
 
@@ -529,7 +540,7 @@ class Store:
                            "birth": int(row["birth"]), "created_at": stamp})
         with self._connection() as conn:
             try:
-                return _insert_ids(conn, candidates, values, candidates.c.birth, job_id)
+                return self._insert_ids(conn, candidates, values, candidates.c.birth, job_id)
             except sa.exc.IntegrityError:
                 raise StoreError(f"job {job_id}: a birth among {[v['birth'] for v in values][:5]} is taken") from None
 
@@ -564,7 +575,7 @@ class Store:
                 for offset, value in enumerate(finished):
                     value["finished_order"] = order + offset
             try:
-                return _insert_ids(conn, evaluations, values, evaluations.c.key, job_id)
+                return self._insert_ids(conn, evaluations, values, evaluations.c.key, job_id)
             except sa.exc.IntegrityError:
                 raise StoreError(f"job {job_id}: an evaluation key among {[v['key'] for v in values][:5]} is "
                                  "taken") from None
@@ -580,8 +591,7 @@ class Store:
         for row in rows:
             _check(row["status"], FINISHED_STATUSES, "finished status")
         with self._connection() as conn:
-            found = dict(conn.execute(sa.select(evaluations.c.id, evaluations.c.status).where(
-                evaluations.c.job_id == job_id, evaluations.c.id.in_(set(ids)))).all())
+            found = self._hot.statuses(conn, job_id, list(dict.fromkeys(ids)))
             missing = [i for i in ids if i not in found]
             if missing:
                 raise StoreError(f"no evaluation with id {missing[0]} in job {job_id} of {describe(self.url)}")
@@ -595,27 +605,33 @@ class Store:
                     continue
                 found[evaluation_id] = row["status"]  # the same id twice in ``rows``: the second is not recorded
                 values.append({
-                    "b_id": evaluation_id, "status": row["status"], "fitness": _finite_or_none(row.get("fitness")),
+                    "id": evaluation_id, "status": row["status"], "fitness": _finite_or_none(row.get("fitness")),
                     "metrics": row.get("metrics"), "error": row.get("error"), "worker": row.get("worker"),
                     "wall_time": row.get("wall_time"), "attempts": row.get("attempts", 0),
                     "cache_hit": row["status"] == "cached", "finished_order": order, "finished_at": stamp})
                 order += 1
             if values:
-                conn.execute(sa.update(evaluations).where(evaluations.c.id == sa.bindparam("b_id")), values)
+                self._hot.finish(conn, values)
             return recorded
 
     # -- checkpoints and the FEC cache ----------------------------------------------------------------------------
 
     def save_checkpoint(self, job_id: int, state: Any) -> int:
         """Save ``state`` as the job's newest checkpoint and return its ``seq``; only the newest few are kept. While
-        this store holds the job's lease, ``LeaseLostError`` if another driver took it over (nothing is committed)."""
+        this store holds the job's lease, ``LeaseLostError`` if another driver took it over (nothing is committed).
+
+        Two statements once the job has its full set of checkpoints: the fence and the newest and oldest ``seq``
+        read together, then the oldest checkpoint's row rewritten as the new one (else an insert and a delete)."""
         self._writable()
+        lease = self._leases.get(job_id)
         with self._connection() as conn:
-            self._fence(conn, job_id)
-            seq = _latest_seq(conn, job_id) + 1
-            conn.execute(sa.insert(checkpoints).values(job_id=job_id, seq=seq, state=state, created_at=now()))
-            conn.execute(sa.delete(checkpoints).where(
-                checkpoints.c.job_id == job_id, checkpoints.c.seq <= seq - self.keep_checkpoints))
+            owner, newest, oldest, count = self._hot.checkpoint_slots(conn, job_id, lease and lease.owner)
+            if lease is not None and owner != lease.owner:
+                raise self._lost(lease)
+            seq, keep = newest + 1, self.keep_checkpoints
+            full = count == keep and oldest == seq - keep  # exactly the window seq - keep .. seq - 1
+            self._hot.write_checkpoint(conn, job_id, seq, state, now(), replace=oldest if full else None,
+                                       drop_upto=seq - keep)
         self._seen_checkpoint[job_id] = seq
         return seq
 
@@ -631,20 +647,16 @@ class Store:
 
     def save_cache_entries(self, job_id: int, entries: Mapping[str, Any]) -> None:
         """Insert or replace FEC cache entries ``{hash: payload}`` of the job: one upsert statement on SQLite and
-        PostgreSQL (``INSERT ... ON CONFLICT DO UPDATE``), elsewhere one statement each for the updated and the new
-        ones."""
+        PostgreSQL (``INSERT ... ON CONFLICT DO UPDATE``, see ``HotStatements.upsert``), elsewhere one statement
+        each for the updated and the new ones."""
         if not entries:
             return
         stamp = now()
         self._writable()
         rows = [{"job_id": job_id, "hash": h, "payload": p, "updated_at": stamp} for h, p in entries.items()]
         with self._connection() as conn:
-            upsert = _UPSERTS.get(conn.dialect.name)
-            if upsert is not None:
-                insert = upsert(cache_entries)
-                conn.execute(insert.on_conflict_do_update(
-                    index_elements=[cache_entries.c.job_id, cache_entries.c.hash],
-                    set_={"payload": insert.excluded.payload, "updated_at": insert.excluded.updated_at}), rows)
+            if self._hot.has_upsert:
+                self._hot.upsert(conn, cache_entries, rows, ("job_id", "hash"), ("payload", "updated_at"))
                 return
             existing = set(conn.execute(sa.select(cache_entries.c.hash).where(
                 cache_entries.c.job_id == job_id, cache_entries.c.hash.in_(list(entries)))).scalars())
@@ -748,13 +760,9 @@ def _next(conn: sa.Connection, column: sa.Column[Any], where: sa.ColumnElement[b
 
 def _insert_ids(conn: sa.Connection, table: sa.Table, values: list[dict[str, Any]], key: sa.Column[Any],
                 job_id: int) -> list[int]:
-    """Insert ``values`` (rows of one job, ``key`` unique within the job) and return their ids in order, in few
-    statements. PostgreSQL returns the ids of a multi-row ``INSERT ... RETURNING`` in order (SQLAlchemy's sentinel);
-    on SQLite SQLAlchemy can only keep that order by inserting row by row, so there the rows go in one executemany
-    and their ids come back in one ``SELECT`` by their keys (two statements however many rows)."""
-    if conn.dialect.name != "sqlite":
-        query = sa.insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        return [int(r.id) for r in conn.execute(query, values)]
+    """Insert ``values`` (rows of one job, ``key`` unique within the job) and return their ids in order, where the
+    database has no ``INSERT ... RETURNING`` (SQLite before 3.35): the rows go in one executemany and their ids come
+    back in one ``SELECT`` by their keys (two statements however many rows)."""
     conn.execute(sa.insert(table), values)
     keys = [v[key.name] for v in values]
     ids: dict[Any, int] = {}
@@ -765,7 +773,6 @@ def _insert_ids(conn: sa.Connection, table: sa.Table, values: list[dict[str, Any
 
 
 _IN_CHUNK = 500  # keys per IN (...) list: far below SQLite's limit of bound parameters
-_UPSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 
 
 def _latest_seq(conn: sa.Connection, job_id: int) -> int:

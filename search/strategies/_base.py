@@ -65,6 +65,7 @@ class Strategy(abc.ABC, Generic[C]):
         self._hof = _deap.hall_of_fame(hall_of_fame_size)
         self._stats = _deap.statistics(len(self.weights))
         self._text_memo: dict[int, str] = {}
+        self._entry_memo: dict[int, str] = {}  # members' "id:fitness" entries of the last checkpoint (StateWriter)
         self._config_cache: dict[str, Any] | None = None
         self.logbook = tools.Logbook()
         """One record every ``log_every`` tells: tells, failed, size and best/median/mean fitness (DEAP Logbook)."""
@@ -141,7 +142,7 @@ class Strategy(abc.ABC, Generic[C]):
         """
         if texts and self._to_text is None:
             raise StrategyError(f"{type(self).__name__}.state_dict needs to_text: {_CODEC_HINT}")
-        writer = StateWriter(self._to_text if texts else None, self._text_memo)
+        writer = StateWriter(self._to_text if texts else None, self._text_memo, self._entry_memo)
         state = {
             "strategy": type(self).__name__,
             "config": self._config_json(),
@@ -161,6 +162,7 @@ class Strategy(abc.ABC, Generic[C]):
         if texts:
             state["candidates"] = writer.texts
             self._text_memo = writer.used  # only what is still referenced stays memoised
+        self._entry_memo = writer.used_entries()
         return state
 
     def load_state_dict(self, state: dict[str, Any], *, texts: Mapping[int, str] | None = None,
@@ -198,6 +200,7 @@ class Strategy(abc.ABC, Generic[C]):
             self.logbook.header = list(entry)
         self._load_extra_state(state["extra"], reader)
         self._text_memo = {}
+        self._entry_memo = {}
 
     def _check_state(self, state: dict[str, Any]) -> None:
         if self._from_text is None:

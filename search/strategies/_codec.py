@@ -4,11 +4,18 @@ Candidates are stored once each, by proposal id, in a ``candidates`` table of te
 members and proposals refer to them by id. Reading rebuilds each candidate once with ``from_text``. A writer without
 ``to_text`` writes ids only: the caller keeps the texts elsewhere (a search job has them in its candidates table) and
 hands them to the reader.
+
+Such a writer writes a population (thousands of members, in every checkpoint) as one text column,
+``{"members": "id:fitness,id:fitness,..."}``: each member's entry is rendered once (``repr`` of its fitness, which
+round-trips exactly, as JSON's own float encoding does) and kept in a memo across checkpoints, so a checkpoint costs a
+join of the population's entries, not the encoding of thousands of floats (the population changes by a few members
+per result). Multi-objective fitness is written as two columns ``{"ids": [...], "fitness": [[...], ...]}``; the
+reader takes either, and the ``{"ids", "fitness"}`` columns of earlier checkpoints.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, Iterable, Mapping
+from typing import Any, Callable, Generic, Iterable, Iterator, Mapping
 
 from search.strategies._records import C, Fitness, Member, Proposal, StrategyError
 
@@ -16,11 +23,22 @@ from search.strategies._records import C, Fitness, Member, Proposal, StrategyErr
 class StateWriter(Generic[C]):
     """Encodes members and proposals; ``texts`` collects the candidate table as it goes."""
 
-    def __init__(self, to_text: Callable[[C], str] | None, memo: dict[int, str] | None = None) -> None:
+    def __init__(self, to_text: Callable[[C], str] | None, memo: dict[int, str] | None = None,
+                 entries: dict[int, str] | None = None) -> None:
         self.to_text = to_text
         self.texts: dict[str, str] = {}
         self.memo = {} if memo is None else memo  # proposal id -> text rendered by an earlier checkpoint
         self.used: dict[int, str] = {}
+        self.entries = {} if entries is None else entries  # proposal id -> "id:fitness" of an earlier checkpoint
+        self.entry_ids: list[list[int]] = []  # the ids written as entries by this writer
+
+    def used_entries(self) -> dict[int, str]:
+        """The entry memo to keep for the next checkpoint: as it is, unless it holds many entries no longer
+        written (members that left the population), which it then drops."""
+        written = sum(map(len, self.entry_ids))
+        if len(self.entries) <= 2 * written + 1024:
+            return self.entries
+        return {i: self.entries[i] for ids in self.entry_ids for i in ids}
 
     def candidate(self, proposal_id: int, candidate: C) -> int:
         if self.to_text is None:
@@ -39,14 +57,22 @@ class StateWriter(Generic[C]):
         fitness = list(member.fitness) if isinstance(member.fitness, tuple) else member.fitness
         return {"id": self.candidate(member.id, member.candidate), "fitness": fitness}
 
-    def members(self, members: Iterable[Member[C]]) -> list[dict[str, Any]] | dict[str, list[Any]]:
-        """``[member(m) for m in members]``; without texts, as two columns ``{"ids": [...], "fitness": [...]}``
-        (a population of thousands goes into every checkpoint: columns are the cheapest JSON)."""
+    def members(self, members: Iterable[Member[C]]) -> list[dict[str, Any]] | dict[str, Any]:
+        """``[member(m) for m in members]``; without texts, as columns (see the module's docstring): a population
+        of thousands goes into every checkpoint."""
         if self.to_text is not None:
             return [self.member(m) for m in members]
         listed = list(members)
-        return {"ids": [m.id for m in listed],
-                "fitness": [list(m.fitness) if isinstance(m.fitness, tuple) else m.fitness for m in listed]}
+        ids = [m.id for m in listed]
+        entries = list(map(self.entries.get, ids))
+        for index in _nones(entries):  # members new since the last checkpoint: rendered once each
+            fitness = listed[index].fitness
+            if isinstance(fitness, tuple):  # multi-objective: each as a list
+                return {"ids": ids, "fitness": [list(m.fitness) if isinstance(m.fitness, tuple) else m.fitness
+                                                for m in listed]}
+            entries[index] = self.entries[ids[index]] = f"{ids[index]}:{float(fitness)!r}"
+        self.entry_ids.append(ids)
+        return {"members": ",".join(entries)}
 
     def proposal(self, proposal: Proposal[C]) -> dict[str, Any]:
         return {
@@ -75,8 +101,13 @@ class StateReader(Generic[C]):
     def member(self, data: dict[str, Any]) -> Member[C]:
         return Member(int(data["id"]), self.candidate(int(data["id"])), _fitness(data["fitness"]))
 
-    def members(self, data: list[dict[str, Any]] | dict[str, list[Any]]) -> list[Member[C]]:
-        """What ``StateWriter.members`` wrote (either form)."""
+    def members(self, data: list[dict[str, Any]] | dict[str, Any]) -> list[Member[C]]:
+        """What ``StateWriter.members`` wrote (any form)."""
+        if isinstance(data, dict) and "members" in data:
+            entries = [entry.partition(":") for entry in data["members"].split(",")] if data["members"] else []
+            if any(not sep for _, sep, _ in entries):
+                raise StrategyError("checkpoint member entries are not id:fitness")
+            return [Member(int(i), self.candidate(int(i)), float(f)) for i, _, f in entries]
         if isinstance(data, dict):
             if len(data["ids"]) != len(data["fitness"]):
                 raise StrategyError("checkpoint member columns differ in length")
@@ -87,6 +118,18 @@ class StateReader(Generic[C]):
         pid = int(data["id"])
         parents = tuple(int(p) for p in data["parent_ids"])
         return Proposal(pid, self.candidate(pid), parents, str(data["mutation"]))
+
+
+def _nones(values: list[Any]) -> Iterator[int]:
+    """The indexes of the ``None`` items of ``values``, found by ``list.index`` (a C scan: a population of
+    thousands has a few new members per checkpoint)."""
+    index = -1
+    while True:
+        try:
+            index = values.index(None, index + 1)
+        except ValueError:
+            return
+        yield index
 
 
 def _fitness(value: float | list[float]) -> Fitness:

@@ -214,7 +214,9 @@ def test_the_wal_stays_bounded_and_is_folded_in_on_close(tmp_path: Path) -> None
             store.add_candidate(job, kind="optimizer", text="y" * 50_000 + str(i), hash=f"h{i}")
             store.save_checkpoint(job, {"pad": "z" * 50_000})
         largest = max(largest, wal.stat().st_size if wal.exists() else 0)
-    assert (tmp_path / "results.db").stat().st_size > 3_000_000  # ~6 MB written through the WAL ...
+    # ~3 MB of candidates (and a checkpoint rewritten in place each time) went through the WAL: most of it is in the
+    # database file already (the last WAL checkpoint's worth, at most ~1 MB, may still be in the WAL) ...
+    assert (tmp_path / "results.db").stat().st_size > 2_000_000
     assert largest < 2_500_000  # ... which never grew past about its checkpoint size
     store.close()
     assert not wal.exists() or wal.stat().st_size == 0
