@@ -81,7 +81,8 @@ def lr_scaling(program: Program, *, tolerance: float = TOLERANCE) -> LrScaling:
     key = (live, float(tolerance))
     verdict = _VERDICTS.get(key)
     if verdict is None:
-        verdict = _probe_verdict(list(probe_lanes(live, _PROBE_CONFIG)), tolerance)
+        with np.errstate(all="ignore"):  # updates near the float64 limit overflow when scaled: inf, no warning
+            verdict = _probe_verdict(list(probe_lanes(live, _PROBE_CONFIG)), tolerance)
         _VERDICTS[key] = verdict
         if len(_VERDICTS) > MEMO_SIZE:
             _VERDICTS.popitem(last=False)  # the oldest

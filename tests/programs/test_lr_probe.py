@@ -148,3 +148,16 @@ def test_memoised_verdicts_give_the_children_of_a_fresh_probe():
     for _ in range(2):  # then twice without clearing: the second time every verdict comes from the memo
         assert [_children(parent, index) for index, parent in enumerate(parents)] == fresh
     assert len({child for children in fresh for child, _ in children}) > 30
+
+
+def test_an_update_near_the_float64_limit_is_judged_without_a_warning():
+    import warnings
+
+    from programs.lr_probe import _VERDICTS
+
+    _VERDICTS.clear()
+    program = _program("s = sign(g)", "c = exp(709.0)", "update = s * c")  # 8e307, and 16x that overflows
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        verdict = lr_scaling(program)
+    assert not verdict.ok
