@@ -20,7 +20,6 @@ middle of a rounding bucket.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -92,6 +91,7 @@ def run_program_probe(program: Program, config: HashConfig) -> np.ndarray:
     return probe_lanes(program, config)[REFERENCE_LANE]
 
 
+@lru_cache(maxsize=_LANES_KEPT)
 def probe_lanes(program: Program, config: HashConfig) -> np.ndarray:
     """The updates ``(lanes, steps, S, K, n)`` of ``program`` on the canonical probe of ``config``, one lane per lr
     ``config.lr * LR_FACTORS``, all in one execution per step (``lr`` an array ``(lanes, 1, 1, 1)``). Each lane keeps
@@ -102,20 +102,9 @@ def probe_lanes(program: Program, config: HashConfig) -> np.ndarray:
     Results are kept for the last ``_LANES_KEPT`` (program, config) pairs: the functional hash of a child runs the
     probe, and its lr check (``programs.lr_probe``) reads the same lanes. The returned array is read-only.
     """
-    key = (program, config)
-    found = _lanes.get(key)
-    if found is not None:
-        _lanes.move_to_end(key)
-        return found
     lanes = _run_lanes(program, config)
     lanes.setflags(write=False)
-    _lanes[key] = lanes
-    if len(_lanes) > _LANES_KEPT:
-        _lanes.popitem(last=False)
     return lanes
-
-
-_lanes: OrderedDict[tuple[Program, HashConfig], np.ndarray] = OrderedDict()
 
 
 def _run_lanes(program: Program, config: HashConfig) -> np.ndarray:
@@ -172,20 +161,23 @@ def _run_lane_by_lane(plan: Plan, probe: ProgramProbe, config: HashConfig, updat
     return updates
 
 
+_POWERS = ("power", "cbrt")  # the primitives that compute ``x ** y``
+
+
 def _scalar_power_of_lr(program: Program) -> bool:
     """Whether a statement raises a plain scalar that depends on lr to a power (``power``, ``cbrt``; scalars from lr,
     t and constants only). The lanes then run one by one: batched, lr is an array and such a value too, and numpy
     computes ``x ** y`` of two float64 scalars with the C library's pow but of arrays with its own vectorised pow,
     which differ in the last bits (tan, exp, ... run the same loop either way; values that come from a reduction
     are arrays in both forms)."""
-    if not any(statement.fn in ("power", "cbrt") for statement in program.statements):
+    if not any(statement.fn in _POWERS for statement in program.statements):
         return False
     plain, of_lr = {"lr", "t"}, {"lr"}  # names holding a plain scalar; those of them that depend on lr
     for statement in program.statements:
         names = [a for a in statement.args if isinstance(a, str)]
         is_plain = PRIMITIVES[statement.fn].kind != REDUCTION and all(a in plain for a in names)
         depends = is_plain and any(a in of_lr for a in names)
-        if depends and statement.fn in ("power", "cbrt"):
+        if depends and statement.fn in _POWERS:
             return True
         (plain.add if is_plain else plain.discard)(statement.target)
         (of_lr.add if depends else of_lr.discard)(statement.target)

@@ -6,7 +6,7 @@ import tracemalloc
 
 from hashing import functional_hash
 from programs import Program, Statement, library, simplify
-from programs.probe import _lanes, plan_for
+from programs.probe import plan_for, probe_lanes
 
 
 def _chain(length: int) -> Program:
@@ -31,7 +31,7 @@ def test_long_programs_are_not_kept_in_the_plan_cache():
     from hashing import _fingerprint
 
     _fingerprint._memo.clear()  # digests memoised by earlier tests would skip the probe (and the plan)
-    _lanes.clear()  # and so would probe outputs kept for the lr probe
+    probe_lanes.cache_clear()  # and so would probe outputs kept for the lr probe
     plan_for.cache_clear()
     functional_hash(_chain(200))
     assert plan_for.cache_info().currsize == 0

@@ -9,7 +9,7 @@ import pytest
 from hashing import HashConfig, functional_hash
 from programs import Program, library, mutate, parse
 from programs.execute import NumpyOps, Plan
-from programs.probe import LR_FACTORS, REFERENCE_LANE, _lanes, _run_lanes, probe_lanes, program_probe, run_program_probe
+from programs.probe import LR_FACTORS, REFERENCE_LANE, _run_lanes, probe_lanes, program_probe, run_program_probe
 
 
 def _single_lr_probe(program: Program, config: HashConfig, lr: float, w_lr: float | None = None) -> np.ndarray:
@@ -68,10 +68,11 @@ def test_lanes_are_shared_by_the_hash_and_kept_read_only() -> None:
     from hashing import _fingerprint
 
     _fingerprint._memo.clear()  # a digest memoised by an earlier test would skip the probe
-    _lanes.clear()
+    probe_lanes.cache_clear()
     functional_hash(program)
     from programs.probe import live_program
 
-    kept = _lanes[(live_program(program), HashConfig())]
-    assert probe_lanes(live_program(program), HashConfig()) is kept and not kept.flags.writeable
+    assert probe_lanes.cache_info().currsize == 1  # the hash ran the probe once and kept its lanes
+    kept = probe_lanes(live_program(program), HashConfig())
+    assert probe_lanes.cache_info().hits == 1 and not kept.flags.writeable
     assert np.array_equal(run_program_probe(program, HashConfig()), kept[REFERENCE_LANE], equal_nan=True)
