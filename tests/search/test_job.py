@@ -293,3 +293,35 @@ def test_resume_with_more_evaluations_extends_a_finished_search(tmp_path: Path, 
         births = [c.birth for c in store.list_candidates(record.id)]
     assert max(per_candidate.values()) == 1 and births == list(range(len(births)))  # nothing recorded twice
     assert main(["resume", run, "--quiet"]) == 2  # finished again
+
+
+def test_the_driver_runs_with_its_own_collector_thresholds_and_restores_the_callers(tmp_path: Path) -> None:
+    import gc
+
+    from search.jobs._runner import DRIVER_GC_THRESHOLDS
+
+    seen: list[tuple[int, ...]] = []
+
+    class Watching(InlineExecutor):
+        def submit(self, request):  # type: ignore[no-untyped-def]
+            seen.append(gc.get_threshold())
+            return super().submit(request)
+
+    previous = gc.get_threshold()
+    assert previous != DRIVER_GC_THRESHOLDS
+    store = Store.for_run(tmp_path / "gc")
+    job = SearchJob.create(store, "gc", OptimizerKind(), _config(evaluations=4),
+                           executor_factory=lambda **_: Watching(), show_progress=False)
+    run_job(job)
+    assert seen and set(seen) == {DRIVER_GC_THRESHOLDS}
+    assert gc.get_threshold() == previous
+
+    class Failing(InlineExecutor):
+        def submit(self, request):  # type: ignore[no-untyped-def]
+            raise RuntimeError("worker pool broke")
+
+    job = SearchJob.create(store, "gc-fails", OptimizerKind(), _config(evaluations=4),
+                           executor_factory=lambda **_: Failing(), show_progress=False)
+    with pytest.raises(RuntimeError, match="worker pool broke"):
+        run_job(job)
+    assert gc.get_threshold() == previous
