@@ -63,6 +63,9 @@ class Job(abc.ABC):
         checkpoint's, or None when there is none yet). Together with the job's files and rows they let ``run``
         continue where the job stopped: the finished job equals one never stopped (bit-exact where the job is
         deterministic).
+      * ``gc_thresholds`` (optional): the cyclic collector's thresholds while the job runs (``gc.set_threshold``;
+        the caller's are restored after). For a driver that keeps many objects alive and allocates fast, where
+        CPython's default full collections cost a share of every unit (a search); None keeps the process's own.
       * ``progress()`` gives the units done, the total if known, and the fields shown on the status line;
         ``describe()`` the line printed when the job starts or resumes, ``report(result)`` the lines printed at the
         end.
@@ -73,6 +76,7 @@ class Job(abc.ABC):
     kind: ClassVar[str] = "architecture"
     unit: ClassVar[str] = "epoch"  # what progress counts
     own_progress_lines: ClassVar[bool] = False  # True: the job says a line per unit itself (no periodic status line)
+    gc_thresholds: ClassVar[tuple[int, int, int] | None] = None
 
     def __init__(self, config: Any, context: JobContext) -> None:
         self.config = config

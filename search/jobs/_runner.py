@@ -90,7 +90,7 @@ class Runner:
         Ctrl-C or SIGTERM mark it "interrupted" (resumable) and raise ``KeyboardInterrupt``; any other exception
         marks it "failed" and is re-raised."""
         store, record = self.context.store, self.context.record
-        with _terminate_as_interrupt(), _driver_gc(), store.job_running(record.id):
+        with _terminate_as_interrupt(), _collector_thresholds(self.job.gc_thresholds), store.job_running(record.id):
             done, total, _ = self.job.progress()
             enabled = self.context.show_progress and not self.job.own_progress_lines
             self._progress = Progress(total, enabled=enabled, done=done, unit=self.job.unit,
@@ -104,20 +104,15 @@ class Runner:
         return result
 
 
-# CPython's cyclic collector runs a young collection every 700 net allocations and, every 100 of those, a full one
-# that walks every tracked object. A driver keeps half a million of them alive (torch's import alone leaves ~165k;
-# then the hash memo's programs, the cached plans, the FEC cache's entries) and a proposal allocates hundreds that
-# live a while in those caches: at 30,000 results the default thresholds spent 0.3 ms per result in the collector
-# (a full collection: 0.5 s), a sixth of the driver. With these, collections are ~70x rarer and that share falls to
-# ~0.04 ms, at the same peak memory (the driver makes little cyclic garbage); see bench/bench_driver.py.
-DRIVER_GC_THRESHOLDS = (50_000, 20, 10)
-
-
 @contextmanager
-def _driver_gc() -> Iterator[None]:
-    """The collector's thresholds for a driver (``DRIVER_GC_THRESHOLDS``) while the job runs, the caller's after."""
+def _collector_thresholds(thresholds: tuple[int, int, int] | None) -> Iterator[None]:
+    """The cyclic collector's ``thresholds`` while the job runs (``Job.gc_thresholds``), the caller's after; None:
+    the process's own, untouched."""
+    if thresholds is None:
+        yield
+        return
     previous = gc.get_threshold()
-    gc.set_threshold(*DRIVER_GC_THRESHOLDS)
+    gc.set_threshold(*thresholds)
     try:
         yield
     finally:

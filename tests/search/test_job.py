@@ -295,11 +295,12 @@ def test_resume_with_more_evaluations_extends_a_finished_search(tmp_path: Path, 
     assert main(["resume", run, "--quiet"]) == 2  # finished again
 
 
-def test_the_driver_runs_with_its_own_collector_thresholds_and_restores_the_callers(tmp_path: Path) -> None:
+def test_a_search_runs_with_its_collector_thresholds_and_restores_the_callers(tmp_path: Path) -> None:
     import gc
 
-    from search.jobs._runner import DRIVER_GC_THRESHOLDS
+    from search.jobs._runner import _collector_thresholds
 
+    thresholds = SearchJob.gc_thresholds
     seen: list[tuple[int, ...]] = []
 
     class Watching(InlineExecutor):
@@ -308,12 +309,12 @@ def test_the_driver_runs_with_its_own_collector_thresholds_and_restores_the_call
             return super().submit(request)
 
     previous = gc.get_threshold()
-    assert previous != DRIVER_GC_THRESHOLDS
+    assert thresholds is not None and previous != thresholds
     store = Store.for_run(tmp_path / "gc")
     job = SearchJob.create(store, "gc", OptimizerKind(), _config(evaluations=4),
                            executor_factory=lambda **_: Watching(), show_progress=False)
     run_job(job)
-    assert seen and set(seen) == {DRIVER_GC_THRESHOLDS}
+    assert seen and set(seen) == {thresholds}
     assert gc.get_threshold() == previous
 
     class Failing(InlineExecutor):
@@ -325,3 +326,5 @@ def test_the_driver_runs_with_its_own_collector_thresholds_and_restores_the_call
     with pytest.raises(RuntimeError, match="worker pool broke"):
         run_job(job)
     assert gc.get_threshold() == previous
+    with _collector_thresholds(None):  # a job that names none (training in the driver's process) keeps the caller's
+        assert gc.get_threshold() == previous
