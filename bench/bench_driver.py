@@ -10,7 +10,9 @@ driver's CPU time (``time.process_time``) per recorded result over the results N
 tree (``git archive`` of ``--baseline-rev``, run in its own process) and for this tree, and the ratio. The baseline is
 slow (tens of ms per result at P = 1000), so it runs only up to ``--baseline-marks``; marks it does not reach are
 shown as "-". ``--baseline REV:N,N`` (repeatable) measures several baseline commits, each up to its own marks, instead.
-``--together`` runs every tree at the same time (on a shared machine the load then falls on all alike). Beside the
+``--together`` runs every tree at the same time (on a shared machine the load then falls on all alike);
+``--repeats R`` measures every tree R times, alternated, and prints the median of each figure with every run's CPU
+per result (on a shared 2-core virtual machine one run's figure moves by ±30 %). Beside the
 CPU per result each mark reports proposals per result (a cache hit is one more), statements sent to the database
 per transaction and results recorded per transaction, over the same window.
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -305,11 +308,16 @@ def main() -> None:
     parser.add_argument("--profile", help="with one tree (no baseline): write its cProfile stats to this file")
     parser.add_argument("--store", action="store_true",
                         help="also report the store's share of the CPU per result (see the docstring)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="measure every tree this many times, alternated, and report the median of each figure "
+                             "(and each run's CPU per result): on a shared machine one run moves by tens of percent")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
         return
+    if args.repeats < 1 or (args.profile and args.repeats > 1):
+        parser.error("--repeats must be >= 1, and 1 with --profile")
     baselines = [(rev, sorted(int(n) for n in marks.split(",") if n))
                  for rev, _, marks in (b.partition(":") for b in args.baseline)]
     if not args.baseline and args.baseline_marks:
@@ -339,19 +347,23 @@ def main() -> None:
                 print(f"baseline {rev} left out: {str(error).splitlines()[-1]}")
                 return None
 
-        if args.together:  # every tree at once: a shared machine's load falls on all of them alike
-            from concurrent.futures import ThreadPoolExecutor
+        repeats: list[list[dict[int, dict[str, float]] | None]] = []
+        for _ in range(args.repeats):  # every tree once per repeat: what the machine does meanwhile falls on all
+            if args.together:  # every tree at once: a shared machine's load falls on all of them alike
+                from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(len(runs)) as pool:
-                results = list(pool.map(run, runs))
-        else:
-            results = [run(item) for item in runs]
-        for (rev, _, _), result in zip(runs[:-1], results[:-1]):
-            if result is not None:
-                measured[rev] = result
-        after = results[-1]
-        assert after is not None
-    measured["this tree"] = after
+                with ThreadPoolExecutor(len(runs)) as pool:
+                    repeats.append(list(pool.map(run, runs)))
+            else:
+                repeats.append([run(item) for item in runs])
+        every_run: dict[str, dict[int, list[float]]] = {}
+        for position, (rev, _, _) in enumerate(runs):
+            results = [r[position] for r in repeats]
+            if all(result is not None for result in results):
+                measured[rev] = _medians(results)  # type: ignore[arg-type]
+                every_run[rev] = {n: [r[n]["per_result_s"] for r in results if n in r]  # type: ignore[index]
+                                  for n in measured[rev]}
+        after = measured["this tree"]
     heads = "".join(f" {rev + ' ms':>16}" for rev in measured)
     ratios = "".join(f" {'vs ' + rev:>12}" for rev in measured if rev != "this tree")
     print(f"{'evaluations':>12}{heads}{ratios}")
@@ -363,12 +375,21 @@ def main() -> None:
                            if n in measured[rev] and now else f" {'-':>12}" for rev in measured if rev != "this tree")
         print(f"{n:>12}{cells}{speedups}")
     print("per tree and mark: proposals per result, statements per transaction, results per transaction"
-          + (", store ms per result" if args.store else ""))
+          + (", store ms per result" if args.store else "")
+          + (f"; ms per result of each of the {args.repeats} runs (the table shows medians)" if args.repeats > 1
+             else ""))
     for rev, figures in measured.items():
         for n, w in sorted(figures.items()):
             store = f" {w['store_per_result_s'] * 1e3:8.3f}" if "store_per_result_s" in w else ""
+            each = ("  " + " ".join(f"{x * 1e3:.3f}" for x in every_run[rev][n])) if args.repeats > 1 else ""
             print(f"{rev:>16} {n:>8}: {w['proposals_per_result']:6.2f} {w['statements_per_transaction']:7.1f} "
-                  f"{w['results_per_transaction']:7.1f}{store}")
+                  f"{w['results_per_transaction']:7.1f}{store}{each}")
+
+
+def _medians(results: list[dict[int, dict[str, float]]]) -> dict[int, dict[str, float]]:
+    """Each figure's median over the runs of one tree, at the marks every run reached."""
+    marks = set.intersection(*(set(r) for r in results))
+    return {n: {key: statistics.median(r[n][key] for r in results) for key in results[0][n]} for n in sorted(marks)}
 
 if __name__ == "__main__":
     main()
