@@ -361,7 +361,7 @@ def main() -> None:
             results = [r[position] for r in repeats]
             if all(result is not None for result in results):
                 measured[rev] = _medians(results)  # type: ignore[arg-type]
-                every_run[rev] = {n: [r[n]["per_result_s"] for r in results if n in r]  # type: ignore[index]
+                every_run[rev] = {n: [r[n]["per_result_s"] for r in results]  # type: ignore[index]
                                   for n in measured[rev]}
         after = measured["this tree"]
     heads = "".join(f" {rev + ' ms':>16}" for rev in measured)

@@ -160,19 +160,19 @@ class _LiveDraws:
 
 
 def _live_draws(program: Program, config: MutationConfig, live: tuple[int, ...]) -> _LiveDraws | None:
+    """The full draw's kind weights (``_kind_weights``), each times the chance that an edit of its kind can change
+    the live code; None when no kind can."""
     statements = program.statements
     with_args = tuple(i for i in live if statements[i].args)
-    all_with_args = sum(1 for s in statements if s.args)
-    weights = {
-        INSERT: (config.insert_weight * (1.0 - config.new_variable_probability)
-                 if config.insertion and len(program) < config.max_statements else 0.0),
-        DELETE: config.delete_weight * len(live) / len(statements) if statements else 0.0,
-        MODIFY: config.modify_weight * len(with_args) / all_with_args if all_with_args else 0.0,
-    }
-    kinds = [k for k in KINDS if weights[k] > 0]
-    if not kinds:
-        return None
-    return _LiveDraws((kinds, list(accumulate(weights[k] for k in kinds))), tuple(live), with_args)
+    weights = _kind_weights(program, config)
+    if INSERT in weights:
+        weights[INSERT] = weights[INSERT] * (1.0 - config.new_variable_probability)
+    if DELETE in weights:
+        weights[DELETE] = weights[DELETE] * len(live) / len(statements)
+    if MODIFY in weights:
+        weights[MODIFY] = weights[MODIFY] * len(with_args) / sum(1 for s in statements if s.args)
+    table = _table(weights)
+    return _LiveDraws(table, tuple(live), with_args) if table[0] else None
 
 
 def _live_code(program: Program) -> tuple[tuple[Statement, ...], tuple[str, ...], tuple[str, str, str]]:
@@ -213,11 +213,21 @@ def _edit(program: Program, rng: np.random.Generator, config: MutationConfig, ta
 
 
 def _kind_table(program: Program, config: MutationConfig) -> tuple[list[str], list[float]]:
-    weights = {INSERT: config.insert_weight if config.insertion and len(program) < config.max_statements else 0.0}
+    return _table(_kind_weights(program, config))
+
+
+def _kind_weights(program: Program, config: MutationConfig) -> dict[str, float]:
+    """The weight of each kind of edit ``program`` allows (a kind it does not allow is absent)."""
+    weights = {INSERT: config.insert_weight} if config.insertion and len(program) < config.max_statements else {}
     if program.statements:
         weights[DELETE] = config.delete_weight
     if any(s.args for s in program.statements):
         weights[MODIFY] = config.modify_weight
+    return weights
+
+
+def _table(weights: dict[str, float]) -> tuple[list[str], list[float]]:
+    """The kinds of positive weight, in ``KINDS`` order, and their cumulative weights (what ``_edit`` draws from)."""
     kinds = [k for k in KINDS if weights.get(k, 0.0) > 0]
     return kinds, list(accumulate(weights[k] for k in kinds))
 
