@@ -160,7 +160,8 @@ def digits(cache_dir: Path | None) -> Arrays:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    x = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]
+    images = (bunch.images / 16.0).astype(np.float32)
+    x = images.reshape(len(images), 1, *images.shape[1:])  # not [:, None]: a stride-0 axis (see _dense)
     return Arrays(x, bunch.target.astype(np.int64), 10)
 
 
@@ -315,7 +316,20 @@ def cifar10(root: str | Path, normalize: bool = True, limit: int | None = None) 
 
 
 def _tensors(x: np.ndarray, y: Any) -> TensorDataset:
-    return TensorDataset(torch.as_tensor(np.asarray(x, dtype=np.float32)), torch.as_tensor(np.asarray(y, np.int64)))
+    return TensorDataset(_dense(torch.as_tensor(np.asarray(x, dtype=np.float32))),
+                         torch.as_tensor(np.asarray(y, np.int64)))
+
+
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    """``t`` with the strides of a new tensor of its shape. numpy may give a size-1 axis any stride (the channel axis
+    of the one-channel digit images, a broadcast view, gets 1 after indexing); torch's convolutions then read such
+    ``(N, 1, H, W)`` batches as channels-last and run every layer after them so, and oneDNN's backward of a 1x1
+    stride-2 convolution on channels-last inputs corrupts the heap on AVX2-only CPUs (DARTS's FactorizedReduce)."""
+    expected, step = [], 1
+    for size in reversed(t.shape):
+        expected.append(step)
+        step *= size
+    return t if t.stride() == tuple(reversed(expected)) else t.clone(memory_format=torch.contiguous_format)
 
 
 def _cifar_folder(root: Path) -> Path:

@@ -75,3 +75,15 @@ def test_errors_are_one_class_for_both_layers() -> None:
         data.load("cifar10")
     with pytest.raises(DatasetError, match="cifar-10-batches-py"):
         data.get_dataset("cifar10:/nonexistent")
+
+
+@pytest.mark.parametrize("name", sorted(SPLITS))
+def test_image_tensors_have_the_strides_of_new_tensors_so_convolutions_stay_channels_first(name: str) -> None:
+    """The one-channel digit images once came with stride 1 on their channel axis (a broadcast numpy view, indexed):
+    a convolution then read them as channels-last and ran the whole network so, and on AVX2-only CPUs oneDNN's
+    backward of DARTS's 1x1 stride-2 convolution corrupted the heap (a segfault in ``nas darts``)."""
+    for tensor in (*data.get_dataset(name).train.tensors, *data.get_dataset(name).test.tensors):
+        assert tensor.stride() == torch.empty(tensor.shape).stride()
+    images = data.get_dataset("digits").train.tensors[0][:4]
+    assert torch.nn.Conv2d(1, 6, 3, padding=1)(images).is_contiguous()  # not channels-last
+    assert data.load("digits").x.strides[1] != 0
