@@ -51,10 +51,11 @@ def test_the_cli_parser_imports_nothing_heavy_and_its_copied_constants_match() -
 
     from nas.oneshot_train import DATASETS
     from nas.pada import SAMPLERS
-    from search import funnel, kinds, store
+    from search import funnel, jobs, kinds, store
     from search.cli import _architecture, _common, _nas_oneshot, _validate
 
     assert (_nas_oneshot.DATASETS, _nas_oneshot.SAMPLERS) == (DATASETS, SAMPLERS)
+    assert _common.DB_WAIT_S == jobs.DB_WAIT_S
     assert (_architecture.SPACES, _architecture.TASKS, _architecture.SCRATCH, _architecture.SUPERNET_PREFIX) == (
         kinds.SPACES, kinds.TASKS, kinds.SCRATCH, kinds.SUPERNET_PREFIX)
     budget = kinds.ScratchBudget()

@@ -65,6 +65,17 @@ def add_executor_options(parser: Any) -> None:
                         help="with --executor ray: join this cluster (default: start a Ray instance on this machine)")
 
 
+DB_WAIT_S = 300.0  # search.jobs.DB_WAIT_S, copied: building the parser imports no SQLAlchemy (test_layout checks)
+
+
+def add_db_wait_option(parser: Any) -> None:
+    """``--db-wait SECONDS``, for every command that runs a job on a database given by URL."""
+    parser.add_argument("--db-wait", type=float, metavar="SECONDS",
+                        help="when the database drops the connection (a restart, a failover, a network failure), "
+                             f"wait this long for it, then continue from the last checkpoint (default {DB_WAIT_S:g}; "
+                             "0: stop at once)")
+
+
 def executor_factory(args: Any, *, preload: tuple[str, ...],
                      recycle_every: int | None = 500) -> Callable[[], Executor]:
     """A factory of the executor from ``--executor``, ``--ray-address``, ``--workers``, ``--timeout`` and

@@ -22,8 +22,20 @@ def context_options(args: argparse.Namespace, run: Path | None) -> dict[str, Any
         "executor_factory": executors(args) if hasattr(args, "workers") else None,
         "show_progress": not getattr(args, "quiet", False),
         "say": (lambda line: None) if getattr(args, "quiet", False) else say,
-        "options": {"threads": getattr(args, "threads", None)},
+        "options": {"threads": getattr(args, "threads", None), "db_wait_s": db_wait(args)},
     }
+
+
+def db_wait(args: argparse.Namespace) -> float:
+    """``--db-wait``: seconds a job waits for a database that dropped its connection (default ``DB_WAIT_S``)."""
+    from search.jobs import DB_WAIT_S
+
+    value = getattr(args, "db_wait", None)
+    if value is None:
+        return DB_WAIT_S
+    if not value >= 0:
+        raise UsageError(f"--db-wait must be >= 0 seconds (0: stop at once), got {value:g}")
+    return float(value)
 
 
 def executors(args: argparse.Namespace) -> Any:
@@ -39,10 +51,13 @@ def executors(args: argparse.Namespace) -> Any:
 def run_to_end(job: Job, run: str, report: Callable[[Any], None] | None = None) -> int:
     """Run ``job``; on Ctrl-C/SIGTERM say how to continue (exit 130); at the end print its report (``report``
     instead, e.g. JSON, when given) and return the job's exit status."""
-    from search.jobs import Runner
+    from search.jobs import run_until_done
+    from search.store import StorageError
 
     try:
-        result = Runner(job).run()
+        job, result = run_until_done(job)
+    except StorageError as error:  # the store cannot name the run: the command can
+        raise StorageError(str(error).replace("autodisco resume RUN ", f"autodisco resume {run} ")) from None
     except KeyboardInterrupt:
         print(f"autodisco: interrupted; everything finished is recorded. Continue with: autodisco resume {run}"
               f"{job.db_option()}",

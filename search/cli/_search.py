@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from search.cli._common import UsageError, add_executor_options, open_run
+from search.cli._common import UsageError, add_db_wait_option, add_executor_options, open_run
 from search.cli._config import RECORD_KEY, add_config_option
 from search.cli._jobs import context_options, refuse_finished, run_to_end, say
 
@@ -83,6 +83,7 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
                         help="torch threads per worker: 'auto' (cores // workers) or a number")
     add_executor_options(parser)
     parser.add_argument("--db", help="database URL instead of <run>/results.db (e.g. postgresql://...)")
+    add_db_wait_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 

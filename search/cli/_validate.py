@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from search.cli._common import UsageError, add_executor_options, open_run, print_json
+from search.cli._common import UsageError, add_db_wait_option, add_executor_options, open_run, print_json
 from search.cli._jobs import context_options, run_to_end
 from search.cli._report import HASH_SHOWN, fitness_text, table
 
@@ -36,6 +36,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     validate.add_argument("--timeout", type=float, help="seconds per sweep before it is killed (default: no limit)")
     add_executor_options(validate)
     validate.add_argument("--db", metavar="URL", help="database URL instead of <run>/results.db")
+    add_db_wait_option(validate)
     validate.add_argument("--json", action="store_true", help="print the result as JSON")
     validate.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     validate.set_defaults(handler=_validate)

@@ -6,12 +6,19 @@ from __future__ import annotations
 import gc
 import signal
 import threading
+import time
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from search.jobs._base import Job, JobError, checkpoint_state
+from search.jobs._registry import open_job
 from search.progress import Progress
+from search.store import ConnectionLostError
+
+DB_WAIT_S = 300.0  # how long a job waits for a database that dropped its connection (``--db-wait``)
+_RECONNECTS_WITHOUT_PROGRESS = 5  # a database that drops every connection before a unit commits: stop
 
 
 class Runner:
@@ -102,6 +109,59 @@ class Runner:
                 self._progress.close()
                 self._progress = None
         return result
+
+
+def run_until_done(job: Job) -> tuple[Job, Any]:
+    """Run ``job`` to its end (``Runner.run``) and return the job that finished with its result.
+
+    When the database drops the connection or cannot be reached (``ConnectionLostError``: a server restart, a
+    failover, a network failure, a killed backend), the job is not lost: the failed unit was rolled back, the job
+    waits for the database (up to ``job.context.options["db_wait_s"]`` seconds, default ``DB_WAIT_S``; 0: stop at
+    once), then continues in this process exactly as ``autodisco resume`` would — a new job object from the last
+    checkpoint, its unfinished evaluations dispatched again — and the finished one is returned. Evaluations that
+    completed while the database was away are evaluated again (they were never recorded): nothing is lost and
+    nothing is recorded twice. It stops with the ``ConnectionLostError`` when the database stays away longer, or
+    drops the connection again ``_RECONNECTS_WITHOUT_PROGRESS`` times without a unit committed in between."""
+    context = job.context
+    options = context.options or {}
+    wait_s = float(options.get("db_wait_s", DB_WAIT_S))
+    fruitless, last = 0, None  # reconnects in a row that found the same checkpoint; the last one's
+    while True:
+        try:
+            return job, Runner(job).run()
+        except ConnectionLostError as error:
+            if wait_s <= 0 or fruitless >= _RECONNECTS_WITHOUT_PROGRESS:
+                raise
+            context.say(f"lost the connection to the database ({error.reason}); waiting up to {wait_s:g} s for it")
+            job, seq = _reopen(job, error, wait_s)
+            fruitless, last = (fruitless + 1 if seq == last else 0), seq
+
+
+def _reopen(job: Job, error: ConnectionLostError, wait_s: float) -> tuple[Job, int | None]:
+    """``job`` anew from the database's last checkpoint once the database answers again (within ``wait_s``), and
+    that checkpoint's number."""
+    context, store = job.context, job.context.store
+    started = time.monotonic()
+    deadline, pause = started + wait_s, 0.25
+    while True:
+        if store.reachable():
+            try:
+                record = store.get_job(context.record.name)
+                if record is None:
+                    raise JobError(f"job {context.record.name!r} is gone from {store!r} after the database came back")
+                kept = {f.name: getattr(context, f.name) for f in fields(context) if f.name not in ("store", "record")}
+                reopened = open_job(store, record, **kept)
+                checkpoint = store.latest_checkpoint(record.id)
+            except ConnectionLostError:  # dropped again at once
+                pass
+            else:
+                context.say(f"database back after {time.monotonic() - started:.1f} s; continuing from the last "
+                            "checkpoint")
+                return reopened, None if checkpoint is None else checkpoint.seq
+        if time.monotonic() >= deadline:
+            raise error
+        time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
+        pause = min(pause * 2, 5.0)
 
 
 @contextmanager

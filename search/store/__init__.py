@@ -10,6 +10,7 @@ from __future__ import annotations
 from search.store._records import (
     CandidateRecord,
     CheckpointRecord,
+    ConnectionLostError,
     CurvePoint,
     DamagedError,
     EvaluationRecord,
@@ -29,6 +30,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "CandidateRecord",
     "CheckpointRecord",
+    "ConnectionLostError",
     "CurvePoint",
     "DamagedError",
     "EvaluationRecord",

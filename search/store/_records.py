@@ -24,6 +24,17 @@ class StorageError(StoreError):
     connection). The transaction was rolled back: everything committed before is kept, and ``resume`` continues."""
 
 
+class ConnectionLostError(StorageError):
+    """The database server dropped this process's connection or could not be reached (a restart, a failover, a
+    network failure, a terminated backend). The transaction was rolled back; the job runner waits for the database
+    and continues from the last checkpoint (``search.jobs.run_until_done``, ``--db-wait``). ``reason``: the
+    database driver's own words."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class LeaseHeldError(StoreError):
     """Another driver holds the job's lease (it is running the job now)."""
 

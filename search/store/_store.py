@@ -18,7 +18,7 @@ from search.store._hot import HotStatements
 from search.store._lease import DEFAULT_TTL_S, Heartbeat, Lease
 from search.store._open import checkpoint_wal, describe, first_line, is_memory, is_sqlite, open_engine
 from search.store._records import (
-    CandidateRecord, CheckpointRecord, CurvePoint, DamagedError, DamagedValue, EvaluationRecord, JobCounts, JobRecord,
+    CandidateRecord, CheckpointRecord, ConnectionLostError, CurvePoint, DamagedError, DamagedValue, EvaluationRecord, JobCounts, JobRecord,
     LeaseLostError, Ranked, StorageError, StoreError, candidate_record, checkpoint_record, evaluation_record,
     job_record,
 )
@@ -106,6 +106,7 @@ class Store:
         self._lock = threading.RLock()
         self._local = threading.local()
         self._leases: dict[int, Lease] = {}
+        self._abandoned: dict[int, Lease] = {}  # leases this store could not release (the database was unreachable)
         self._seen_checkpoint: dict[int, int] = {}  # job id -> seq of the checkpoint this store read or wrote last
 
     @classmethod
@@ -165,7 +166,12 @@ class Store:
         nothing has happened yet, so that is always safe (SQLite already waited ``busy_timeout_s`` each time)."""
         attempt = 0
         while True:
-            conn = self._engine.connect()
+            try:
+                conn = self._engine.connect()
+            except sa.exc.DBAPIError as error:  # the server is unreachable (SQLite: the file cannot be opened)
+                if is_sqlite(self.url):
+                    raise
+                raise self._connection_lost(error) from None
             try:
                 transaction = conn.begin()
                 break
@@ -208,6 +214,9 @@ class Store:
     def _database_error(self, error: sa.exc.DBAPIError, doing: str = "") -> StoreError:
         """One line for an error of the database itself: damage, or a failure of the storage (then: how to go on)."""
         where, first = describe(self.url), first_line(error)
+        if not is_sqlite(self.url) and (error.connection_invalidated
+                                        or self._engine.dialect.is_disconnect(error.orig, None, None)):
+            return self._connection_lost(error)
         lowered = first.lower()
         if any(mark in lowered for mark in _DAMAGE_MARKS) or isinstance(error, sa.exc.IntegrityError):
             return DamagedError(f"{where}: damaged or foreign database ({doing}{first}); restore it from a copy "
@@ -229,6 +238,26 @@ class Store:
             resume = f"autodisco resume RUN --db {where}"
         return StorageError(f"{where}: storage error ({doing}{first}); the last write was rolled back and "
                             f"everything recorded before it is kept — {fix}, then continue with: {resume}")
+
+    def _connection_lost(self, error: sa.exc.DBAPIError) -> ConnectionLostError:
+        """A lost or refused connection to the database server: one line, and how to go on."""
+        where, reason = describe(self.url), first_line(error)
+        if self.read_only:
+            return ConnectionLostError(f"{where}: lost the connection to the database ({reason}); check the "
+                                       "database server and the network and try again", reason)
+        return ConnectionLostError(f"{where}: lost the connection to the database ({reason}); the last write was "
+                                   "rolled back and everything recorded before it is kept — check the database "
+                                   f"server and the network, then continue with: autodisco resume RUN --db {where}",
+                                   reason)
+
+    def reachable(self) -> bool:
+        """Whether a new transaction can start now (a connection and a round trip to the server)."""
+        try:
+            with self._engine.connect() as conn:
+                conn.execute(sa.select(sa.literal(1)))
+        except sa.exc.DBAPIError:
+            return False
+        return True
 
     def _writable(self) -> None:
         if self.read_only:
@@ -353,6 +382,8 @@ class Store:
                     conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(status=outcome, updated_at=now()))
                 _lease.release(conn, lease)
         except StoreError:
+            if outcome is not None:  # this process still holds the lease: the next acquire_lease releases it
+                self._abandoned[job_id] = lease
             if not quiet:
                 raise
         finally:
@@ -372,6 +403,9 @@ class Store:
             status = conn.execute(sa.select(jobs.c.status, jobs.c.name).where(jobs.c.id == job_id)).first()
             if status is None:
                 raise StoreError(f"no job with id {job_id} in {describe(self.url)}")
+            abandoned = self._abandoned.get(job_id)
+            if abandoned is not None:  # left by this process when the database went away: still ours, if unstolen
+                _lease.release(conn, abandoned)
             _lease.acquire(conn, lease, describe=lambda _: f"job {status.name!r}")
             seen = self._seen_checkpoint.get(job_id)
             latest = _latest_seq(conn, job_id)
@@ -379,6 +413,7 @@ class Store:
                 raise _lease.LeaseHeldError(
                     f"job {status.name!r} was advanced by another driver since this one read it (checkpoint {seen} "
                     f"-> {latest}); run the command again to continue from the newest state")
+        self._abandoned.pop(job_id, None)
         self._leases[job_id] = lease
         return lease
 
