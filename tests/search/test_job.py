@@ -210,12 +210,19 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], m
     assert not (tmp_path / "runs" / "x" / "results.db").exists()
 
 
-def test_cli_refuses_a_second_job_with_the_same_name(tmp_path: Path) -> None:
+def test_cli_refuses_a_second_job_with_the_same_name(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Refused where the job is created, before any worker starts (the run holds a finished job of that name)."""
+    from search.cli import main
+
+    with Store.for_run(tmp_path / "runs" / "twice") as store:
+        job = store.create_job("twice", kind="optimizer", config={"method": "search"}, seed=0)
+        store.set_job_status(job.id, "finished")
+    monkeypatch.chdir(tmp_path)
     args = ["search", "optimizer", "--run", "runs/twice", "--task", "quadratic", "--evaluations", "2",
             "--population", "2", "--workers", "1", "--quiet"]
-    assert _cli(*args, cwd=tmp_path).returncode == 0
-    again = _cli(*args, cwd=tmp_path)
-    assert again.returncode == 2 and "already exists" in again.stderr
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already exists" in err[0] and "choose another --run" in err[0]
 
 
 class _HangingKind(OptimizerKind):
