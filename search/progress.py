@@ -80,11 +80,10 @@ class Progress:
 
 
 _PLURAL = {"eval": "evaluations"}
-_SEARCH_FIELDS = ("candidates", "hit_rate", "failed", "best", "best_id")
 
 
 def _postfix(fields: dict[str, Any]) -> str:
-    if not any(key in fields for key in _SEARCH_FIELDS):  # another job's fields: shown as they are
+    if "candidates" not in fields:  # another job's fields (e.g. a ground-truth table's "failed", "best"): as they are
         return " | ".join(f"{key} {value}" for key, value in fields.items())
     parts = [f"candidates {fields.get('candidates', 0)}"]
     if fields.get("hit_rate") is not None:

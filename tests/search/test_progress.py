@@ -82,3 +82,12 @@ def test_a_heartbeat_comes_every_interval_after_the_last_line_or_unit_and_comput
     progress.heartbeat(lambda: text(7))
     assert asked == [3, 5, 7]
     assert stream.getvalue().splitlines() == [f"[autodisco] epoch 1/3 | batch {b}/100 | loss 1.5" for b in (3, 5, 7)]
+
+
+def test_another_job_s_fields_are_shown_as_they_are_even_when_named_like_a_search_s() -> None:
+    """A ground-truth table reports "failed" and a formatted "best": once read as a search's fields, its first
+    progress line raised (``nas groundtruth`` without --quiet died on its first architecture)."""
+    stream = io.StringIO()
+    Progress(4, unit="arch", stream=stream, interval_s=0.0).update(1, {"failed": 0, "best": "0.4123"})
+    assert stream.getvalue().strip().endswith("| failed 0 | best 0.4123")
+    assert "candidates" not in stream.getvalue()
