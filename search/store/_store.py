@@ -18,9 +18,9 @@ from search.store._hot import HotStatements
 from search.store._lease import DEFAULT_TTL_S, Heartbeat, Lease
 from search.store._open import checkpoint_wal, describe, first_line, is_memory, is_sqlite, open_engine
 from search.store._records import (
-    CandidateRecord, CheckpointRecord, ConnectionLostError, CurvePoint, DamagedError, DamagedValue, EvaluationRecord, JobCounts, JobRecord,
-    LeaseLostError, Ranked, StorageError, StoreError, candidate_record, checkpoint_record, evaluation_record,
-    job_record,
+    CandidateRecord, CheckpointRecord, ConnectionLostError, CurvePoint, DamagedError, DamagedValue, EvaluationRecord,
+    JobCounts, JobRecord, LeaseLostError, Ranked, StorageError, StoreError, candidate_record, checkpoint_record,
+    evaluation_record, job_record,
 )
 from search.store._schema import (
     EVALUATION_STATUSES, FINISHED_STATUSES, JOB_KINDS, JOB_STATUSES, cache_entries, candidates, checkpoints,
