@@ -178,11 +178,12 @@ class SearchJob(Job):
     method = "search"
     unit = "eval"
     # CPython's collector runs a young collection every 700 net allocations and, every 100 of those (once a quarter
-    # as many objects as it holds have survived since the last), a full one that walks every tracked object. A search driver keeps half a million alive (torch's import alone leaves ~165k; then
-    # the hash memo's programs, the cached plans, the FEC cache's entries) and a proposal allocates hundreds that live
-    # a while in those caches: with the defaults a full collection took 0.5 s at 20,000 results, and the collector
-    # 0.31 ms per result over the first 30,000 (a sixth of the driver); with these 0.04 ms, at the same peak memory
-    # (the driver makes little cyclic garbage). Its workers are other processes, with their own.
+    # as many objects as it holds have survived since the last), a full one that walks every tracked object. A search
+    # driver keeps half a million alive (torch's import alone leaves ~165k; then the hash memo's programs, the cached
+    # plans, the FEC cache's entries) and a proposal allocates hundreds that live a while in those caches: with the
+    # defaults a full collection took 0.5 s at 20,000 results, and the collector 0.31 ms per result over the first
+    # 30,000 (a sixth of the driver); with these 0.04 ms, at the same peak memory (the driver makes little cyclic
+    # garbage). Its workers are other processes, with their own.
     gc_thresholds = (50_000, 20, 10)
 
     def __init__(self, config: SearchConfig, context: JobContext, kind: CandidateKind[Any] | None = None) -> None:

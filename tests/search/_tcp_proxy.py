@@ -3,6 +3,7 @@ ones accepted and closed at once, for a while — what a driver sees when the se
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -67,19 +68,14 @@ class CuttableProxy:
 
 
 def _pump(source: socket.socket, target: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):  # either side closed: the connection is over
         while data := source.recv(65536):
             target.sendall(data)
-    except OSError:
-        pass
-    finally:
-        _close(source)
-        _close(target)
+    _close(source)
+    _close(target)
 
 
 def _close(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):  # already shut down or never connected
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
     sock.close()
