@@ -82,7 +82,7 @@ def lr_scaling(program: Program, *, tolerance: float = TOLERANCE) -> LrScaling:
     verdict = _VERDICTS.get(key)
     if verdict is None:
         with np.errstate(all="ignore"):  # updates near the float64 limit overflow when scaled: inf, no warning
-            verdict = _probe_verdict(list(probe_lanes(live, _PROBE_CONFIG)), tolerance)
+            verdict = _probe_verdict(probe_lanes(live, _PROBE_CONFIG), tolerance)
         _VERDICTS[key] = verdict
         if len(_VERDICTS) > MEMO_SIZE:
             _VERDICTS.popitem(last=False)  # the oldest
@@ -95,36 +95,45 @@ MEMO_SIZE = 8192  # recent verdicts by live code: a converged population draws t
 _VERDICTS: OrderedDict[tuple[Program, float], LrScaling] = OrderedDict()
 
 
-def _probe_verdict(updates: list[np.ndarray], tolerance: float) -> LrScaling:
-    """The verdict on the probe ``updates`` (one array per lr of ``PROBE_LRS``)."""
+def _probe_verdict(updates: np.ndarray, tolerance: float) -> LrScaling:
+    """The verdict on the probe ``updates`` (one lane per lr of ``PROBE_LRS``), every lane compared with the reference
+    lane at once: the larger lr first ("x16" reads better), the first lane that does not scale decides; else the
+    largest error. The arithmetic is elementwise and the reductions are maxima, so each lane's error is the number a
+    lane-by-lane comparison gives."""
     reference, base_lr = updates[REFERENCE_LANE], PROBE_LRS[REFERENCE_LANE]
+    finite = np.isfinite(updates)
+    finite_ref = finite[REFERENCE_LANE]
+    steps = reference.shape[0]
+    factors = np.asarray(_FACTORS).reshape((-1,) + (1,) * reference.ndim)
+    expected = np.where(finite_ref, reference, 0.0) * factors  # (lanes, steps, ...); the reference lane unused
+    got = np.where(finite, updates, 0.0)
+    scale = np.abs(expected.reshape(len(factors), steps, -1)).max(axis=2)
+    deviation = np.abs((got - expected).reshape(len(factors), steps, -1)).max(axis=2)
+    ratio = deviation / np.maximum(scale, 1e-300)
+    any_finite = finite.reshape(len(factors), -1).any(axis=1)
+    same_finite = (finite == finite_ref).reshape(len(factors), -1).all(axis=1)
+    scaled = scale.any(axis=1)
     worst = LrScaling(True)
-    for lr, update in reversed(list(zip(PROBE_LRS, updates))):  # the larger lr first: "x64" reads better
-        if lr == base_lr:
+    for lane in reversed(range(len(factors))):
+        if lane == REFERENCE_LANE or (not any_finite[REFERENCE_LANE] and not any_finite[lane]):
             continue
-        verdict = _compare(update, reference, lr / base_lr, lr, base_lr, tolerance)
-        if not verdict.ok:
-            return verdict
-        worst = verdict if verdict.error > worst.error else worst
+        lr = PROBE_LRS[lane]
+        if not same_finite[lane]:
+            return LrScaling(False, f"the update is non-finite at lr={_fmt(lr)} where it is finite at "
+                                    f"lr={_fmt(base_lr)} (or the reverse): it does not scale with lr", float("inf"))
+        error = float(ratio[lane].max() if scaled[lane] else deviation[lane].max())
+        if not error <= tolerance:  # a NaN error does not scale either
+            return _not_scaling(got[lane], reference, lr, base_lr, _FACTORS[lane], tolerance, error)
+        worst = LrScaling(True, "", error) if error > worst.error else worst
     return worst
 
 
-def _compare(update: np.ndarray, reference: np.ndarray, factor: float, lr: float, base_lr: float,
-             tolerance: float) -> LrScaling:
-    finite, finite_ref = np.isfinite(update), np.isfinite(reference)
-    if not finite_ref.any() and not finite.any():
-        return LrScaling(True)
-    if not np.array_equal(finite, finite_ref):
-        return LrScaling(False, f"the update is non-finite at lr={_fmt(lr)} where it is finite at lr={_fmt(base_lr)} "
-                                "(or the reverse): it does not scale with lr", float("inf"))
-    expected = np.where(finite_ref, reference, 0.0) * factor
-    got = np.where(finite, update, 0.0)
-    steps = expected.shape[0]
-    scale = np.abs(expected.reshape(steps, -1)).max(axis=1)
-    deviation = np.abs((got - expected).reshape(steps, -1)).max(axis=1)
-    error = float(np.max(deviation / np.maximum(scale, 1e-300)) if scale.any() else deviation.max())
-    if error <= tolerance:
-        return LrScaling(True, "", error)
+_FACTORS = tuple(lr / PROBE_LRS[REFERENCE_LANE] for lr in PROBE_LRS)
+
+
+def _not_scaling(got: np.ndarray, reference: np.ndarray, lr: float, base_lr: float, factor: float,
+                 tolerance: float, error: float) -> LrScaling:
+    """The verdict on a lane whose update deviates from ``factor`` x the reference by ``error`` > ``tolerance``."""
     size, size_ref = np.abs(got).max(), np.abs(reference).max()
     ratio = size / size_ref if size_ref > 0 else float("inf")
     if abs(ratio - 1.0) <= tolerance:
