@@ -161,3 +161,17 @@ def test_an_update_near_the_float64_limit_is_judged_without_a_warning():
         warnings.simplefilter("error")
         verdict = lr_scaling(program)
     assert not verdict.ok
+
+
+def test_a_deviation_that_cannot_be_measured_does_not_scale():
+    """At the larger lr the expected update overflows (16 x 1e308): the relative error is inf / inf, NaN, which is
+    no evidence of scaling; the lanes are compared together, and a NaN must fail as it did lane by lane."""
+    from programs.lr_probe import _probe_verdict
+    from programs.probe import REFERENCE_LANE
+
+    reference = np.full((4, 3, 3, 16), 1e308)
+    updates = np.stack([reference * (lr / PROBE_LRS[REFERENCE_LANE]) if lane != 2 else np.ones_like(reference)
+                        for lane, lr in enumerate(PROBE_LRS)])
+    with np.errstate(all="ignore"):
+        verdict = _probe_verdict(updates, 1e-3)
+    assert not verdict.ok and np.isnan(verdict.error) and "2^-2" in verdict.reason
