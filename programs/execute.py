@@ -7,21 +7,30 @@
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 from programs.analysis import check, input_types
 from programs.primitives import PRIMITIVES, result_kind
-from programs.program import Arg, Program
+from programs.program import Arg, Program, Statement
 
 
-class _Step(NamedTuple):  # a tuple: built for every statement of every program hashed, and a frozen dataclass
-    # costs several times as much to construct
+class _Step(NamedTuple):  # a tuple: unpacked for every statement of every probe step
     impl: Callable[..., Any]
     args: tuple[Arg, ...]
     target: str
     reduces_tensors: bool  # False: the statement's reductions act on scalars (identity sums)
+    arity: int
+    get: Callable[[dict[Any, Any]], Any] | None  # the arguments from the environment (see ``_getter``)
+    is_tensor: bool  # the result's type
+
+
+# A statement resolved once for the types of its arguments, shared by every program that has it: a child shares all
+# but one or two statements with its parent, and a plan is built for every program hashed.
+_STEPS: dict[tuple[Any, tuple[bool, ...]], _Step] = {}
+_STEPS_KEPT = 65536
 
 
 class ScalarSums:
@@ -46,30 +55,57 @@ class Plan:
     def __init__(self, program: Program) -> None:
         self.program = program
         self.steps = _resolve(program)
-        # Constants become read-only entries of the environment under names no program can write (a NUL prefix),
-        # so that every argument is one dict lookup; converted once per backend scalar type (``_constants``).
-        self._args = tuple(tuple(a if isinstance(a, str) else f"\0{i}.{j}" for j, a in enumerate(step.args))
-                           for i, step in enumerate(self.steps))
         self._constants: dict[Any, dict[str, Any]] = {}
 
     def __call__(self, ops: Any, inputs: dict[str, Any]) -> tuple[Any, Any, Any]:
         """One step. If ``ops`` has ``scalar`` (a float type), constants and Python-float results are converted to it,
         so that scalar arithmetic follows the backend's rules (numpy: 1/0 is inf, not ZeroDivisionError)."""
-        scalar_ops = ScalarSums(ops)
+        scalar_ops = _scalar_sums(ops)
         scalar = getattr(ops, "scalar", None)
         constants = self._constants.get(scalar)
         if constants is None:
             constants = self._constants[scalar] = {
-                key: (a if scalar is None else scalar(a))
-                for step, keys in zip(self.steps, self._args) for a, key in zip(step.args, keys) if key != a}
+                _constant_key(a): (a if scalar is None else scalar(a))
+                for step in self.steps for a in step.args if not isinstance(a, str)}
         env = {**constants, **inputs}
-        for step, keys in zip(self.steps, self._args):
-            result = step.impl(ops if step.reduces_tensors else scalar_ops, *[env[key] for key in keys])
+        for impl, _, target, reduces_tensors, arity, get, _ in self.steps:
+            on = ops if reduces_tensors else scalar_ops
+            if arity == 1:
+                result = impl(on, get(env))
+            elif arity:
+                result = impl(on, *get(env))
+            else:
+                result = impl(on)
             # a Python float (a nullary function, or arithmetic of Python-float inputs such as t) becomes the
             # backend's scalar; numpy's float64 (a float subclass) is one already
-            env[step.target] = scalar(result) if scalar is not None and type(result) is float else result
+            env[target] = scalar(result) if scalar is not None and type(result) is float else result
         update, m, v = (env[name] for name in self.program.outputs)
         return update, m, v
+
+
+def _constant_key(value: float) -> str:
+    """A constant's entry in the environment: a name no program can write (a NUL prefix), one per value (``repr``
+    tells -0.0 from 0.0), so that every argument is one dict lookup."""
+    return f"\0{value!r}"
+
+
+def _getter(keys: tuple[str, ...]) -> Callable[[dict[str, Any]], Any] | None:
+    """The arguments ``keys`` from an environment in one C call: a tuple of them for two or more, the value itself
+    for one (``itemgetter``), None for none."""
+    return itemgetter(*keys) if keys else None
+
+
+_SCALAR_SUMS: dict[type, ScalarSums] = {}  # ops namespaces (classes such as NumpyOps) -> their wrapper
+
+
+def _scalar_sums(ops: Any) -> ScalarSums:
+    """``ScalarSums(ops)``, made once per ops class (an ops instance gets a new one each time: it may be short-lived)."""
+    if not isinstance(ops, type):
+        return ScalarSums(ops)
+    found = _SCALAR_SUMS.get(ops)
+    if found is None:
+        found = _SCALAR_SUMS[ops] = ScalarSums(ops)
+    return found
 
 
 def _resolve(program: Program) -> tuple[_Step, ...]:
@@ -79,18 +115,30 @@ def _resolve(program: Program) -> tuple[_Step, ...]:
     steps = []
     for statement in program.statements:
         try:
-            arg_types = [isinstance(a, str) and env[a] for a in statement.args]
+            arg_types = tuple([isinstance(a, str) and env[a] for a in statement.args])
         except KeyError:
-            arg_types = None
-        if arg_types is None:
             check(program)  # raises the ProgramError that names the statement
-            raise AssertionError("check accepted a read of an unassigned variable")
-        steps.append(_Step(PRIMITIVES[statement.fn].impl, statement.args, statement.target, any(arg_types)))
-        env[statement.target] = result_kind(statement.fn, arg_types)
+            raise AssertionError("check accepted a read of an unassigned variable") from None
+        step = _STEPS.get((statement, arg_types))
+        if step is None:
+            step = _step(statement, arg_types)
+        steps.append(step)
+        env[statement.target] = step.is_tensor
     if not all(env.get(name) is True for name in program.outputs):
         check(program)  # raises: an output never assigned, or a scalar
         raise AssertionError("check accepted an output that is not a tensor")
     return tuple(steps)
+
+
+def _step(statement: Statement, arg_types: tuple[bool, ...]) -> _Step:
+    """``statement`` resolved for arguments of ``arg_types`` (tensor or not), and kept in ``_STEPS``."""
+    keys = tuple(a if isinstance(a, str) else _constant_key(a) for a in statement.args)
+    step = _Step(PRIMITIVES[statement.fn].impl, statement.args, statement.target, any(arg_types), len(keys),
+                 _getter(keys), result_kind(statement.fn, list(arg_types)))
+    if len(_STEPS) >= _STEPS_KEPT:
+        _STEPS.clear()  # a bound on memory; the statements in use come back at once
+    _STEPS[(statement, arg_types)] = step
+    return step
 
 
 class NumpyOps:
