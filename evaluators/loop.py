@@ -60,7 +60,8 @@ class Setup:
 def prepare(task: Task, seed: int, device: str | torch.device = "cpu", cache_dir: Path | str | None = None) -> Setup:
     """Build the split, the initial model and the batch order of ``task`` from ``seed`` (independent streams)."""
     split_seed, init_seed, batch_seed = np.random.SeedSequence(seed).generate_state(3)
-    as_tensor = lambda array: torch.from_numpy(np.ascontiguousarray(array)).to(device)  # noqa: E731
+    # the strides of a new tensor (``datasets._dense``): a pool's size-1 axis may come with any stride
+    as_tensor = lambda array: datasets._dense(torch.from_numpy(np.ascontiguousarray(array))).to(device)  # noqa: E731
     if task.make_data is not None:  # a plug-in task: the user's data (for this seed) and model
         model, arrays, classification = plugins.materialize(task, seed, int(init_seed))
         x_train, y_train, x_val, y_val = (array.to(device) for array in arrays)

@@ -87,3 +87,17 @@ def test_image_tensors_have_the_strides_of_new_tensors_so_convolutions_stay_chan
     images = data.get_dataset("digits").train.tensors[0][:4]
     assert torch.nn.Conv2d(1, 6, 3, padding=1)(images).is_contiguous()  # not channels-last
     assert data.load("digits").x.strides[1] != 0
+
+
+def test_the_proxy_loop_gives_its_tensors_the_strides_of_new_tensors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pool whose one-channel axis is a broadcast view (stride 0, as the digits once were) reaches the proxy loop's
+    tensors with standard strides, not numpy's (torch would read the images as channels-last)."""
+    from evaluators import loop, tasks
+
+    digits = data.load("digits")
+    view = data.Arrays(digits.x[:, 0][:, None], digits.y, digits.n_classes)  # (N, 1, 8, 8), stride 0 on axis 1
+    assert view.x.strides[1] == 0
+    monkeypatch.setattr(data, "load", lambda name, cache_dir=None: view)
+    setup = loop.prepare(tasks.TASKS["digits-cnn"], 0)
+    for tensor in (setup.x_train, setup.x_val):
+        assert tensor.stride() == torch.empty(tensor.shape).stride()
