@@ -7,7 +7,7 @@ import gc
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -145,16 +145,13 @@ def _reopen(job: Job, error: ConnectionLostError, wait_s: float) -> tuple[Job, i
     deadline, pause = started + wait_s, 0.25
     while True:
         if store.reachable():
-            try:
+            with suppress(ConnectionLostError):  # dropped again at once: wait, then try again
                 record = store.get_job(context.record.name)
                 if record is None:
                     raise JobError(f"job {context.record.name!r} is gone from {store!r} after the database came back")
                 kept = {f.name: getattr(context, f.name) for f in fields(context) if f.name not in ("store", "record")}
                 reopened = open_job(store, record, **kept)
                 checkpoint = store.latest_checkpoint(record.id)
-            except ConnectionLostError:  # dropped again at once
-                pass
-            else:
                 context.say(f"database back after {time.monotonic() - started:.1f} s; continuing from the last "
                             "checkpoint")
                 return reopened, None if checkpoint is None else checkpoint.seq
