@@ -14,7 +14,9 @@ shown as "-". ``--baseline REV:N,N`` (repeatable) measures several baseline comm
 ``--repeats R`` measures every tree R times, alternated, and prints the median of each figure with every run's CPU
 per result (on a shared 2-core virtual machine one run's figure moves by ±30 %). Beside the
 CPU per result each mark reports proposals per result (a cache hit is one more), statements sent to the database
-per transaction and results recorded per transaction, over the same window.
+per transaction and results recorded per transaction, over the same window; and, in trees that have the functions
+it counts (``programs.mutation.mutate_with_info``, ``programs.probe._run_lanes``), the mutations the driver drew and
+the probes it ran per result, with the CPU outside the store per probe.
 
 ``--fitness text`` (the default, as in the earlier figures) draws a result's fitness from the program text. Such a
 search degenerates after a few thousand results: programs whose probe updates are NaN (which a real task fails) win
@@ -69,10 +71,14 @@ def child(args: argparse.Namespace) -> None:
     boundaries = sorted({b for n in marks for b in (n - max(n // 10, 1), n)})
     seen: dict[int, float] = {}
     sampled: dict[int, tuple[int, int, int]] = {}  # boundary -> (proposals, statements, transactions) so far
-    holder: dict[str, Any] = {"executor_s": 0.0, "store_s": 0.0}
+    holder: dict[str, Any] = {"executor_s": 0.0, "store_s": 0.0, "in_executor": False}
     store_seen: dict[int, float] = {}  # boundary -> the store's CPU so far (--store)
     if args.store:
         _time_store(holder)
+    work = _count_work(holder)  # mutations drawn and probes run by the driver (not the executor), where they exist
+    worked: dict[int, tuple[int, int]] = {}  # boundary -> (mutations, probes) so far
+    children_seen: dict[int, float] = {}  # boundary -> the CPU of making children so far (see _time_children)
+    _time_children(holder)
 
     def window(n: int) -> dict[str, float]:
         """The figures over the results n - n/10 .. n: CPU per result, proposals per result, statements per
@@ -84,6 +90,12 @@ def child(args: argparse.Namespace) -> None:
                    "results_per_transaction": (n - low) / max(t1 - t0, 1)}
         if args.store:
             figures["store_per_result_s"] = (store_seen[n] - store_seen[low]) / (n - low)
+        if work:
+            (m0, r0), (m1, r1) = worked[low], worked[n]
+            figures["mutations_per_result"] = (m1 - m0) / (n - low)
+            figures["probes_per_result"] = (r1 - r0) / (n - low)
+        if "children_s" in holder:
+            figures["children_per_result_s"] = (children_seen[n] - children_seen[low]) / (n - low)
         return figures
 
     def report(n: int) -> None:
@@ -141,10 +153,16 @@ def child(args: argparse.Namespace) -> None:
                     store_seen[n] = holder["store_s"]
                     counters = holder["counters"]
                     sampled[n] = (holder["job"].strategy._next_id, counters["statements"], counters["commits"])
+                    worked[n] = (work.get("mutations", 0), work.get("probes", 0))
+                    children_seen[n] = holder.get("children_s", 0.0)
                     report(n)
             started = time.process_time()
             text = str(request.payload.get("program", ""))
-            status, fitness = answer(text)
+            holder["in_executor"] = True
+            try:
+                status, fitness = answer(text)
+            finally:
+                holder["in_executor"] = False
             self.answered += 1
             future: Future[EvalOutcome] = _Answer(self.answered)
             future.set_result(EvalOutcome(request.key, "ok", {"status": status, "fitness": fitness, "metrics": {},
@@ -226,6 +244,60 @@ def _time_store(holder: dict[str, Any]) -> None:
             timed(block.__exit__)(None, None, None)
 
     Store.transaction = timed_transaction  # type: ignore[method-assign]
+
+
+def _time_children(holder: dict[str, Any]) -> None:
+    """Add to ``holder["children_s"]`` the driver's CPU inside the kind's ``mutate`` and ``functional_hash``
+    (outermost calls): the making of a child (edits, FCM's hashes, the lr check) and its hash, the part a driver
+    could hand to other processes. The executor's calls are not counted."""
+    import functools
+
+    try:
+        from search.kinds import OptimizerKind
+    except ImportError:  # a tree before the kinds: not counted
+        return
+    holder["children_s"] = 0.0
+    depth = [0]
+
+    def timed(method: Any) -> Any:
+        @functools.wraps(method)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            outer = not depth[0] and not holder["in_executor"]
+            depth[0] += 1
+            started = time.process_time()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+                if outer:
+                    holder["children_s"] += time.process_time() - started
+        return wrapper
+
+    for name in ("mutate", "functional_hash"):
+        setattr(OptimizerKind, name, timed(getattr(OptimizerKind, name)))
+
+
+def _count_work(holder: dict[str, Any]) -> dict[str, int]:
+    """Mutations the driver draws (``programs.mutation.mutate_with_info``: FCM's and the lr check's redraws
+    included) and probes it runs (``programs.probe._run_lanes``: programs new to the memos), counted in the trees
+    that have these functions (empty otherwise). The executor's own probes are not counted."""
+    import programs.mutation as mutation
+    import programs.probe as probe
+
+    counters: dict[str, int] = {}
+    for module, name, counter in ((mutation, "mutate_with_info", "mutations"), (probe, "_run_lanes", "probes")):
+        function = getattr(module, name, None)
+        if function is None:
+            continue
+        counters[counter] = 0
+
+        def counted(*args: Any, _function: Any = function, _counter: str = counter, **kwargs: Any) -> Any:
+            if not holder["in_executor"]:
+                counters[_counter] += 1
+            return _function(*args, **kwargs)
+
+        setattr(module, name, counted)
+    return counters
 
 
 def _count_statements(store: object) -> dict[str, int]:
@@ -376,14 +448,23 @@ def main() -> None:
         print(f"{n:>12}{cells}{speedups}")
     print("per tree and mark: proposals per result, statements per transaction, results per transaction"
           + (", store ms per result" if args.store else "")
+          + "; mutations drawn and probes run per result, and the CPU outside the store per probe run, ms (where counted)"
+          + "; ms per result outside the making and hashing of children"
           + (f"; ms per result of each of the {args.repeats} runs (the table shows medians)" if args.repeats > 1
              else ""))
     for rev, figures in measured.items():
         for n, w in sorted(figures.items()):
             store = f" {w['store_per_result_s'] * 1e3:8.3f}" if "store_per_result_s" in w else ""
             each = ("  " + " ".join(f"{x * 1e3:.3f}" for x in every_run[rev][n])) if args.repeats > 1 else ""
+            work = ""
+            if w.get("probes_per_result"):
+                outside = w["per_result_s"] - w.get("store_per_result_s", 0.0)
+                work = (f" {w['mutations_per_result']:6.2f} {w['probes_per_result']:6.2f} "
+                        f"{outside / w['probes_per_result'] * 1e3:7.3f}")
+            rest = (f" {(w['per_result_s'] - w['children_per_result_s']) * 1e3:7.3f}"
+                    if "children_per_result_s" in w else "")
             print(f"{rev:>16} {n:>8}: {w['proposals_per_result']:6.2f} {w['statements_per_transaction']:7.1f} "
-                  f"{w['results_per_transaction']:7.1f}{store}{each}")
+                  f"{w['results_per_transaction']:7.1f}{store}{work}{rest}{each}")
 
 
 def _medians(results: list[dict[int, dict[str, float]]]) -> dict[int, dict[str, float]]:

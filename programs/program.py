@@ -70,11 +70,19 @@ class Statement:
             return found
 
     def to_text(self) -> str:
-        symbol = PRIMITIVES[self.fn].operator
-        args = [_format_arg(a) for a in self.args]
-        if symbol is not None:
-            return f"{self.target} = {args[0]} {symbol} {args[1]}"
-        return f"{self.target} = {self.fn}({', '.join(args)})"
+        """``target = fn(args)`` (or ``a op b``); rendered once per object: a parent's statements are its
+        children's, and every candidate's text is written to the database and sent to a worker."""
+        try:
+            return self.__dict__["_text"]
+        except KeyError:
+            symbol = PRIMITIVES[self.fn].operator
+            args = [_format_arg(a) for a in self.args]
+            if symbol is not None:
+                text = f"{self.target} = {args[0]} {symbol} {args[1]}"
+            else:
+                text = f"{self.target} = {self.fn}({', '.join(args)})"
+            object.__setattr__(self, "_text", text)
+            return text
 
 
 @dataclass(frozen=True)
@@ -130,16 +138,21 @@ class Program:
         return found
 
     def to_text(self) -> str:
-        lines = [f"def train({', '.join(self.inputs)}):"]
-        lines += [f"    {s.to_text()}" for s in self.statements]
-        lines.append(f"    return {', '.join(self.outputs)}")
-        return "\n".join(lines) + "\n"
+        """The canonical text (computed once per object, see ``derived``)."""
+        return self.derived("text", _render)
 
     def __str__(self) -> str:
         return self.to_text()
 
     def replace_statements(self, statements: tuple[Statement, ...] | list[Statement]) -> "Program":
         return Program(tuple(statements), self.outputs, self.inputs)
+
+
+def _render(program: Program) -> str:
+    lines = [f"def train({', '.join(program.inputs)}):"]
+    lines += [f"    {s.to_text()}" for s in program.statements]
+    lines.append(f"    return {', '.join(program.outputs)}")
+    return "\n".join(lines) + "\n"
 
 
 def _format_arg(arg: Arg) -> str:

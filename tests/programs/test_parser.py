@@ -448,3 +448,23 @@ def test_parse_never_evaluates_code(tmp_path):
 def test_programs_built_directly_print_and_parse():
     program = Program((Statement("update", "clip_by_global_norm", ("g", 1.0)),), inputs=("w", "g", "m", "v", "lr", "t"))
     assert parse(program.to_text()) == program
+
+
+def test_text_is_rendered_once_per_object_and_never_pickled():
+    """``to_text`` is kept on the program and on each statement (a child shares its parent's statements, and every
+    candidate's text goes to the database and to a worker); a pickle carries only the fields, so a program from
+    another process renders and hashes as itself."""
+    import pickle
+
+    rng = np.random.default_rng(3)
+    parent = library.get("lion")
+    child = mutate(parent, rng)
+    text = child.to_text()
+    assert child.to_text() is text  # kept, not rendered again
+    shared = [s for s in child.statements if any(s is p for p in parent.statements)]
+    assert shared and all(s.to_text() is s.__dict__["_text"] for s in shared)
+    copy = pickle.loads(pickle.dumps(child))
+    assert not any(k.startswith("_") for k in copy.__dict__)
+    assert not any(k.startswith("_") for s in copy.statements for k in s.__dict__)
+    assert copy == child and hash(copy) == hash(child)
+    assert copy.to_text() == text and parse(text) == child
