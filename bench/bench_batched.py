@@ -1,10 +1,11 @@
-"""Evaluations/s of population-batched evaluation against one-at-a-time evaluation, on one CPU thread.
+"""Evaluations/s of population-batched evaluation against one-at-a-time evaluation, on one CPU thread or one GPU.
 
     python bench/bench_batched.py                                   # mnist1d-mlp, K = 1 8 32 128 512, 50 steps
     python bench/bench_batched.py --tasks mnist1d-mlp digits-cnn modadd-transformer quadratic --ks 1 8 32
     python bench/bench_batched.py --steps 0                         # each task's full budget
     python bench/bench_batched.py --search 64 --search-batch 32     # the search end to end, --batch 32 vs without
     python bench/bench_batched.py --baseline /tmp/base              # also the batched mode of another checkout
+    python bench/bench_batched.py --device cuda --ks 1 32 128 512 1024 --single 8   # on the GPU
 
 The programs are a real population's: library optimizers and a chain of seeded mutants of them (each child mutates a
 random earlier member), all distinct, the same list for both modes. For each (task, K), in fresh processes run side by
@@ -15,6 +16,9 @@ own), which scales both modes' time per evaluation alike. Peak memory is the pro
 torch included). Each mode runs ``--repeats`` times, alternated; the median run of each is printed: evaluations/s of
 each and their ratio (> 1: batching is faster), and the ratio of the medians of evaluations per CPU-second of the
 process (``cpu ratio``: on a machine shared with other work, wall time also counts the time others hold the CPU).
+
+``--device cuda`` runs both modes on the GPU (the CUDA context and the BLAS handle are made before the clock starts;
+peak memory is then the device's, ``torch.cuda.max_memory_allocated``).
 
 ``--baseline PATH``: a checkout of the project to compare with (e.g. ``git archive main | tar -x -C /tmp/base``);
 its batched mode runs as a third mode, alternated with the other two (its own ``bench/bench_batched.py --one``,
@@ -58,8 +62,9 @@ def population(size: int, seed: int) -> list:
     return members[:size]
 
 
-def measure(task_name: str, k: int, mode: str, steps: int, single: int, seed: int) -> dict[str, float]:
-    """One measurement in this process: evaluations/s and peak RSS."""
+def measure(task_name: str, k: int, mode: str, steps: int, single: int, seed: int,
+            device: str = "cpu") -> dict[str, float]:
+    """One measurement in this process: evaluations/s and peak RSS (on a GPU: the peak of the device's memory)."""
     import torch
 
     from evaluators import EvaluationFailed, evaluate_program, get_task, prepare
@@ -72,21 +77,30 @@ def measure(task_name: str, k: int, mode: str, steps: int, single: int, seed: in
     programs = population(k, seed)
     if mode == "single":  # an even sample of the same population: the same mix of failures
         programs = [programs[i] for i in np.linspace(0, k - 1, min(k, single)).round().astype(int)]
-    prepare(task, 0)  # the data pool cached, as in a worker
+    prepare(task, 0, device)  # the data pool cached, as in a worker
+    cuda = device.startswith("cuda")
+    if cuda:  # the context and the BLAS handle made before the clock starts, as in a worker that has run before
+        torch.ones((8, 8), device=device).matmul(torch.ones((8, 8), device=device))
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
     started, cpu_started = time.perf_counter(), time.process_time()
     if mode == "batched":
-        rows = train_batch(task, programs, seed=0)
+        rows = train_batch(task, programs, seed=0, device=device)
         failed = sum(isinstance(row, EvaluationFailed) for row in rows)
     else:
         failed = 0
         for program in programs:
             try:
-                evaluate_program(program, task, seed=0)
+                evaluate_program(program, task, seed=0, device=device)
             except EvaluationFailed:
                 failed += 1
+    if cuda:
+        torch.cuda.synchronize(device)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if cuda
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return {"rate": len(programs) / seconds, "cpu_rate": len(programs) / cpu_seconds, "failed": failed / len(programs),
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_mb": peak}
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +110,7 @@ def run_one(args: argparse.Namespace, task: str, k: int, mode: str, root: Path =
     """One measurement in a fresh process, with the code of the checkout ``root`` (first on the import path)."""
     command = [sys.executable, str(root / "bench" / "bench_batched.py"), "--one", task, str(k), mode, "--steps",
                str(args.steps), "--single", str(args.single), "--seed", str(args.seed)]
+    command += ["--device", args.device] if args.device != "cpu" else []  # a baseline checkout may not know it
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=root, env=environment).stdout
     return json.loads(output.strip().splitlines()[-1])
@@ -132,11 +147,13 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="PATH", help="a checkout whose batched mode runs alongside")
     parser.add_argument("--search", type=int, default=0, metavar="N", help="end-to-end search with N evaluations")
     parser.add_argument("--search-batch", type=int, default=32, metavar="K")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda[:N]: both modes train there (peak memory: "
+                                                         "the device's)")
     parser.add_argument("--one", nargs=3, metavar=("TASK", "K", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         task, k, mode = args.one
-        print(json.dumps(measure(task, int(k), mode, args.steps, args.single, args.seed)))
+        print(json.dumps(measure(task, int(k), mode, args.steps, args.single, args.seed, args.device)))
         return
     if args.search:
         import tempfile

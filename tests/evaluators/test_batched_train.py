@@ -173,3 +173,21 @@ def test_max_batch_fits_the_bound() -> None:
     assert max_batch("mnist1d-mlp@10x", memory_bytes=10**9) < max_batch(task, memory_bytes=10**9)
     with pytest.raises(ValueError):
         max_batch(task, memory_bytes=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name,count", [("quadratic", 40), ("mnist1d-mlp", 8)])
+def test_rows_equal_one_at_a_time_on_cuda(name: str, count: int) -> None:
+    """On a GPU the batch runs the grouped interpreter (one kernel per group of equal instructions): each row equals
+    the one-at-a-time evaluation of its program on the same GPU, failures included."""
+    task = short(evaluators.get_task(name))
+    members = mutants(count, seed=len(name))
+    rows = train_batch(task, members, seed=3, device="cuda")
+    for program, row in zip(members, rows):
+        try:
+            expected: dict | EvaluationFailed = evaluate_program(program, task, seed=3, device="cuda")
+        except EvaluationFailed as failure:
+            expected = failure
+        assert_same(row, expected, task, program)
+    assert sum(isinstance(row, EvaluationFailed) for row in rows) >= 2
