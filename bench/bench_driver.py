@@ -456,13 +456,13 @@ def main() -> None:
         for n, w in sorted(figures.items()):
             store = f" {w['store_per_result_s'] * 1e3:8.3f}" if "store_per_result_s" in w else ""
             each = ("  " + " ".join(f"{x * 1e3:.3f}" for x in every_run[rev][n])) if args.repeats > 1 else ""
-            work = ""
+            work = f" {'-':>6} {'-':>6} {'-':>7}"  # a tree without the counted functions
             if w.get("probes_per_result"):
                 outside = w["per_result_s"] - w.get("store_per_result_s", 0.0)
                 work = (f" {w['mutations_per_result']:6.2f} {w['probes_per_result']:6.2f} "
                         f"{outside / w['probes_per_result'] * 1e3:7.3f}")
             rest = (f" {(w['per_result_s'] - w['children_per_result_s']) * 1e3:7.3f}"
-                    if "children_per_result_s" in w else "")
+                    if "children_per_result_s" in w else f" {'-':>7}")
             print(f"{rev:>16} {n:>8}: {w['proposals_per_result']:6.2f} {w['statements_per_transaction']:7.1f} "
                   f"{w['results_per_transaction']:7.1f}{store}{work}{rest}{each}")
 
