@@ -56,7 +56,9 @@ run() {
     local py=${PYTHON:-python3} device=${GPU_SESSION_DEVICE:-cuda} quick=${GPU_SESSION_QUICK:-0}
     export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
     if [ -f "$KIT/site.tar.xz" ] && [ "${GPU_SESSION_KIT:-1}" != 0 ]; then
-        tar -xJf "$KIT/site.tar.xz" -C /tmp
+        # Python's tarfile, not tar: the image may lack xz; it keeps the files' modes (Ray's binaries run)
+        "$py" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall("/tmp", filter="fully_trusted")' \
+            "$KIT/site.tar.xz" || { echo "the kit did not unpack" >&2; exit 1; }
         export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
     else
         export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
