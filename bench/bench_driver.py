@@ -18,6 +18,9 @@ per transaction and results recorded per transaction, over the same window; and,
 it counts (``programs.mutation.mutate_with_info``, ``programs.probe._run_lanes``), the mutations the driver drew and
 the probes it ran per result, with the CPU outside the store per probe.
 
+With ``--workers W`` the driver records about W results per transaction and asks for W candidates at once, so a
+mark's window (its last tenth) must span several such units: with ``--workers 256``, marks of 5,000 and more.
+
 ``--fitness text`` (the default, as in the earlier figures) draws a result's fitness from the program text. Such a
 search degenerates after a few thousand results: programs whose probe updates are NaN (which a real task fails) win
 tournaments, the population fills with near-duplicates, and proposals per recorded result climb (seed 0: 1.3 at 1,000
