@@ -67,8 +67,9 @@ def render(sql: str, paramstyle: str) -> Sql:
 
 def execute(conn: sa.Connection, sql: Sql, values: Mapping[str, Any] | Sequence[Mapping[str, Any]], *,
             many: bool = False) -> Any:
-    """Run ``sql`` with ``values`` (``many``: one set per row, as one executemany) on the DBAPI cursor of ``conn``, in
-    its transaction; the cursor (rows of a RETURNING or SELECT are read from it)."""
+    """Run ``sql`` with ``values`` (``many``: one set per row, as one executemany; on psycopg2, whose executemany is a
+    round trip per row, as one batch) on the DBAPI cursor of ``conn``, in its transaction; the cursor (rows of a
+    RETURNING or SELECT are read from it)."""
     parameters = [sql.bind(v) for v in values] if many else sql.bind(values)  # type: ignore[union-attr,arg-type]
     dbapi = conn.dialect.loaded_dbapi
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -76,7 +77,12 @@ def execute(conn: sa.Connection, sql: Sql, values: Mapping[str, Any] | Sequence[
     if before:
         before(conn, cursor, sql.text, parameters, None, many)
     try:
-        if many:
+        if many and conn.dialect.driver == "psycopg2":
+            # psycopg2's executemany sends each row on its own; execute_batch sends them joined, in one round trip
+            from psycopg2.extras import execute_batch
+
+            execute_batch(cursor, sql.text, parameters, page_size=max(1, len(parameters)))
+        elif many:
             cursor.executemany(sql.text, parameters)
         else:
             cursor.execute(sql.text, parameters)

@@ -225,3 +225,43 @@ def test_cache_entries_without_upsert_are_updated_and_inserted(store: Store) -> 
     store.save_cache_entries(job, {"a": {"fitness": 1.0}, "b": {"fitness": 2.0}})
     store.save_cache_entries(job, {"b": {"fitness": -2.0}, "c": {"fitness": 3.0}})
     assert store.load_cache_entries(job) == {"a": {"fitness": 1.0}, "b": {"fitness": -2.0}, "c": {"fitness": 3.0}}
+
+
+def test_finishing_a_wide_unit_is_one_round_trip(store: Store) -> None:
+    """A unit that records hundreds of results (a wide executor) finishes them in one statement batch: on PostgreSQL,
+    psycopg2's ``executemany`` would be one round trip per row, so the rows go joined in one ``execute``
+    (``execute_batch``). Every row is recorded as it would be alone."""
+    job = _job(store)
+    cands = store.add_candidates(job, _rows(list(range(300))))
+    pending = store.add_evaluations(job, [{"candidate_id": c, "key": f"c{c}", "task": "t", "seed": 0} for c in cands])
+    calls: list[str] = []
+    postgres = store._engine.dialect.driver == "psycopg2"
+    with store.transaction():
+        if postgres:
+            import psycopg2.extensions
+
+            class Counting(psycopg2.extensions.cursor):  # type: ignore[misc]
+                def execute(self, query, vars=None):  # noqa: ANN001, A002
+                    calls.append("execute")
+                    return super().execute(query, vars)
+
+                def executemany(self, query, vars_list):  # noqa: ANN001
+                    calls.append("executemany")
+                    return super().executemany(query, vars_list)
+
+            with store._connection() as conn:
+                conn.connection.dbapi_connection.cursor_factory = Counting
+        recorded = store.finish_evaluations(job, [
+            {"evaluation_id": e, "status": "ok", "fitness": i / 7, "metrics": {"i": i}, "worker": f"w{i % 3}"}
+            for i, e in enumerate(pending)])
+        if postgres:
+            with store._connection() as conn:
+                conn.connection.dbapi_connection.cursor_factory = psycopg2.extensions.cursor
+    assert recorded == [True] * 300
+    if postgres:  # the statuses, the next order, then the 300 finishes as one execute
+        assert calls == ["execute"] * 3, calls
+    records = {e.key: e for e in store.list_evaluations(job)}
+    for i, c in enumerate(cands):
+        e = records[f"c{c}"]
+        assert (e.status, e.fitness, e.metrics, e.worker) == ("ok", i / 7, {"i": i}, f"w{i % 3}")
+    assert sorted(e.finished_order for e in records.values()) == list(range(1, 301))
