@@ -48,7 +48,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -205,21 +205,17 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps({"source": str(Path(search.__file__).parent.parent), "marks": figures, "total_cpu_s": elapsed}))
 
 
-def _time_store(holder: dict[str, Any]) -> None:
-    """``--store``: add to ``holder["store_s"]`` the CPU of the store's unit writes (see the module's docstring)."""
+def _outermost_timer(holder: dict[str, Any], key: str, counts: Callable[[], bool]) -> Callable[[Any], Any]:
+    """A decorator that adds to ``holder[key]`` the CPU of the outermost calls of what it wraps (a wrapped call
+    inside another, on the same thread, is not counted again), for the calls where ``counts()`` is true."""
     import functools
-    from contextlib import contextmanager
-
-    import search.jobs._runner as runner
-    from search.store import Store
 
     depth = threading.local()
-    driver = threading.main_thread()
 
     def timed(method: Any) -> Any:
         @functools.wraps(method)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            outer = threading.current_thread() is driver and not getattr(depth, "n", 0)
+            outer = not getattr(depth, "n", 0) and counts()
             depth.n = getattr(depth, "n", 0) + 1
             started = time.process_time()
             try:
@@ -227,9 +223,21 @@ def _time_store(holder: dict[str, Any]) -> None:
             finally:
                 depth.n -= 1
                 if outer:
-                    holder["store_s"] += time.process_time() - started
+                    holder[key] += time.process_time() - started
         return wrapper
 
+    return timed
+
+
+def _time_store(holder: dict[str, Any]) -> None:
+    """``--store``: add to ``holder["store_s"]`` the CPU of the store's unit writes (see the module's docstring)."""
+    from contextlib import contextmanager
+
+    import search.jobs._runner as runner
+    from search.store import Store
+
+    driver = threading.main_thread()
+    timed = _outermost_timer(holder, "store_s", lambda: threading.current_thread() is driver)
     for name in ("finish_evaluations", "add_candidates", "add_evaluations", "save_cache_entries",
                  "delete_cache_entries", "append_logbook", "save_checkpoint"):
         setattr(Store, name, timed(getattr(Store, name)))
@@ -256,29 +264,12 @@ def _time_children(holder: dict[str, Any]) -> None:
     """Add to ``holder["children_s"]`` the driver's CPU inside the kind's ``mutate`` and ``functional_hash``
     (outermost calls): the making of a child (edits, FCM's hashes, the lr check) and its hash, the part a driver
     could hand to other processes. The executor's calls are not counted."""
-    import functools
-
     try:
         from search.kinds import OptimizerKind
     except ImportError:  # a tree before the kinds: not counted
         return
     holder["children_s"] = 0.0
-    depth = [0]
-
-    def timed(method: Any) -> Any:
-        @functools.wraps(method)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            outer = not depth[0] and not holder["in_executor"]
-            depth[0] += 1
-            started = time.process_time()
-            try:
-                return method(*args, **kwargs)
-            finally:
-                depth[0] -= 1
-                if outer:
-                    holder["children_s"] += time.process_time() - started
-        return wrapper
-
+    timed = _outermost_timer(holder, "children_s", lambda: not holder["in_executor"])
     for name in ("mutate", "functional_hash"):
         setattr(OptimizerKind, name, timed(getattr(OptimizerKind, name)))
 
