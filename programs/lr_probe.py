@@ -104,7 +104,7 @@ def _probe_verdict(updates: np.ndarray, tolerance: float) -> LrScaling:
     finite = np.isfinite(updates)
     finite_ref = finite[REFERENCE_LANE]
     steps = reference.shape[0]
-    factors = np.asarray(_FACTORS).reshape((-1,) + (1,) * reference.ndim)
+    factors = _LANE_FACTORS.reshape((-1,) + (1,) * reference.ndim)
     expected = np.where(finite_ref, reference, 0.0) * factors  # (lanes, steps, ...); the reference lane unused
     got = np.where(finite, updates, 0.0)
     scale = np.abs(expected.reshape(len(factors), steps, -1)).max(axis=2)
@@ -123,12 +123,13 @@ def _probe_verdict(updates: np.ndarray, tolerance: float) -> LrScaling:
                                     f"lr={_fmt(base_lr)} (or the reverse): it does not scale with lr", float("inf"))
         error = float(ratio[lane].max() if scaled[lane] else deviation[lane].max())
         if not error <= tolerance:  # a NaN error does not scale either
-            return _not_scaling(got[lane], reference, lr, base_lr, _FACTORS[lane], tolerance, error)
+            return _not_scaling(got[lane], reference, lr, base_lr, LR_FACTORS[lane], tolerance, error)
         worst = LrScaling(True, "", error) if error > worst.error else worst
     return worst
 
 
-_FACTORS = tuple(lr / PROBE_LRS[REFERENCE_LANE] for lr in PROBE_LRS)
+_LANE_FACTORS = np.asarray(LR_FACTORS)  # each lane's lr over the reference lane's (powers of two: exact)
+_LANE_FACTORS.setflags(write=False)
 
 
 def _not_scaling(got: np.ndarray, reference: np.ndarray, lr: float, base_lr: float, factor: float,
